@@ -1,0 +1,1 @@
+export * as raft from "./raft/index.js";
