@@ -1123,8 +1123,7 @@ export class Raft {
 
   /** Installs a new membership and reacts to it. */
   switchToConfig(next: ConfigAndProgress): ConfState {
-    this.trk.config = next.config;
-    this.trk.progress = next.progress;
+    this.trk.setConfig(next.config, next.progress);
     this.logger.info("switched to configuration", { id: this.id, config: this.trk.confState() });
     const cs = this.trk.confState();
     const self = this.trk.progress.get(this.id);

@@ -25,14 +25,31 @@ export type ProgressMap = Map<NodeId, Progress>;
 
 /** Membership, per-peer progress and the votes of the current election. */
 export class ProgressTracker {
-  config: TrackerConfig = emptyTrackerConfig();
-  progress: ProgressMap = new Map();
+  private cfg: TrackerConfig = emptyTrackerConfig();
+  private prs: ProgressMap = new Map();
+  /** Tracked ids in ascending order, cached: visiting is on the hot path of every append. */
+  private ids: NodeId[] = [];
   readonly votes = new Map<NodeId, boolean>();
 
   constructor(
     readonly maxInflight: number,
     readonly maxInflightBytes: number,
   ) {}
+
+  get config(): TrackerConfig {
+    return this.cfg;
+  }
+
+  get progress(): ProgressMap {
+    return this.prs;
+  }
+
+  /** Installs a new membership and its progress map together. */
+  setConfig(config: TrackerConfig, progress: ProgressMap): void {
+    this.cfg = config;
+    this.prs = progress;
+    this.ids = [...progress.keys()].sort((a, b) => a - b);
+  }
 
   confState(): ConfState {
     return {
@@ -60,8 +77,12 @@ export class ProgressTracker {
 
   /** Visits every tracked node in ascending id order, so that message order is deterministic. */
   visit(f: (id: NodeId, pr: Progress) => void): void {
-    const ids = [...this.progress.keys()].sort((a, b) => a - b);
-    for (const id of ids) f(id, this.progress.get(id)!);
+    const ids = this.ids;
+    const prs = this.prs;
+    for (let i = 0; i < ids.length; i++) {
+      const pr = prs.get(ids[i]!);
+      if (pr) f(ids[i]!, pr);
+    }
   }
 
   /** Whether the nodes marked recently active form a quorum. */
