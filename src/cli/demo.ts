@@ -16,7 +16,12 @@ const seed = Number(values.seed);
 const ids: NodeId[] = [1, 2, 3];
 const storages = new Map(ids.map((id) => [id, MemoryStorage.withVoters(ids)] as const));
 const makeNode = (id: NodeId) =>
-  new RawNode({ id, storage: storages.get(id)!, random: new SeededRandom(seed * 1000 + id), applied: storages.get(id)!.snapshot().metadata.index });
+  new RawNode({
+    id,
+    storage: storages.get(id)!,
+    random: new SeededRandom(seed * 1000 + id),
+    applied: storages.get(id)!.snapshot().metadata.index,
+  });
 const nodes = new Map(ids.map((id) => [id, makeNode(id)] as const));
 const down = new Set<NodeId>();
 const applied = new Map<NodeId, string[]>(ids.map((id) => [id, []]));
@@ -64,7 +69,9 @@ tickAll(30);
 const first = leader()!;
 for (const cmd of ["set a 1", "set b 2", "set c 3"]) nodes.get(first)!.propose(new TextEncoder().encode(cmd));
 run();
-log(`leader ${first} replicated 3 commands; applied everywhere: ${ids.map((id) => `${id}=[${applied.get(id)}]`).join(" ")}`);
+log(
+  `leader ${first} replicated 3 commands; applied everywhere: ${ids.map((id) => `${id}=[${applied.get(id)}]`).join(" ")}`,
+);
 
 log(`crashing leader ${first}; its unsynced state is lost`);
 down.add(first);

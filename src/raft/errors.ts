@@ -12,6 +12,7 @@ export class ProposalDroppedError extends RaftError {
       | "no-leader"
       | "not-leader"
       | "leader-transfer-in-progress"
+      | "leader-being-removed"
       | "forwarding-disabled"
       | "uncommitted-size-limit"
       | "removed-from-cluster"

@@ -79,6 +79,13 @@ export class Raft {
 
   /** The log index of the latest conf change this leader proposed; only one may be unapplied. */
   pendingConfIndex = 0;
+  /**
+   * Whether the conf change at pendingConfIndex may remove or demote this leader. Until it is applied
+   * nothing may follow it in the log: a leader that steps down holding entries no voter of the new
+   * configuration has could leave no node able to win an election (the voters still need its vote
+   * while they lack those entries, and it no longer campaigns).
+   */
+  pendingConfRemovesSelf = false;
   /** Payload bytes of entries this leader appended and that are not yet committed. */
   uncommittedBytes = 0;
   leadTransferee: NodeId = NONE;
@@ -230,7 +237,17 @@ export class Raft {
       throw e;
     }
     invariant(!isEmptySnapshot(snapshot), () => `follower ${to} needs a snapshot but there is none`);
-    const { index, term } = snapshot.metadata;
+    const { index, term, confState } = snapshot.metadata;
+    if (
+      !confState.voters.includes(to) &&
+      !confState.learners.includes(to) &&
+      !confState.votersOutgoing.includes(to)
+    ) {
+      // The follower would refuse a snapshot of a configuration without it; sending it again and again
+      // only wastes bandwidth. The storage must offer a newer snapshot (taken after the node joined).
+      this.logger.warn("snapshot predates the follower's membership; waiting for a newer one", { to, index });
+      return false;
+    }
     this.logger.info("sending snapshot", {
       to,
       index,
@@ -285,6 +302,7 @@ export class Raft {
       pr.recentActive = false;
     });
     this.pendingConfIndex = 0;
+    this.pendingConfRemovesSelf = false;
     this.uncommittedBytes = 0;
     this.readOnly = new ReadOnly(this.opts.readOnly);
     this.pendingReadIndexMessages = [];
@@ -332,6 +350,7 @@ export class Raft {
     self.recentActive = true;
     // Conservatively treat every uncommitted entry as a possible pending conf change.
     this.pendingConfIndex = this.log.lastIndex();
+    this.pendingConfRemovesSelf = this.unappliedConfChangeMayRemoveSelf();
     const empty: Entry = { term: 0, index: 0, type: EntryType.Normal, data: EMPTY_BYTES };
     invariant(this.appendEntries([empty]), "the empty leader entry must always be accepted");
     this.logger.info("became leader", { id: this.id, term: this.term, lastIndex: this.log.lastIndex() });
@@ -422,6 +441,31 @@ export class Raft {
       return;
     }
     this.campaign(t);
+  }
+
+  /**
+   * Whether a conf change this new leader inherited, not yet applied, might remove or demote it: one
+   * that names it for removal or as a learner, or that leaves a joint configuration. Undecodable
+   * entries count as yes.
+   */
+  private unappliedConfChangeMayRemoveSelf(): boolean {
+    const hi = this.log.lastIndex() + 1;
+    for (let i = this.log.applied + 1; i < hi; ) {
+      const page = this.log.slice(i, hi, this.opts.maxApplyingBytes);
+      for (const e of page) {
+        if (e.type !== EntryType.ConfChange) continue;
+        let cc: ConfChange;
+        try {
+          cc = decodeConfChange(e.data);
+        } catch {
+          return true;
+        }
+        if (isLeaveJoint(cc)) return true;
+        for (const c of cc.changes) if (c.nodeId === this.id && c.type !== "addVoter") return true;
+      }
+      i += page.length;
+    }
+    return false;
   }
 
   private hasUnappliedConfChanges(): boolean {
@@ -524,15 +568,15 @@ export class Raft {
         this.becomeFollower(m.term, fromLeader ? m.from : NONE);
       }
     } else if (m.term < this.term) {
-      if (
-        (this.opts.checkQuorum || this.opts.preVote) &&
-        (m.type === MessageType.Heartbeat || m.type === MessageType.App)
-      ) {
-        // A stale leader (partitioned while we moved on) must learn of the new term, or with
-        // check-quorum/pre-vote it might never hear of it and the cluster would stall.
+      if (m.type === MessageType.Heartbeat || m.type === MessageType.App) {
+        // A stale leader (partitioned while we moved on) must learn of the new term, or it might never
+        // hear of it and the cluster would stall: with check-quorum/pre-vote our votes may be ignored,
+        // and a node that is not a voter in its applied configuration never campaigns at all.
         this.send(message({ type: MessageType.AppResp, to: m.from }));
-      } else if (m.type === MessageType.PreVote) {
-        this.send(message({ type: MessageType.PreVoteResp, to: m.from, term: this.term, reject: true }));
+      } else if (m.type === MessageType.PreVote || m.type === MessageType.Vote) {
+        // Tell a candidate behind us our term, or it may campaign one term at a time, never catching up
+        // with a voter whose stale configuration keeps it campaigning without ever asking this candidate.
+        this.send(message({ type: voteResponseType(m.type), to: m.from, term: this.term, reject: true }));
       }
       // Other stale messages are ignored.
       return;
@@ -622,6 +666,10 @@ export class Raft {
       case MessageType.HeartbeatResp: {
         pr.recentActive = true;
         pr.msgAppFlowPaused = false;
+        // No latch: the appends filling a replicate window may all have been lost with no report (the
+        // follower crashed before persisting them). The follower is alive, so free one slot: the append
+        // that goes out is either acknowledged or rejected, and either way flow resumes.
+        if (pr.state === ProgressState.Replicate && pr.inflights.full()) pr.inflights.freeFirstOne();
         if (pr.match < this.log.lastIndex()) this.maybeSendAppend(m.from, true);
         if (this.readOnly.option !== "safe" || !m.context) return;
         const acks = this.readOnly.recvAck(m.from, m.context);
@@ -677,6 +725,16 @@ export class Raft {
       );
       return;
     }
+    if (this.pendingConfRemovesSelf && this.pendingConfIndex > this.log.applied) {
+      this.dropProposal(
+        m,
+        new ProposalDroppedError(
+          "leader-being-removed",
+          `the conf change at index ${this.pendingConfIndex} may remove this leader; retry once it is applied`,
+        ),
+      );
+      return;
+    }
     if (this.leadTransferee !== NONE) {
       this.dropProposal(
         m,
@@ -689,17 +747,19 @@ export class Raft {
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
       if (e.type !== EntryType.ConfChange) continue;
-      const refusal = confChangeAt >= 0 ? "one conf change per proposal" : this.confChangeRefusal(e);
+      const refusal =
+        confChangeAt >= 0
+          ? new ProposalDroppedError("conf-change-pending", "one conf change per proposal")
+          : this.confChangeRefusal(e);
       if (refusal === null) {
         confChangeAt = i;
         continue;
       }
-      if (m.from === this.id || m.from === NONE)
-        throw new ProposalDroppedError("conf-change-pending", refusal);
+      if (m.from === this.id || m.from === NONE) throw refusal;
       // A forwarded batch cannot be refused in part: the change becomes a no-op entry.
       this.logger.info("replacing refused conf change with an empty entry", {
         from: m.from,
-        reason: refusal,
+        reason: refusal.message,
       });
       if (entries === m.entries) entries = entries.slice();
       entries[i] = { term: 0, index: 0, type: EntryType.Normal, data: EMPTY_BYTES };
@@ -715,25 +775,51 @@ export class Raft {
       );
       return;
     }
-    if (confChangeAt >= 0) this.pendingConfIndex = firstNew + confChangeAt;
+    if (confChangeAt >= 0) {
+      this.pendingConfIndex = firstNew + confChangeAt;
+      this.pendingConfRemovesSelf = this.confChangeRemovesSelf(entries[confChangeAt]!);
+    }
     this.bcastAppend();
   }
 
+  /** Whether an accepted conf change leaves this node without a vote (removed, or demoted to learner). */
+  private confChangeRemovesSelf(e: Entry): boolean {
+    try {
+      return !this.computeConfChange(decodeConfChange(e.data)).config.voters.has(this.id);
+    } catch {
+      return true; // cannot tell: assume it does
+    }
+  }
+
   /** Why a conf change cannot be proposed now, or null if it can. */
-  private confChangeRefusal(e: Entry): string | null {
+  private confChangeRefusal(e: Entry): ProposalDroppedError | null {
     let cc: ConfChange;
     try {
       cc = decodeConfChange(e.data);
     } catch (err) {
-      return `undecodable conf change: ${(err as Error).message}`;
+      return new ProposalDroppedError("conf-change-invalid", `undecodable: ${(err as Error).message}`);
     }
-    const alreadyPending = this.pendingConfIndex > this.log.applied;
+    if (this.pendingConfIndex > this.log.applied) {
+      return new ProposalDroppedError(
+        "conf-change-pending",
+        `the change at index ${this.pendingConfIndex} is not yet applied (applied ${this.log.applied})`,
+      );
+    }
     const alreadyJoint = this.trk.config.voters.isJoint();
     const wantsLeave = isLeaveJoint(cc);
-    if (alreadyPending)
-      return `a conf change at index ${this.pendingConfIndex} is not yet applied (applied ${this.log.applied})`;
-    if (alreadyJoint && !wantsLeave) return "the configuration is joint; leave it first";
-    if (!alreadyJoint && wantsLeave) return "not in a joint configuration";
+    if (alreadyJoint && !wantsLeave) {
+      return new ProposalDroppedError("conf-change-pending", "the configuration is joint; leave it first");
+    }
+    if (!alreadyJoint && wantsLeave)
+      return new ProposalDroppedError("conf-change-invalid", "not in a joint configuration");
+    // No change is pending, so this one will apply to the configuration we have now: try it.
+    try {
+      this.computeConfChange(cc);
+    } catch (err) {
+      if (err instanceof InvalidConfChangeError)
+        return new ProposalDroppedError("conf-change-invalid", err.message);
+      throw err;
+    }
     return null;
   }
 
@@ -825,7 +911,9 @@ export class Raft {
       if (this.maybeCommit()) {
         this.bcastAppend();
       } else if (oldPaused || updated) {
-        // Flow control freed room: send as much as the window now allows.
+        // A follower that was paused may have missed an advance of the commit index: tell it, with an
+        // empty append if need be. Then send as much as the window now allows.
+        if (oldPaused) this.maybeSendAppend(m.from, true);
         while (this.maybeSendAppend(m.from, false)) {}
       }
       if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) {
@@ -1108,17 +1196,20 @@ export class Raft {
 
   /** Applies a committed conf change to the tracker and returns the resulting membership. */
   applyConfChange(cc: ConfChange): ConfState {
+    return this.switchToConfig(this.computeConfChange(cc));
+  }
+
+  /** The membership a change would produce, without installing it; throws InvalidConfChangeError. */
+  private computeConfChange(cc: ConfChange): ConfigAndProgress {
     const changer = new Changer(
       { config: this.trk.config, progress: this.trk.progress },
       this.log.lastIndex(),
       this.trk.maxInflight,
       this.trk.maxInflightBytes,
     );
-    let next: ConfigAndProgress;
-    if (isLeaveJoint(cc)) next = changer.leaveJoint();
-    else if (needsJoint(cc)) next = changer.enterJoint(leavesJointAutomatically(cc), cc.changes);
-    else next = changer.simple(cc.changes);
-    return this.switchToConfig(next);
+    if (isLeaveJoint(cc)) return changer.leaveJoint();
+    if (needsJoint(cc)) return changer.enterJoint(leavesJointAutomatically(cc), cc.changes);
+    return changer.simple(cc.changes);
   }
 
   /** Installs a new membership and reacts to it. */

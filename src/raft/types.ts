@@ -23,7 +23,7 @@ export interface Entry {
 }
 
 export const MessageType = {
-  // Local messages: never sent over the network.
+  // Local messages: never sent over the network (except Prop, which followers forward to the leader).
   Hup: 0,
   Beat: 1,
   Prop: 2,
@@ -68,9 +68,12 @@ export function isResponseMessage(type: MessageType): boolean {
   );
 }
 
-/** Messages the core produces only for itself or that a caller injects locally; never on the wire. */
+/**
+ * Messages the core produces only for itself or that a caller injects locally; never on the wire.
+ * Prop is the exception: a follower forwards its caller's proposals to the leader as messages.
+ */
 export function isLocalMessage(type: MessageType): boolean {
-  return type < MessageType.App;
+  return type < MessageType.App && type !== MessageType.Prop;
 }
 
 /**

@@ -51,10 +51,7 @@ export class Changer {
   leaveJoint(): ConfigAndProgress {
     const { cfg, progress } = this.copy();
     if (cfg.outgoing.size === 0) throw new InvalidConfChangeError("configuration is not joint");
-    for (const id of cfg.learnersNext) {
-      cfg.learners.add(id);
-      progress.get(id)!.isLearner = true;
-    }
+    for (const id of cfg.learnersNext) cfg.learners.add(id);
     cfg.learnersNext.clear();
     for (const id of cfg.outgoing) {
       if (!cfg.incoming.has(id) && !cfg.learners.has(id)) progress.delete(id);
@@ -104,33 +101,26 @@ export class Changer {
   }
 
   private makeVoter(cfg: MutableConfig, progress: ProgressMap, id: NodeId): void {
-    const pr = progress.get(id);
-    if (!pr) {
+    if (!progress.has(id)) {
       this.initProgress(cfg, progress, id, false);
       return;
     }
-    pr.isLearner = false;
     cfg.learners.delete(id);
     cfg.learnersNext.delete(id);
     cfg.incoming.add(id);
   }
 
   private makeLearner(cfg: MutableConfig, progress: ProgressMap, id: NodeId): void {
-    const pr = progress.get(id);
-    if (!pr) {
+    if (!progress.has(id)) {
       this.initProgress(cfg, progress, id, true);
       return;
     }
-    if (pr.isLearner) return;
+    if (cfg.learners.has(id)) return;
     cfg.incoming.delete(id);
     // A voter of the outgoing half must keep voting there until the joint state is left, so it is
     // demoted later; anyone else becomes a learner at once.
-    if (cfg.outgoing.has(id)) {
-      cfg.learnersNext.add(id);
-    } else {
-      pr.isLearner = true;
-      cfg.learners.add(id);
-    }
+    if (cfg.outgoing.has(id)) cfg.learnersNext.add(id);
+    else cfg.learners.add(id);
   }
 
   private initProgress(cfg: MutableConfig, progress: ProgressMap, id: NodeId, isLearner: boolean): void {
@@ -153,8 +143,9 @@ export class Changer {
         learnersNext: new Set(c.learnersNext),
         autoLeave: c.autoLeave,
       },
-      // Progress objects are shared: the changer only flips isLearner on nodes it keeps, and the
-      // caller installs the result whole or not at all.
+      // Progress objects are shared with the current configuration and never modified here (the
+      // tracker sets learner flags when it installs a result), so a refused change or a dry run
+      // leaves the node exactly as it was.
       progress: new Map(this.current.progress),
     };
   }
@@ -182,15 +173,18 @@ function checkInvariants(cfg: MutableConfig, progress: ProgressMap): void {
   for (const id of cfg.learnersNext) {
     if (!cfg.outgoing.has(id))
       throw new InvalidConfChangeError(`node ${id} is in learnersNext but not an outgoing voter`);
-    if (progress.get(id)!.isLearner)
+    if (cfg.learners.has(id))
       throw new InvalidConfChangeError(`node ${id} is in learnersNext but already a learner`);
   }
   for (const id of cfg.learners) {
     if (cfg.incoming.has(id) || cfg.outgoing.has(id)) {
       throw new InvalidConfChangeError(`node ${id} is both a learner and a voter`);
     }
-    if (!progress.get(id)!.isLearner)
-      throw new InvalidConfChangeError(`learner ${id} is not marked as a learner`);
+  }
+  for (const id of progress.keys()) {
+    if (!cfg.incoming.has(id) && !cfg.outgoing.has(id) && !cfg.learners.has(id)) {
+      throw new InvalidConfChangeError(`progress kept for node ${id}, which is not a member`);
+    }
   }
   if (cfg.outgoing.size === 0 && cfg.autoLeave)
     throw new InvalidConfChangeError("autoLeave set outside a joint configuration");

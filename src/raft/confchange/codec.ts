@@ -61,6 +61,9 @@ export function decodeConfChange(data: Uint8Array): ConfChange {
     const type = TYPES[view.getUint8(o)];
     if (!type) throw new ConfChangeDecodeError(`unknown change type ${view.getUint8(o)}`);
     const nodeId = view.getUint32(o + 1) * 0x1_0000_0000 + view.getUint32(o + 5);
+    // The encoder only writes safe integers; anything larger would be silently rounded to another id.
+    if (!Number.isSafeInteger(nodeId))
+      throw new ConfChangeDecodeError(`node id out of range at byte ${o + 1}`);
     changes.push({ type, nodeId });
     o += 9;
   }

@@ -56,6 +56,11 @@ export class Inflights {
     }
   }
 
+  /** Frees the oldest message, if any: lets a window full of lost appends make room for one probe. */
+  freeFirstOne(): void {
+    if (this.count > 0) this.freeLE(this.indexes[this.start]!);
+  }
+
   full(): boolean {
     return this.count === this.maxCount || (this.maxBytes > 0 && this.bytes >= this.maxBytes);
   }

@@ -48,6 +48,7 @@ export class ProgressTracker {
   setConfig(config: TrackerConfig, progress: ProgressMap): void {
     this.cfg = config;
     this.prs = progress;
+    for (const [id, pr] of progress) pr.isLearner = config.learners.has(id);
     this.ids = [...progress.keys()].sort((a, b) => a - b);
   }
 

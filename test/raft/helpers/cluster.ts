@@ -277,3 +277,103 @@ export function text(e: Entry): string {
 export function appliedData(n: TestNode): string[] {
   return n.applied.filter((e) => e.type === EntryType.Normal && e.data.byteLength > 0).map(text);
 }
+
+/** Messages of `type` sent so far (delivered or not), optionally only those from `from` and/or to `to`. */
+export function sentOf(c: Cluster, type: MessageType, from?: NodeId, to?: NodeId): Message[] {
+  return c.sent.filter(
+    (m) => m.type === type && (from === undefined || m.from === from) && (to === undefined || m.to === to),
+  );
+}
+
+/**
+ * The state a node's state machine holds: the commands in its latest snapshot (as written by
+ * {@link compactLog}) followed by the commands it applied after that snapshot.
+ */
+export function stateMachine(n: TestNode): string[] {
+  const snap = n.storage.snapshot();
+  const base: string[] =
+    snap.data.byteLength > 0 ? (JSON.parse(new TextDecoder().decode(snap.data)) as string[]) : [];
+  const after = n.applied.filter(
+    (e) => e.index > snap.metadata.index && e.type === EntryType.Normal && e.data.byteLength > 0,
+  );
+  return [...base, ...after.map(text)];
+}
+
+/** Snapshots a node's applied state at `index` (≤ applied) and discards its log up to there. */
+export function compactLog(n: TestNode, index: number): Snapshot {
+  if (index > n.raft.log.applied)
+    throw new Error(`cannot compact at ${index}: applied ${n.raft.log.applied}`);
+  // Commands applied after `index` form the tail of the state; the snapshot holds what precedes them.
+  const state = stateMachine(n);
+  const later = n.applied.filter(
+    (e) => e.index > index && e.type === EntryType.Normal && e.data.byteLength > 0,
+  );
+  const upTo = state.slice(0, state.length - later.length);
+  const created = n.storage.createSnapshot(index, undefined, new TextEncoder().encode(JSON.stringify(upTo)));
+  n.storage.compact(index);
+  return created;
+}
+
+/** Every entry in a node's log (stable and unstable) from firstIndex on, as (index, term) pairs. */
+export function logTerms(n: TestNode): [number, number][] {
+  const log = n.raft.log;
+  const out: [number, number][] = [];
+  for (let i = log.firstIndex(); i <= log.lastIndex(); i++) out.push([i, log.term(i)]);
+  return out;
+}
+
+/** The UTF-8 bytes of a string: read-request contexts and payloads. */
+export function utf8(s: string): Uint8Array {
+  return new TextEncoder().encode(s);
+}
+
+/** The membership changes a node applied, in log order. */
+export function appliedConfChanges(n: TestNode): ReturnType<typeof decodeConfChange>[] {
+  return n.applied.filter((e) => e.type === EntryType.ConfChange).map((e) => decodeConfChange(e.data));
+}
+
+const watchedNodes = new WeakSet<RawNode>();
+
+/**
+ * Records, for every term, each node that was leader in it. A node is looked at after each of its
+ * steps, ticks, campaigns and advances, so that even a leadership lost within one delivery round is
+ * seen. Call it again after adding or restarting nodes: it watches each RawNode once.
+ */
+export function watchLeaders(
+  c: Cluster,
+  seen: Map<number, Set<NodeId>> = new Map(),
+): Map<number, Set<NodeId>> {
+  for (const n of c.nodes.values()) {
+    const raw = n.raw;
+    if (watchedNodes.has(raw)) continue;
+    watchedNodes.add(raw);
+    const note = () => {
+      if (raw.raft.role !== "leader") return;
+      const term = raw.raft.term;
+      const leaders = seen.get(term) ?? new Set<NodeId>();
+      leaders.add(raw.id);
+      seen.set(term, leaders);
+    };
+    const step = raw.step.bind(raw);
+    const tick = raw.tick.bind(raw);
+    const campaign = raw.campaign.bind(raw);
+    const advance = raw.advance.bind(raw);
+    raw.step = (m) => {
+      step(m);
+      note();
+    };
+    raw.tick = () => {
+      tick();
+      note();
+    };
+    raw.campaign = () => {
+      campaign();
+      note();
+    };
+    raw.advance = (rd) => {
+      advance(rd);
+      note();
+    };
+  }
+  return seen;
+}
