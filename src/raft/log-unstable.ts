@@ -46,7 +46,9 @@ export class UnstableLog {
   nextEntries(): Entry[] {
     const start = this.offsetInProgress - this.offset;
     if (start >= this.entries.length) return [];
-    return start === 0 ? this.entries : this.entries.slice(start);
+    // Always a copy: later appends push onto this.entries, and a Ready's entries must never change
+    // after it is handed out (the caller may step messages before advancing).
+    return this.entries.slice(start);
   }
 
   nextSnapshot(): Snapshot | null {

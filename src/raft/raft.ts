@@ -1,5 +1,5 @@
 import { Changer, type ConfigAndProgress, restoreConfig } from "./confchange/changer.js";
-import { decodeConfChange } from "./confchange/codec.js";
+import { decodeConfChange, encodeConfChange } from "./confchange/codec.js";
 import { type RaftLogger, type RaftOptions, type ResolvedRaftOptions, resolveOptions } from "./config.js";
 import { entriesBytes, payloadBytes } from "./entries.js";
 import {
@@ -90,6 +90,17 @@ export class Raft {
   uncommittedBytes = 0;
   leadTransferee: NodeId = NONE;
   readOnly: ReadOnly;
+  /**
+   * The leader's lease. Each heartbeat broadcast is a numbered round; followers echo the round, and a
+   * lease read is served only while the newest round a quorum acknowledged was sent less than an
+   * election timeout ago (those followers refuse to vote until then). Ticks count this leader's time.
+   */
+  private ticksAsLeader = 0;
+  private heartbeatRound = 0;
+  private readonly roundSentAt = new Map<number, number>();
+  private readonly ackedRound = new Map<NodeId, number>();
+  /** A leader that sent TimeoutNow may be superseded at once (the vote bypasses leases): no lease. */
+  private leaseRevoked = false;
   /** Read-index requests that arrived before this leader committed an entry of its term. */
   private pendingReadIndexMessages: Message[] = [];
 
@@ -260,11 +271,11 @@ export class Raft {
     return true;
   }
 
-  private sendHeartbeat(to: NodeId, context: Uint8Array | null): void {
+  private sendHeartbeat(to: NodeId, context: Uint8Array | null, round: number): void {
     // Never tell a follower about a commit index beyond what it has: it could not apply it.
     const pr = this.trk.progress.get(to)!;
     const commit = Math.min(pr.match, this.log.committed);
-    this.send(message({ type: MessageType.Heartbeat, to, commit, context }));
+    this.send(message({ type: MessageType.Heartbeat, to, commit, context, index: round }));
   }
 
   bcastAppend(): void {
@@ -274,9 +285,32 @@ export class Raft {
   }
 
   private bcastHeartbeat(context: Uint8Array | null): void {
+    const round = ++this.heartbeatRound;
+    this.roundSentAt.set(round, this.ticksAsLeader);
+    // Rounds older than two election timeouts can no longer make a lease valid.
+    for (const [r, at] of this.roundSentAt) {
+      if (at >= this.ticksAsLeader - 2 * this.opts.electionTicks) break;
+      this.roundSentAt.delete(r);
+    }
     this.trk.visit((id) => {
-      if (id !== this.id) this.sendHeartbeat(id, context);
+      if (id !== this.id) this.sendHeartbeat(id, context, round);
     });
+  }
+
+  /** Whether a quorum acknowledged a heartbeat round sent less than an election timeout ago. */
+  private leaseValid(): boolean {
+    if (this.leaseRevoked) return false;
+    const round = this.trk.config.voters.committedIndex((id) =>
+      id === this.id ? this.heartbeatRound : this.ackedRound.get(id),
+    );
+    const sentAt = this.roundSentAt.get(round);
+    // One tick of margin for followers whose ticks run slightly ahead of ours.
+    return sentAt !== undefined && this.ticksAsLeader - sentAt < this.opts.electionTicks - 1;
+  }
+
+  private sendTimeoutNow(to: NodeId): void {
+    this.leaseRevoked = true;
+    this.send(message({ type: MessageType.TimeoutNow, to }));
   }
 
   // ---------------------------------------------------------------- role changes
@@ -306,6 +340,11 @@ export class Raft {
     this.uncommittedBytes = 0;
     this.readOnly = new ReadOnly(this.opts.readOnly);
     this.pendingReadIndexMessages = [];
+    this.ticksAsLeader = 0;
+    this.heartbeatRound = 0;
+    this.roundSentAt.clear();
+    this.ackedRound.clear();
+    this.leaseRevoked = false;
   }
 
   becomeFollower(term: number, lead: NodeId): void {
@@ -382,6 +421,7 @@ export class Raft {
   private tickHeartbeat = (): void => {
     this.heartbeatElapsed++;
     this.electionElapsed++;
+    this.ticksAsLeader++;
     if (this.electionElapsed >= this.opts.electionTicks) {
       this.electionElapsed = 0;
       if (this.opts.checkQuorum) this.step(message({ type: MessageType.CheckQuorum, from: this.id }));
@@ -393,6 +433,7 @@ export class Raft {
     }
     if (this.role !== StateRole.Leader) return;
     this.tickSnapshotTimeouts();
+    this.maybeProposeAutoLeave();
     if (this.heartbeatElapsed >= this.opts.heartbeatTicks) {
       this.heartbeatElapsed = 0;
       this.step(message({ type: MessageType.Beat, from: this.id }));
@@ -665,13 +706,15 @@ export class Raft {
         return;
       case MessageType.HeartbeatResp: {
         pr.recentActive = true;
+        if (m.index > (this.ackedRound.get(m.from) ?? 0)) this.ackedRound.set(m.from, m.index);
         pr.msgAppFlowPaused = false;
         // No latch: the appends filling a replicate window may all have been lost with no report (the
         // follower crashed before persisting them). The follower is alive, so free one slot: the append
         // that goes out is either acknowledged or rejected, and either way flow resumes.
         if (pr.state === ProgressState.Replicate && pr.inflights.full()) pr.inflights.freeFirstOne();
         if (pr.match < this.log.lastIndex()) this.maybeSendAppend(m.from, true);
-        if (this.readOnly.option !== "safe" || !m.context) return;
+        // Safe reads, and lease reads that fell back to the quorum check for want of a lease.
+        if (!m.context) return;
         const acks = this.readOnly.recvAck(m.from, m.context);
         if (!acks || this.trk.config.voters.voteResult(acks) !== VoteResult.Won) return;
         for (const rs of this.readOnly.advance(m.context)) this.respondToReadIndex(rs.request, rs.index);
@@ -827,11 +870,12 @@ export class Raft {
    * Assigns term and index to new entries and appends them to the leader's log. Returns false (and
    * appends nothing) when they would exceed the uncommitted-bytes bound.
    */
-  appendEntries(entries: Entry[]): boolean {
+  appendEntries(entries: Entry[], ignoreSizeLimit = false): boolean {
     const bytes = payloadBytes(entries);
     // An empty payload is always accepted (the leader's own entry), and so is anything when nothing is
     // uncommitted, so that a single oversized proposal can still make progress.
     if (
+      !ignoreSizeLimit &&
       this.uncommittedBytes > 0 &&
       bytes > 0 &&
       this.uncommittedBytes + bytes > this.opts.maxUncommittedBytes
@@ -918,7 +962,7 @@ export class Raft {
       }
       if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) {
         this.logger.info("transferee caught up; sending timeout-now", { to: m.from });
-        this.send(message({ type: MessageType.TimeoutNow, to: m.from }));
+        this.sendTimeoutNow(m.from);
       }
     }
   }
@@ -938,7 +982,8 @@ export class Raft {
   }
 
   private sendReadIndexResponse(m: Message): void {
-    if (this.readOnly.option === "lease-based") {
+    // Without a valid lease a lease-based read falls back to confirming leadership with a quorum.
+    if (this.readOnly.option === "lease-based" && this.leaseValid()) {
       this.respondToReadIndex(m, this.log.committed);
       return;
     }
@@ -983,7 +1028,7 @@ export class Raft {
     this.leadTransferee = transferee;
     const pr = this.trk.progress.get(transferee)!;
     if (pr.match === this.log.lastIndex()) {
-      this.send(message({ type: MessageType.TimeoutNow, to: transferee }));
+      this.sendTimeoutNow(transferee);
     } else {
       this.maybeSendAppend(transferee, true);
     }
@@ -1136,7 +1181,8 @@ export class Raft {
 
   private handleHeartbeat(m: Message): void {
     this.log.commitTo(m.commit);
-    this.send(message({ type: MessageType.HeartbeatResp, to: m.from, context: m.context }));
+    // Echo the heartbeat round (index) so the leader can time its lease from when this round was sent.
+    this.send(message({ type: MessageType.HeartbeatResp, to: m.from, index: m.index, context: m.context }));
   }
 
   private handleSnapshot(m: Message): void {
@@ -1156,6 +1202,17 @@ export class Raft {
   restore(s: Snapshot): boolean {
     const { index, term, confState } = s.metadata;
     if (index <= this.log.committed) return false;
+    if (this.log.applying > this.log.applied) {
+      // Committed entries are out with the caller for applying; a conf change among them would then be
+      // applied on top of the snapshot's membership. Refuse: the leader sends the snapshot again.
+      this.logger.info("deferring snapshot until the entries being applied are done", {
+        id: this.id,
+        index,
+        applying: this.log.applying,
+        applied: this.log.applied,
+      });
+      return false;
+    }
     if (this.role !== StateRole.Follower) {
       // Only a follower installs snapshots; anyone else doing so would break leader completeness.
       this.logger.warn("non-follower asked to restore a snapshot; stepping down", {
@@ -1231,8 +1288,7 @@ export class Raft {
           bestMatch = pr.match;
         }
       });
-      if (best !== NONE && bestMatch === this.log.lastIndex())
-        this.send(message({ type: MessageType.TimeoutNow, to: best }));
+      if (best !== NONE && bestMatch === this.log.lastIndex()) this.sendTimeoutNow(best);
       this.logger.info("removed from the configuration; stepping down", { id: this.id, handoff: best });
       this.becomeFollower(this.term, NONE);
       return cs;
@@ -1250,17 +1306,28 @@ export class Raft {
     return cs;
   }
 
-  /** Called once applied entries are acknowledged: proposes leaving a joint config when it is due. */
-  maybeAutoLeaveJoint(): ConfChange | null {
-    if (
-      this.role === StateRole.Leader &&
-      this.trk.config.autoLeave &&
-      this.trk.config.voters.isJoint() &&
-      this.log.applied >= this.pendingConfIndex
-    ) {
-      return { transition: "auto", changes: [] };
-    }
-    return null;
+  /**
+   * Proposes leaving an automatic joint configuration once the change that entered it is applied.
+   * Called after every apply and on every leader tick, so a leave that could not go in at first (say,
+   * during a leader transfer) is retried rather than leaving the cluster joint indefinitely. The leave is
+   * tiny and never refused for size.
+   */
+  maybeProposeAutoLeave(): void {
+    const cfg = this.trk.config;
+    if (this.role !== StateRole.Leader || !cfg.autoLeave || !cfg.voters.isJoint()) return;
+    if (this.log.applied < this.pendingConfIndex || !this.trk.progress.has(this.id)) return;
+    const leave: Entry = {
+      term: 0,
+      index: 0,
+      type: EntryType.ConfChange,
+      data: encodeConfChange({ transition: "auto", changes: [] }),
+    };
+    const index = this.log.lastIndex() + 1;
+    this.appendEntries([leave], true);
+    this.pendingConfIndex = index;
+    this.pendingConfRemovesSelf = this.confChangeRemovesSelf(leave);
+    this.logger.info("proposing to leave the joint configuration", { id: this.id, index });
+    this.bcastAppend();
   }
 }
 

@@ -124,6 +124,10 @@ export class RawNode {
     if (isLocalMessage(m.type))
       throw new StepRejectedError(`cannot step local message type ${m.type} from the network`);
     if (m.from === NONE) throw new StepRejectedError("message has no sender");
+    if (m.type === MessageType.ReadIndex && !m.context)
+      throw new StepRejectedError("read-index request without a context");
+    if (m.type === MessageType.Snap && !m.snapshot)
+      throw new StepRejectedError("snapshot message without a snapshot");
     if (!this.raft.trk.progress.has(m.from) && isResponseMessage(m.type)) {
       // Answers from nodes we do not track (removed peers) carry nothing we can use.
       return;
@@ -242,22 +246,10 @@ export class RawNode {
     }
     if (rd.committedEntries.length > 0) {
       r.log.appliedTo(rd.committedEntries[rd.committedEntries.length - 1]!.index);
-      const leave = r.maybeAutoLeaveJoint();
-      if (leave) this.proposeAutoLeave(leave);
+      r.maybeProposeAutoLeave();
     }
     const self = this.selfMessages;
     this.selfMessages = [];
     for (const m of self) r.step(m);
-  }
-
-  private proposeAutoLeave(cc: ConfChange): void {
-    try {
-      this.proposeConfChange(cc);
-    } catch (e) {
-      // Retried after the next apply; a refusal here (say, during a transfer) is not fatal.
-      this.raft.opts.logger.info("could not propose leaving the joint configuration yet", {
-        reason: (e as Error).message,
-      });
-    }
   }
 }

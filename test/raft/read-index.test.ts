@@ -194,9 +194,10 @@ describe("read index: safe reads", () => {
 });
 
 describe("read index: lease-based reads", () => {
-  it("answers a read at once, without a heartbeat round", () => {
+  it("answers a read at once, without a heartbeat round, while a quorum acknowledged a recent one", () => {
     const c = new Cluster({ node: { readOnly: "lease-based" } });
     c.elect(1);
+    c.tickAll(1); // one heartbeat round, acknowledged by everyone: the lease
     const before = c.sent.length;
     c.node(1).raw.readIndex(utf8("lease"));
     c.processReady(1);
@@ -212,6 +213,7 @@ describe("read index: lease-based reads", () => {
     c.elect(1);
     c.propose(1, "x");
     c.stabilize();
+    c.tickAll(1);
     const before = c.sent.length;
     c.node(2).raw.readIndex(utf8("f"));
     c.stabilize();
@@ -220,6 +222,16 @@ describe("read index: lease-based reads", () => {
       c.sent.slice(before).map((m) => m.type),
       [MessageType.ReadIndex, MessageType.ReadIndexResp],
     );
+  });
+
+  it("confirms with a quorum instead while no heartbeat round has been acknowledged", () => {
+    const c = new Cluster({ node: { readOnly: "lease-based" } });
+    c.elect(1);
+    c.node(1).raw.readIndex(utf8("early"));
+    c.processReady(1);
+    assert.deepEqual(reads(c.node(1).readStates), [], "a new leader has no lease yet");
+    c.stabilize();
+    assert.deepEqual(reads(c.node(1).readStates), [{ index: c.raft(1).log.committed, ctx: "early" }]);
   });
 
   it("is refused at construction without check-quorum, which the lease depends on", () => {
