@@ -27,7 +27,8 @@ import {
 /**
  * Everything the caller must do after the node changed: one batch of work.
  *
- * Handle it in this order: persist `hardState`, `entries` and `snapshot` (one sync when `mustSync`);
+ * Handle it in this order: persist `snapshot` (first: entries may follow it), then `entries` and
+ * `hardState` (one sync when `mustSync`);
  * send `messages` (these may go out before or during the write); once the write is durable, send
  * `messagesAfterPersist`; apply `committedEntries`; serve `readStates`; then call `advance(ready)`.
  */

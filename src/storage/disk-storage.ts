@@ -1,0 +1,184 @@
+import { type RaftLogger, silentLogger } from "../raft/config.js";
+import { CompactedError, UnavailableError } from "../raft/errors.js";
+import type { Storage } from "../raft/storage.js";
+import {
+  type ConfState,
+  EMPTY_BYTES,
+  EMPTY_CONF_STATE,
+  type Entry,
+  type HardState,
+  isEmptyHardState,
+  type Snapshot,
+} from "../raft/types.js";
+import { StorageError } from "./errors.js";
+import { ensureDurableDir, type FileSystem, join } from "./fs.js";
+import { SnapshotStore, type SnapshotStoreOptions } from "./snapshot-store.js";
+import { Wal, type WalOptions } from "./wal.js";
+
+export interface DiskStorageOptions {
+  fs: FileSystem;
+  /** Holds `wal/` and `snap/`. */
+  dir: string;
+  wal?: Omit<WalOptions, "fs" | "dir" | "logger">;
+  snapshots?: Omit<SnapshotStoreOptions, "logger">;
+  logger?: RaftLogger;
+}
+
+const NO_SNAPSHOT: Snapshot = {
+  metadata: { index: 0, term: 0, confState: EMPTY_CONF_STATE },
+  data: EMPTY_BYTES,
+};
+
+/**
+ * Raft's Storage on disk: the WAL for entries and hard state, the snapshot store for snapshots. Reads
+ * are synchronous (served from the WAL's index and tail cache); writes return once durable.
+ *
+ * Crash safety of a snapshot: its file is made durable first and the WAL's marker second, so after a
+ * crash the node holds the old state (marker missing: the file is ignored) or the new one, never a mix.
+ */
+export class DiskStorage implements Storage {
+  private constructor(
+    readonly wal: Wal,
+    readonly snapshots: SnapshotStore,
+    private snap: Snapshot,
+    private readonly logger: RaftLogger,
+  ) {}
+
+  static async open(o: DiskStorageOptions): Promise<DiskStorage> {
+    const logger = o.logger ?? silentLogger;
+    await ensureDurableDir(o.fs, o.dir);
+    const snapshots = await SnapshotStore.open(o.fs, join(o.dir, "snap"), { ...o.snapshots, logger });
+    const wal = await Wal.open({ ...o.wal, fs: o.fs, dir: join(o.dir, "wal"), logger });
+    let snap = NO_SNAPSHOT;
+    const marker = wal.snapshotMarker;
+    if (marker) {
+      // The snapshot the log was told about, or failing that (corrupt) an older one the log still
+      // reaches back to.
+      const usable = (index: number, term: number) =>
+        (index === marker.index && term === marker.term) ||
+        (index < marker.index && wal.termOf(index) === term && wal.firstIndex() <= index + 1);
+      const loaded = await snapshots.loadNewest(usable);
+      if (!loaded) {
+        throw new StorageError(
+          `no usable snapshot in ${o.dir}: the log's snapshot ${marker.index}@${marker.term} is missing or corrupt` +
+            " and the log does not reach back to an older one; restore this node from a peer",
+        );
+      }
+      if (loaded.metadata.index !== marker.index) {
+        logger.warn("using an older snapshot: the newest is unusable", {
+          marker: marker.index,
+          using: loaded.metadata.index,
+        });
+      }
+      snap = { metadata: loaded.metadata, data: loaded.data };
+    } else {
+      // No snapshot was ever recorded: any file present is an orphan of a crash between saving it and
+      // recording it. Passing over it lets a later save at a lower index go ahead.
+      await snapshots.loadNewest(() => false);
+    }
+    const s = snap.metadata.index;
+    if (wal.lastIndex() > s && wal.firstIndex() > s + 1) {
+      throw new StorageError(
+        `log in ${o.dir} starts at ${wal.firstIndex()} but the snapshot ends at ${s}: entries are missing`,
+      );
+    }
+    return new DiskStorage(wal, snapshots, snap, logger);
+  }
+
+  /** Whether nothing was ever written: a new node, to be bootstrapped or to join. */
+  isEmpty(): boolean {
+    return (
+      this.snap.metadata.index === 0 && this.wal.lastIndex() === 0 && isEmptyHardState(this.wal.hardState)
+    );
+  }
+
+  /**
+   * Starts a new cluster's log: its membership as a snapshot at index 1, term 1. A snapshot, unlike a
+   * placeholder at index 0, can be sent, so a node that joins later with an empty log learns the
+   * membership from the leader before it applies any change.
+   */
+  async bootstrap(confState: ConfState, data: Uint8Array = EMPTY_BYTES): Promise<void> {
+    if (!this.isEmpty()) throw new StorageError("cannot bootstrap: this storage already holds raft state");
+    await this.installSnapshot(
+      { metadata: { index: 1, term: 1, confState }, data },
+      { term: 1, vote: 0, commit: 1 },
+    );
+  }
+
+  // ------------------------------------------------------------------ raft's Storage
+
+  initialState(): { hardState: HardState; confState: ConfState } {
+    return { hardState: this.wal.hardState, confState: this.snap.metadata.confState };
+  }
+
+  entries(lo: number, hi: number, maxBytes: number): Entry[] {
+    if (lo <= this.snap.metadata.index) throw new CompactedError(lo, this.firstIndex());
+    if (hi > this.lastIndex() + 1) throw new UnavailableError(hi - 1);
+    if (lo >= hi) return [];
+    return this.wal.entries(lo, hi, maxBytes);
+  }
+
+  term(i: number): number {
+    const s = this.snap.metadata;
+    if (i === s.index) return s.term;
+    if (i < s.index) throw new CompactedError(i, s.index + 1);
+    const t = this.wal.termOf(i);
+    if (t === undefined) throw new UnavailableError(i);
+    return t;
+  }
+
+  firstIndex(): number {
+    return this.snap.metadata.index + 1;
+  }
+
+  lastIndex(): number {
+    return Math.max(this.wal.lastIndex(), this.snap.metadata.index);
+  }
+
+  snapshot(): Snapshot {
+    return this.snap;
+  }
+
+  // ------------------------------------------------------------------ writes
+
+  /** Persists a Ready's entries and hard state with one write and one fdatasync. */
+  append(entries: readonly Entry[], hardState: HardState | null): Promise<void> {
+    return this.wal.append(entries, hardState);
+  }
+
+  /** Installs a snapshot received from the leader: file first, then the WAL's marker. */
+  async installSnapshot(s: Snapshot, hardState: HardState | null = null): Promise<void> {
+    await this.snapshots.save(s.metadata, s.data);
+    await this.wal.recordSnapshot(s.metadata, hardState);
+    this.snap = s;
+    await this.releaseLog();
+  }
+
+  /**
+   * Records a snapshot of the applied state at `index` (≤ lastIndex): file first, then the marker;
+   * entries before the oldest kept snapshot are released and whole segments deleted.
+   */
+  async createSnapshot(index: number, confState: ConfState, data: Uint8Array): Promise<Snapshot> {
+    if (index <= this.snap.metadata.index) {
+      throw new StorageError(
+        `snapshot at ${index} is not newer than the current one at ${this.snap.metadata.index}`,
+      );
+    }
+    const s: Snapshot = { metadata: { index, term: this.term(index), confState }, data };
+    await this.snapshots.save(s.metadata, s.data);
+    await this.wal.recordSnapshot(s.metadata);
+    this.snap = s;
+    await this.releaseLog();
+    this.logger.info("snapshot created", { index, term: s.metadata.term, bytes: data.byteLength });
+    return s;
+  }
+
+  private async releaseLog(): Promise<void> {
+    // Keep the entries after the oldest retained snapshot, so a corrupt newest one can fall back.
+    await this.wal.releaseBefore(this.snapshots.oldestRetainedIndex() + 1);
+  }
+
+  close(): Promise<void> {
+    return this.wal.close();
+  }
+}

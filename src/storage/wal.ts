@@ -1,0 +1,746 @@
+import { type RaftLogger, silentLogger } from "../raft/config.js";
+import { ENTRY_OVERHEAD_BYTES } from "../raft/entries.js";
+import { CompactedError, UnavailableError } from "../raft/errors.js";
+import {
+  type ConfState,
+  EMPTY_HARD_STATE,
+  type Entry,
+  type EntryType,
+  type HardState,
+  type SnapshotMetadata,
+} from "../raft/types.js";
+import { WalClosedError, WalCorruptError, WalFailedError, WalLimitError } from "./errors.js";
+import { ensureDurableDir, type FileHandle, type FileSystem, join } from "./fs.js";
+import {
+  checkFrame,
+  ENTRY_RECORD_HEADER_BYTES,
+  FRAME_HEADER_BYTES,
+  hardStateRecordBytes,
+  MalformedRecordError,
+  parseSegmentName,
+  RecordKind,
+  RecordWriter,
+  readRecords,
+  sealFrame,
+  segmentName,
+  segmentRecordBytes,
+  snapshotRecordBytes,
+  validFrameAfter,
+  type WalRecord,
+} from "./wal-format.js";
+
+export interface WalOptions {
+  fs: FileSystem;
+  dir: string;
+  /** A new segment is started once the current one reaches this size. */
+  segmentBytes?: number;
+  /** Largest payload of one entry. */
+  maxEntryBytes?: number;
+  /** Largest frame (one write): bounds a batch, and what recovery will believe a length field. */
+  maxFrameBytes?: number;
+  /** Recently appended entries kept in memory; older ones are read back from their segment. */
+  tailCacheBytes?: number;
+  /**
+   * Cut the log at the first damaged frame even when it is not the tail, discarding everything after
+   * it. Off by default: damage before the tail means acknowledged data is gone, which an operator must
+   * decide about (the node may then need a snapshot from the leader).
+   */
+  repair?: boolean;
+  logger?: RaftLogger;
+}
+
+export const WAL_DEFAULTS = {
+  segmentBytes: 64 * 1024 * 1024,
+  maxEntryBytes: 64 * 1024 * 1024,
+  maxFrameBytes: 512 * 1024 * 1024,
+  tailCacheBytes: 64 * 1024 * 1024,
+};
+
+/** A snapshot the log was told about: entries up to it may be released. */
+export interface SnapshotMarker {
+  readonly index: number;
+  readonly term: number;
+  readonly confState: ConfState;
+}
+
+interface Segment {
+  readonly sequence: number;
+  readonly name: string;
+  readonly path: string;
+  handle: FileHandle | null;
+  /** Whether the file exists on disk (a planned segment is created by the flusher). */
+  created: boolean;
+  /** Bytes planned for this segment: written, in flight, or queued. */
+  plannedEnd: number;
+  /** Highest entry index stored in this segment (0 if none). */
+  maxIndex: number;
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
+/** The bytes of one upcoming write: payload parts of one or more batches, committed by one fdatasync. */
+interface Group {
+  readonly segment: Segment;
+  readonly start: number;
+  readonly parts: Buffer[];
+  bytes: number;
+  readonly waiters: Waiter[];
+  /** The segment's first write: the file must be created and its directory synced. */
+  readonly createsSegment: boolean;
+}
+
+/**
+ * The write-ahead log: entries, hard state and snapshot markers in CRC-framed segment files.
+ *
+ * Appends are group-committed: every append made while a write is in flight joins the next write,
+ * and all of them are acknowledged by that write's single fdatasync. The in-memory index is updated
+ * when an append is made, so the log reads back what was appended at once; the promise says when it is
+ * durable. After any I/O error the log is failed: that append and every later one reject with
+ * WalFailedError, and nothing unsynced is ever reported durable.
+ */
+export class Wal {
+  private readonly fs: FileSystem;
+  private readonly dir: string;
+  private readonly segmentBytes: number;
+  private readonly maxEntryBytes: number;
+  private readonly maxFrameBytes: number;
+  private readonly tailCacheBytes: number;
+  private readonly logger: RaftLogger;
+
+  private segments: Segment[] = [];
+  private hs: HardState = EMPTY_HARD_STATE;
+  private marker: SnapshotMarker | null = null;
+
+  // The entry index: one slot per entry from `base` on. Columns rather than objects keep it compact.
+  private base = 1;
+  private terms: number[] = [];
+  private types: EntryType[] = [];
+  private segs: Segment[] = [];
+  private offsets: number[] = [];
+  private lengths: number[] = [];
+  /** Entries held in memory, for slots at or after `cacheFrom`. */
+  private cache: (Entry | undefined)[] = [];
+  private cacheFrom = 1;
+  private cacheBytes = 0;
+
+  private open: Group | null = null;
+  private readonly sealed: Group[] = [];
+  private flushing: Promise<void> | null = null;
+  private failure: WalFailedError | null = null;
+  private closed = false;
+  /** Counters, for metrics and tests. */
+  readonly stats = { writes: 0, syncs: 0, bytesWritten: 0, appends: 0 };
+
+  private constructor(o: WalOptions) {
+    this.fs = o.fs;
+    this.dir = o.dir;
+    this.segmentBytes = o.segmentBytes ?? WAL_DEFAULTS.segmentBytes;
+    this.maxEntryBytes = o.maxEntryBytes ?? WAL_DEFAULTS.maxEntryBytes;
+    this.maxFrameBytes = o.maxFrameBytes ?? WAL_DEFAULTS.maxFrameBytes;
+    this.tailCacheBytes = o.tailCacheBytes ?? WAL_DEFAULTS.tailCacheBytes;
+    this.logger = o.logger ?? silentLogger;
+  }
+
+  /** Opens (creating if needed) the log in `dir`, recovering from a torn tail. */
+  static async open(o: WalOptions): Promise<Wal> {
+    const wal = new Wal(o);
+    await wal.recover(o.repair ?? false);
+    return wal;
+  }
+
+  // ------------------------------------------------------------------ reading
+
+  get hardState(): HardState {
+    return this.hs;
+  }
+
+  get snapshotMarker(): SnapshotMarker | null {
+    return this.marker;
+  }
+
+  /** The lowest index whose entry the log holds (entries below were released or never written). */
+  firstIndex(): number {
+    return this.base;
+  }
+
+  /** The highest index held, or firstIndex()-1 when empty. */
+  lastIndex(): number {
+    return this.base + this.terms.length - 1;
+  }
+
+  /** The term of entry i, or the marker's term at its index; undefined if the log does not hold i. */
+  termOf(i: number): number | undefined {
+    if (i >= this.base && i <= this.lastIndex()) return this.terms[i - this.base];
+    if (this.marker && i === this.marker.index) return this.marker.term;
+    return undefined;
+  }
+
+  /** Entries in [lo, hi), at most maxBytes (counted as raft counts them) but at least one. */
+  entries(lo: number, hi: number, maxBytes: number): Entry[] {
+    if (lo < this.base) throw new CompactedError(lo, this.base);
+    if (hi > this.lastIndex() + 1) throw new UnavailableError(hi - 1);
+    const out: Entry[] = [];
+    let size = 0;
+    for (let i = lo; i < hi; i++) {
+      const slot = i - this.base;
+      const bytes = this.lengths[slot]! + ENTRY_OVERHEAD_BYTES;
+      if (out.length > 0 && size + bytes > maxBytes) break;
+      size += bytes;
+      out.push(this.cache[slot] ?? this.readEntry(slot, i));
+    }
+    return out;
+  }
+
+  private readEntry(slot: number, index: number): Entry {
+    const seg = this.segs[slot]!;
+    const length = this.lengths[slot]!;
+    const data = Buffer.allocUnsafe(length);
+    const handle = seg.handle ?? this.reopen(seg);
+    const n = handle.readSync(data, 0, length, this.offsets[slot]!);
+    if (n !== length) {
+      throw new WalFailedError(
+        new Error(`short read of entry ${index} in ${seg.name}: ${n} of ${length} bytes`),
+      );
+    }
+    return { index, term: this.terms[slot]!, type: this.types[slot]!, data };
+  }
+
+  private reopen(seg: Segment): FileHandle {
+    seg.handle = this.fs.open(seg.path);
+    return seg.handle;
+  }
+
+  // ------------------------------------------------------------------ writing
+
+  /**
+   * Appends entries (replacing any suffix they overlap, as raft requires) and/or a hard state. Resolves
+   * once they are durable. Callers append in order; each append sees the effects of the previous ones.
+   */
+  append(entries: readonly Entry[], hardState: HardState | null = null): Promise<void> {
+    if (this.closed) return Promise.reject(new WalClosedError());
+    if (this.failure) return Promise.reject(this.failure);
+    if (entries.length === 0 && !hardState) return this.sync();
+    let size = hardState ? hardStateRecordBytes() : 0;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (e.data.byteLength > this.maxEntryBytes) {
+        return Promise.reject(
+          new WalLimitError(
+            `entry ${e.index} has ${e.data.byteLength} bytes, over maxEntryBytes ${this.maxEntryBytes}`,
+          ),
+        );
+      }
+      size += ENTRY_RECORD_HEADER_BYTES + e.data.byteLength;
+    }
+    if (entries.length > 0) {
+      const first = entries[0]!.index;
+      if (first > this.lastIndex() + 1 && !(first === this.base && this.terms.length === 0)) {
+        return Promise.reject(
+          new WalLimitError(`append at ${first} would leave a gap after last index ${this.lastIndex()}`),
+        );
+      }
+      if (first < this.base) {
+        return Promise.reject(new WalLimitError(`append at ${first} is below the first index ${this.base}`));
+      }
+    }
+    if (size + FRAME_HEADER_BYTES > this.maxFrameBytes) {
+      return Promise.reject(
+        new WalLimitError(`batch of ${size} bytes is over maxFrameBytes ${this.maxFrameBytes}`),
+      );
+    }
+
+    const part = Buffer.allocUnsafe(size);
+    const w = new RecordWriter(part);
+    const group = this.groupFor(size, entries.length > 0 ? entries[0]!.index : this.lastIndex() + 1);
+    const partOffset = group.start + FRAME_HEADER_BYTES + group.bytes;
+    if (entries.length > 0) this.truncateFrom(entries[0]!.index);
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      const dataAt = w.entry(e);
+      this.pushEntry(e, group.segment, partOffset + dataAt);
+    }
+    if (entries.length > 0) group.segment.maxIndex = Math.max(group.segment.maxIndex, this.lastIndex());
+    if (hardState) {
+      w.hardState(hardState);
+      this.hs = hardState;
+    }
+    this.stats.appends++;
+    return this.enqueue(group, part);
+  }
+
+  /**
+   * Records that a snapshot at (index, term) is durable. If the log holds that entry, the entries after
+   * it stay (a local snapshot); otherwise the whole log is replaced by the snapshot (one installed from
+   * the leader), exactly as raft's restore does. Entries are not released here: see releaseBefore.
+   */
+  recordSnapshot(meta: SnapshotMetadata, hardState: HardState | null = null): Promise<void> {
+    if (this.closed) return Promise.reject(new WalClosedError());
+    if (this.failure) return Promise.reject(this.failure);
+    const size = snapshotRecordBytes(meta.confState) + (hardState ? hardStateRecordBytes() : 0);
+    const part = Buffer.allocUnsafe(size);
+    const w = new RecordWriter(part);
+    const group = this.groupFor(size, meta.index + 1);
+    w.snapshot(meta.index, meta.term, meta.confState);
+    this.applyMarker({ index: meta.index, term: meta.term, confState: meta.confState });
+    if (hardState) {
+      w.hardState(hardState);
+      this.hs = hardState;
+    }
+    return this.enqueue(group, part);
+  }
+
+  /** Resolves once everything appended so far is durable. */
+  sync(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    const pending = this.open ?? this.sealed[this.sealed.length - 1];
+    if (!pending) {
+      if (!this.flushing) return Promise.resolve();
+      return this.flushing.then(() => {
+        if (this.failure) throw this.failure;
+      });
+    }
+    return new Promise<void>((resolve, reject) => pending.waiters.push({ resolve, reject }));
+  }
+
+  /**
+   * Releases entries below `index` from memory and deletes segments that hold nothing at or after it.
+   * Callers pass the index after the oldest snapshot they keep, so that recovery can fall back to it.
+   */
+  async releaseBefore(index: number): Promise<void> {
+    // Never past the snapshot: the entries after it are the only copy.
+    index = Math.min(index, (this.marker?.index ?? 0) + 1);
+    if (index <= this.base) return;
+    const drop = Math.min(index, this.lastIndex() + 1) - this.base;
+    if (drop > 0) {
+      for (let k = 0; k < drop; k++) {
+        const e = this.cache[k];
+        if (e) this.cacheBytes -= e.data.byteLength;
+      }
+      this.terms.splice(0, drop);
+      this.types.splice(0, drop);
+      this.segs.splice(0, drop);
+      this.offsets.splice(0, drop);
+      this.lengths.splice(0, drop);
+      this.cache.splice(0, drop);
+      this.base += drop;
+      if (this.cacheFrom < this.base) this.cacheFrom = this.base;
+    }
+    await this.purgeSegments(index);
+  }
+
+  private async purgeSegments(index: number): Promise<void> {
+    // Only whole segments before the last one, with nothing in flight, and never the one holding the
+    // snapshot's own entry (index - 1): recovery replays a snapshot record whose entry is below the log
+    // it holds as one the log held. The marker must be durable before anything it covers is deleted.
+    await this.sync();
+    const removable: Segment[] = [];
+    for (let k = 0; k < this.segments.length - 1; k++) {
+      const seg = this.segments[k]!;
+      const firstLive = this.segs[0];
+      if (!seg.created || seg.maxIndex >= index - 1 || (firstLive && firstLive.sequence <= seg.sequence))
+        break;
+      if (this.sealed.some((g) => g.segment === seg) || this.open?.segment === seg) break;
+      removable.push(seg);
+    }
+    if (removable.length === 0) return;
+    try {
+      for (const seg of removable) {
+        await seg.handle?.close();
+        seg.handle = null;
+        await this.fs.unlink(seg.path);
+      }
+      await this.fs.syncDir(this.dir);
+    } catch (err) {
+      throw this.fail(err);
+    }
+    this.segments = this.segments.filter((s) => !removable.includes(s));
+    this.logger.info("WAL segments purged", {
+      count: removable.length,
+      before: index,
+      kept: this.segments.length,
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    try {
+      await this.sync();
+    } catch {
+      // A failed log closes all the same.
+    }
+    this.closed = true;
+    for (const seg of this.segments) {
+      await seg.handle?.close().catch(() => {});
+      seg.handle = null;
+    }
+  }
+
+  get segmentCount(): number {
+    return this.segments.length;
+  }
+
+  // ------------------------------------------------------------------ group commit internals
+
+  /** The group a payload of `size` bytes joins, starting a new segment first if this one is full. */
+  private groupFor(size: number, nextIndex: number): Group {
+    let g = this.open;
+    const tail = this.segments[this.segments.length - 1];
+    if (g && g.bytes > 0 && g.start + FRAME_HEADER_BYTES + g.bytes + size > this.segmentBytes) {
+      this.sealed.push(g);
+      g.segment.plannedEnd = g.start + FRAME_HEADER_BYTES + g.bytes;
+      g = this.open = null;
+    }
+    if (!g) {
+      if (!tail || (tail.plannedEnd + FRAME_HEADER_BYTES + size > this.segmentBytes && tail.plannedEnd > 0)) {
+        g = this.startSegment(nextIndex);
+      } else {
+        g = {
+          segment: tail,
+          start: tail.plannedEnd,
+          parts: [],
+          bytes: 0,
+          waiters: [],
+          createsSegment: false,
+        };
+      }
+      this.open = g;
+    }
+    return g;
+  }
+
+  /** Plans a new segment whose first frame restates the hard state and snapshot marker. */
+  private startSegment(firstIndex: number): Group {
+    const tail = this.segments[this.segments.length - 1];
+    const sequence = tail ? tail.sequence + 1 : 1;
+    const name = segmentName(sequence, firstIndex);
+    const seg: Segment = {
+      sequence,
+      name,
+      path: join(this.dir, name),
+      handle: null,
+      created: false,
+      plannedEnd: 0,
+      maxIndex: 0,
+    };
+    this.segments.push(seg);
+    const m = this.marker;
+    const size = segmentRecordBytes() + hardStateRecordBytes() + (m ? snapshotRecordBytes(m.confState) : 0);
+    const head = Buffer.allocUnsafe(size);
+    const w = new RecordWriter(head);
+    w.segment(sequence);
+    if (m) w.snapshot(m.index, m.term, m.confState);
+    w.hardState(this.hs);
+    return { segment: seg, start: 0, parts: [head], bytes: size, waiters: [], createsSegment: true };
+  }
+
+  private enqueue(group: Group, part: Buffer): Promise<void> {
+    group.parts.push(part);
+    group.bytes += part.byteLength;
+    const done = new Promise<void>((resolve, reject) => group.waiters.push({ resolve, reject }));
+    if (!this.flushing) this.flushing = this.flushLoop();
+    return done;
+  }
+
+  private async flushLoop(): Promise<void> {
+    // Let appends made in this same tick join the first write.
+    await Promise.resolve();
+    while (!this.failure) {
+      let g = this.sealed.shift();
+      if (!g) {
+        g = this.open ?? undefined;
+        if (!g) break;
+        this.open = null;
+        g.segment.plannedEnd = g.start + FRAME_HEADER_BYTES + g.bytes;
+      }
+      try {
+        await this.write(g);
+      } catch (err) {
+        const failure = this.fail(err);
+        for (const w of g.waiters) w.reject(failure);
+        break;
+      }
+      for (const w of g.waiters) w.resolve();
+    }
+    this.flushing = null;
+    if (this.failure) this.rejectAllPending(this.failure);
+  }
+
+  private async write(g: Group): Promise<void> {
+    const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + g.bytes);
+    let p = FRAME_HEADER_BYTES;
+    for (const part of g.parts) {
+      part.copy(frame, p);
+      p += part.byteLength;
+    }
+    sealFrame(frame, g.bytes);
+    const seg = g.segment;
+    if (g.createsSegment) {
+      seg.handle = this.fs.create(seg.path);
+      seg.created = true;
+    }
+    const handle = seg.handle ?? this.reopen(seg);
+    await handle.write(frame, g.start);
+    await handle.datasync();
+    if (g.createsSegment) await this.fs.syncDir(this.dir);
+    this.stats.writes++;
+    this.stats.syncs++;
+    this.stats.bytesWritten += frame.byteLength;
+  }
+
+  private fail(err: unknown): WalFailedError {
+    if (!this.failure) {
+      this.failure = err instanceof WalFailedError ? err : new WalFailedError(err);
+      this.logger.warn("WAL failed; refusing further appends", { error: this.failure.message });
+    }
+    return this.failure;
+  }
+
+  private rejectAllPending(err: WalFailedError): void {
+    const groups = [...this.sealed, ...(this.open ? [this.open] : [])];
+    this.sealed.length = 0;
+    this.open = null;
+    for (const g of groups) for (const w of g.waiters) w.reject(err);
+  }
+
+  // ------------------------------------------------------------------ entry index
+
+  private truncateFrom(index: number): void {
+    const keep = index - this.base;
+    if (keep >= this.terms.length) return;
+    for (let k = keep; k < this.cache.length; k++) {
+      const e = this.cache[k];
+      if (e) this.cacheBytes -= e.data.byteLength;
+    }
+    this.terms.length = keep;
+    this.types.length = keep;
+    this.segs.length = keep;
+    this.offsets.length = keep;
+    this.lengths.length = keep;
+    this.cache.length = keep;
+    if (this.cacheFrom > index) this.cacheFrom = index;
+  }
+
+  private pushEntry(e: Entry, seg: Segment, offset: number): void {
+    if (this.terms.length === 0) this.base = e.index;
+    this.terms.push(e.term);
+    this.types.push(e.type);
+    this.segs.push(seg);
+    this.offsets.push(offset);
+    this.lengths.push(e.data.byteLength);
+    this.cache.push(e);
+    this.cacheBytes += e.data.byteLength;
+    this.evictCache();
+  }
+
+  private evictCache(): void {
+    while (this.cacheBytes > this.tailCacheBytes && this.cacheFrom <= this.lastIndex()) {
+      const slot = this.cacheFrom - this.base;
+      const e = this.cache[slot];
+      if (e) {
+        this.cacheBytes -= e.data.byteLength;
+        this.cache[slot] = undefined;
+      }
+      this.cacheFrom++;
+    }
+  }
+
+  private applyMarker(m: SnapshotMarker): void {
+    if (this.termOf(m.index) !== m.term) {
+      // The log does not hold the snapshot's entry: the snapshot replaces the whole log.
+      this.terms.length = 0;
+      this.types.length = 0;
+      this.segs.length = 0;
+      this.offsets.length = 0;
+      this.lengths.length = 0;
+      this.cache.length = 0;
+      this.cacheBytes = 0;
+      this.base = m.index + 1;
+      this.cacheFrom = this.base;
+    }
+    this.marker = m;
+  }
+
+  // ------------------------------------------------------------------ recovery
+
+  private async recover(repair: boolean): Promise<void> {
+    await ensureDurableDir(this.fs, this.dir);
+    const found = this.fs
+      .readdir(this.dir)
+      .map((name) => ({ name, parsed: parseSegmentName(name) }))
+      .filter(
+        (x): x is { name: string; parsed: { sequence: number; firstIndex: number } } => x.parsed !== null,
+      )
+      .sort((a, b) => a.parsed.sequence - b.parsed.sequence);
+    for (let k = 0; k < found.length; k++) {
+      const { name, parsed } = found[k]!;
+      if (k > 0 && parsed.sequence !== found[k - 1]!.parsed.sequence + 1) {
+        throw new WalCorruptError(name, 0, `segment sequence gap after ${found[k - 1]!.name}`);
+      }
+      const isLast = k === found.length - 1;
+      const seg: Segment = {
+        sequence: parsed.sequence,
+        name,
+        path: join(this.dir, name),
+        handle: null,
+        created: true,
+        plannedEnd: 0,
+        maxIndex: 0,
+      };
+      const buf = this.fs.readFile(seg.path);
+      const cutAt = this.replaySegment(seg, buf, isLast, repair);
+      this.segments.push(seg);
+      if (cutAt >= 0) {
+        seg.handle = this.fs.open(seg.path);
+        await seg.handle.truncate(cutAt);
+        await seg.handle.datasync();
+        seg.plannedEnd = cutAt;
+        if (!isLast) {
+          // Repairing damage before the tail: everything after the cut goes.
+          for (const later of found.slice(k + 1)) await this.fs.unlink(join(this.dir, later.name));
+          await this.fs.syncDir(this.dir);
+          break;
+        }
+      } else {
+        seg.plannedEnd = buf.byteLength;
+      }
+    }
+    // A segment left empty by a cut (or a crash right after creating it) is rewritten from its start.
+    const tail = this.segments[this.segments.length - 1];
+    if (tail && tail.plannedEnd === 0) {
+      await tail.handle?.close();
+      this.segments.pop();
+      await this.fs.unlink(tail.path);
+      await this.fs.syncDir(this.dir);
+    }
+    this.cacheFrom = this.lastIndex() + 1;
+    this.loadTailCache();
+    this.logger.info("WAL opened", {
+      dir: this.dir,
+      segments: this.segments.length,
+      firstIndex: this.base,
+      lastIndex: this.lastIndex(),
+      hardState: this.hs,
+      snapshot: this.marker ? { index: this.marker.index, term: this.marker.term } : null,
+    });
+  }
+
+  /** Replays one segment; returns the offset to cut it at (a torn tail, or repair), or -1. */
+  private replaySegment(seg: Segment, buf: Uint8Array, isLast: boolean, repair: boolean): number {
+    let pos = 0;
+    let first = true;
+    while (pos < buf.byteLength) {
+      const check = checkFrame(buf, pos, this.maxFrameBytes);
+      let reason = check.ok ? "" : check.reason;
+      if (check.ok) {
+        // Decode the whole frame before applying any of it: a frame is applied entirely or not at all.
+        const records: WalRecord[] = [];
+        try {
+          readRecords(buf, check.payloadStart, check.end, (r) => {
+            if (first && records.length === 0 && r.kind !== RecordKind.Segment) {
+              throw new MalformedRecordError("segment does not start with its header");
+            }
+            records.push(r);
+          });
+        } catch (err) {
+          if (!(err instanceof MalformedRecordError)) throw err;
+          reason = err.message;
+        }
+        if (!reason) {
+          first = false;
+          try {
+            for (const r of records) this.replayRecord(seg, r);
+          } catch (err) {
+            // A frame that checks out but contradicts the log is damage, wherever it is.
+            if (err instanceof MalformedRecordError) throw new WalCorruptError(seg.name, pos, err.message);
+            throw err;
+          }
+          pos = check.end;
+          continue;
+        }
+      }
+      const later = validFrameAfter(buf, pos, this.maxFrameBytes);
+      if (isLast && later < 0) {
+        this.logger.warn("WAL: cutting a torn tail", {
+          segment: seg.name,
+          offset: pos,
+          bytes: buf.byteLength - pos,
+          reason,
+        });
+        return pos;
+      }
+      if (!repair) throw new WalCorruptError(seg.name, pos, reason);
+      this.logger.warn("WAL repair: cutting the log at damage before its tail; later records are discarded", {
+        segment: seg.name,
+        offset: pos,
+        reason,
+      });
+      return pos;
+    }
+    return -1;
+  }
+
+  private replayRecord(seg: Segment, r: WalRecord): void {
+    switch (r.kind) {
+      case RecordKind.Segment:
+        if (r.sequence !== seg.sequence) {
+          throw new MalformedRecordError(`segment header names sequence ${r.sequence}`);
+        }
+        return;
+      case RecordKind.HardState:
+        this.hs = r.hardState;
+        return;
+      case RecordKind.Snapshot:
+        if (this.terms.length > 0 && r.index < this.base) {
+          // Its entry was in a purged segment, so the log held it (purging never deletes the segment
+          // holding the snapshot's own entry): the entries after it stay, as they did when it was recorded.
+          this.marker = { index: r.index, term: r.term, confState: r.confState };
+          return;
+        }
+        this.applyMarker({ index: r.index, term: r.term, confState: r.confState });
+        return;
+      case RecordKind.Entry: {
+        if (this.marker && r.index <= this.marker.index && this.terms.length === 0) return;
+        const last = this.lastIndex();
+        if (this.terms.length > 0 && r.index > last + 1) {
+          throw new MalformedRecordError(`entry ${r.index} leaves a gap after ${last}`);
+        }
+        if (r.index < this.base) {
+          // Below what we hold: the start of a log whose earlier segments were purged is fine only
+          // when nothing is held yet.
+          if (this.terms.length > 0)
+            throw new MalformedRecordError(`entry ${r.index} is below first index ${this.base}`);
+        }
+        this.truncateFrom(r.index);
+        if (this.terms.length === 0) this.base = r.index;
+        this.terms.push(r.term);
+        this.types.push(r.type);
+        this.segs.push(seg);
+        this.offsets.push(r.dataStart);
+        this.lengths.push(r.dataLength);
+        this.cache.push(undefined);
+        seg.maxIndex = Math.max(seg.maxIndex, r.index);
+        return;
+      }
+    }
+  }
+
+  /** Reads the newest entries back into memory, up to the tail cache budget. */
+  private loadTailCache(): void {
+    let budget = this.tailCacheBytes;
+    let i = this.lastIndex();
+    while (i >= this.base && budget - this.lengths[i - this.base]! >= 0) {
+      budget -= this.lengths[i - this.base]!;
+      i--;
+    }
+    for (let j = i + 1; j <= this.lastIndex(); j++) {
+      const slot = j - this.base;
+      const e = this.readEntry(slot, j);
+      this.cache[slot] = e;
+      this.cacheBytes += e.data.byteLength;
+    }
+    this.cacheFrom = i + 1;
+  }
+}

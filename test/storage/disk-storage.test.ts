@@ -1,0 +1,155 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { CompactedError, UnavailableError } from "../../src/raft/errors.js";
+import { RawNode } from "../../src/raft/raw-node.js";
+import { type ConfState, EMPTY_CONF_STATE, type Entry, EntryType } from "../../src/raft/types.js";
+import { DiskStorage } from "../../src/storage/disk-storage.js";
+import { StorageError } from "../../src/storage/errors.js";
+import { SimFileSystem } from "../../src/storage/sim-fs.js";
+
+const cs = (voters: number[]): ConfState => ({ ...EMPTY_CONF_STATE, voters });
+const entry = (index: number, term: number, text = `e${index}`): Entry => ({
+  index,
+  term,
+  type: EntryType.Normal,
+  data: Buffer.from(text),
+});
+const dir = "/data/node1";
+
+async function bootstrapped(fs: SimFileSystem): Promise<DiskStorage> {
+  const s = await DiskStorage.open({ fs, dir });
+  await s.bootstrap(cs([1]));
+  return s;
+}
+
+describe("raft's Storage on disk", () => {
+  it("bootstraps a cluster's membership as a snapshot at index 1 that survives a crash", async () => {
+    const fs = new SimFileSystem(1);
+    const s = await bootstrapped(fs);
+    assert.equal(s.firstIndex(), 2);
+    assert.equal(s.lastIndex(), 1);
+    assert.equal(s.term(1), 1);
+    await assert.rejects(s.bootstrap(cs([1])), StorageError);
+    fs.crash("lose-all-unsynced");
+    const again = await DiskStorage.open({ fs, dir });
+    assert.deepEqual(again.initialState().confState.voters, [1]);
+    assert.deepEqual(again.initialState().hardState, { term: 1, vote: 0, commit: 1 });
+    assert.equal(again.snapshot().metadata.index, 1);
+  });
+
+  it("serves entries, terms and bounds as raft expects, with typed errors outside them", async () => {
+    const fs = new SimFileSystem(2);
+    const s = await bootstrapped(fs);
+    await s.append([entry(2, 1), entry(3, 1), entry(4, 2)], { term: 2, vote: 1, commit: 3 });
+    assert.deepEqual(
+      s.entries(2, 5, 1 << 20).map((e) => e.index),
+      [2, 3, 4],
+    );
+    assert.equal(s.entries(2, 5, 1).length, 1, "at least one entry even over the byte limit");
+    assert.equal(s.term(4), 2);
+    assert.throws(() => s.entries(1, 3, 100), CompactedError);
+    assert.throws(() => s.entries(3, 6, 100), UnavailableError);
+    assert.throws(() => s.term(0), CompactedError);
+    assert.throws(() => s.term(5), UnavailableError);
+  });
+
+  it("a single-node raft on it commits, crashes, and comes back with everything it acknowledged", async () => {
+    const fs = new SimFileSystem(3);
+    const storage = await bootstrapped(fs);
+    const node = new RawNode({ id: 1, storage, applied: 1 });
+    node.campaign();
+    const applied: string[] = [];
+    const drive = async () => {
+      while (node.hasReady()) {
+        const rd = node.ready();
+        if (rd.snapshot) await storage.installSnapshot(rd.snapshot, rd.hardState);
+        await storage.append(rd.entries, rd.hardState);
+        for (const e of rd.committedEntries)
+          if (e.data.byteLength) applied.push(Buffer.from(e.data).toString());
+        node.advance(rd);
+      }
+    };
+    await drive();
+    assert.equal(node.raft.role, "leader");
+    for (const v of ["a", "b", "c"]) node.propose(Buffer.from(v));
+    await drive();
+    assert.deepEqual(applied, ["a", "b", "c"]);
+    fs.crash("random");
+    const reopened = await DiskStorage.open({ fs, dir });
+    const restarted = new RawNode({ id: 1, storage: reopened, applied: 1 });
+    const replayed: string[] = [];
+    while (restarted.hasReady()) {
+      const rd = restarted.ready();
+      for (const e of rd.committedEntries)
+        if (e.data.byteLength) replayed.push(Buffer.from(e.data).toString());
+      restarted.advance(rd);
+    }
+    assert.deepEqual(replayed, ["a", "b", "c"], "every applied entry was committed durably and comes back");
+  });
+
+  it("a local snapshot releases the log before it; reopening starts after the snapshot", async () => {
+    const fs = new SimFileSystem(4);
+    const s = await bootstrapped(fs);
+    const ents = Array.from({ length: 20 }, (_, i) => entry(i + 2, 1));
+    await s.append(ents, { term: 1, vote: 1, commit: 21 });
+    await s.createSnapshot(10, cs([1]), Buffer.from("state@10"));
+    assert.equal(s.firstIndex(), 11);
+    assert.throws(() => s.entries(10, 12, 1000), CompactedError);
+    fs.crash("lose-all-unsynced");
+    const again = await DiskStorage.open({ fs, dir });
+    assert.equal(again.firstIndex(), 11);
+    assert.equal(again.lastIndex(), 21);
+    assert.equal(Buffer.from(again.snapshot().data).toString(), "state@10");
+    assert.equal(again.entries(11, 22, 1 << 20).length, 11);
+  });
+
+  it("a crash after the snapshot file is saved but before the log records it leaves the old state", async () => {
+    const fs = new SimFileSystem(5);
+    const s = await bootstrapped(fs);
+    await s.append([entry(2, 1), entry(3, 1)], { term: 1, vote: 1, commit: 3 });
+    // The snapshot from the leader reaches its file, then the power goes.
+    await s.snapshots.save({ index: 50, term: 4, confState: cs([1]) }, Buffer.from("leader@50"));
+    fs.crash("random");
+    const again = await DiskStorage.open({ fs, dir });
+    assert.equal(again.snapshot().metadata.index, 1, "the unrecorded snapshot is not in force");
+    assert.equal(again.lastIndex(), 3);
+    assert.deepEqual(again.initialState().hardState, { term: 1, vote: 1, commit: 3 });
+  });
+
+  it("an installed snapshot replaces the log, durably", async () => {
+    const fs = new SimFileSystem(6);
+    const s = await bootstrapped(fs);
+    await s.append([entry(2, 1), entry(3, 1)], { term: 1, vote: 1, commit: 2 });
+    await s.installSnapshot(
+      { metadata: { index: 50, term: 4, confState: cs([1, 2]) }, data: Buffer.from("leader@50") },
+      { term: 4, vote: 0, commit: 50 },
+    );
+    fs.crash("lose-all-unsynced");
+    const again = await DiskStorage.open({ fs, dir });
+    assert.equal(again.firstIndex(), 51);
+    assert.equal(again.lastIndex(), 50);
+    assert.deepEqual(again.initialState().confState.voters, [1, 2]);
+    assert.equal(Buffer.from(again.snapshot().data).toString(), "leader@50");
+  });
+
+  it("a corrupt newest snapshot falls back to the previous one that the log still reaches", async () => {
+    const fs = new SimFileSystem(7);
+    const s = await bootstrapped(fs);
+    await s.append(
+      Array.from({ length: 30 }, (_, i) => entry(i + 2, 1)),
+      { term: 1, vote: 1, commit: 31 },
+    );
+    await s.createSnapshot(10, cs([1]), Buffer.from("state@10"));
+    const newest = await s.createSnapshot(20, cs([1]), Buffer.from("state@20"));
+    const file = (await s.snapshots.list()).find((l) => l.index === newest.metadata.index)!.path;
+    fs.corrupt(file, 40);
+    const again = await DiskStorage.open({ fs, dir });
+    assert.equal(again.snapshot().metadata.index, 10);
+    assert.equal(again.firstIndex(), 11);
+    assert.equal(
+      again.entries(11, 32, 1 << 20).length,
+      21,
+      "the entries after the older snapshot are still there",
+    );
+  });
+});
