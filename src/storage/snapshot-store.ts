@@ -44,7 +44,7 @@ import type { ConfState, NodeId, SnapshotMetadata } from "../raft/types.js";
 import { crc32c } from "./crc32c.js";
 import { SnapshotCorruptError, SnapshotOutOfOrderError, SnapshotTooLargeError } from "./errors.js";
 import type { FileHandle, FileSystem } from "./fs.js";
-import { join } from "./fs.js";
+import { ensureDurableDir, join } from "./fs.js";
 
 export const SNAPSHOT_FORMAT_VERSION = 1;
 const MAGIC = new Uint8Array([0x52, 0x4b, 0x56, 0x53, 0x4e, 0x41, 0x50, 0x00]); // "RKVSNAP\0"
@@ -171,13 +171,7 @@ export class SnapshotStore {
    */
   static async open(fs: FileSystem, dir: string, options: SnapshotStoreOptions = {}): Promise<SnapshotStore> {
     const store = new SnapshotStore(fs, dir, options);
-    // Create what is missing of the path, and make each new name durable in its parent.
-    const missing: string[] = [];
-    for (let d = dir; !fs.exists(d) && nodePath.dirname(d) !== d; d = nodePath.dirname(d)) missing.push(d);
-    if (missing.length > 0) {
-      fs.mkdirp(dir);
-      for (const d of missing) await fs.syncDir(nodePath.dirname(d));
-    }
+    await ensureDurableDir(fs, dir);
     let removed = 0;
     for (const name of fs.readdir(dir)) {
       if (!TMP_RE.test(name)) continue;
