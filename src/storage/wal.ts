@@ -346,6 +346,8 @@ export class Wal {
       removable.push(seg);
     }
     if (removable.length === 0) return;
+    // Claim them before the first await, so that a purge running concurrently does not pick them too.
+    this.segments = this.segments.filter((s) => !removable.includes(s));
     try {
       for (const seg of removable) {
         await seg.handle?.close();
@@ -356,7 +358,6 @@ export class Wal {
     } catch (err) {
       throw this.fail(err);
     }
-    this.segments = this.segments.filter((s) => !removable.includes(s));
     this.logger.info("WAL segments purged", {
       count: removable.length,
       before: index,
@@ -548,19 +549,22 @@ export class Wal {
   }
 
   private applyMarker(m: SnapshotMarker): void {
-    if (this.termOf(m.index) !== m.term) {
-      // The log does not hold the snapshot's entry: the snapshot replaces the whole log.
-      this.terms.length = 0;
-      this.types.length = 0;
-      this.segs.length = 0;
-      this.offsets.length = 0;
-      this.lengths.length = 0;
-      this.cache.length = 0;
-      this.cacheBytes = 0;
-      this.base = m.index + 1;
-      this.cacheFrom = this.base;
-    }
+    // A log that does not hold the snapshot's entry is replaced by the snapshot whole.
+    if (this.termOf(m.index) !== m.term) this.resetEntries(m.index + 1);
     this.marker = m;
+  }
+
+  /** Forgets every entry held; the next one is expected at `nextIndex`. */
+  private resetEntries(nextIndex: number): void {
+    this.terms.length = 0;
+    this.types.length = 0;
+    this.segs.length = 0;
+    this.offsets.length = 0;
+    this.lengths.length = 0;
+    this.cache.length = 0;
+    this.cacheBytes = 0;
+    this.base = nextIndex;
+    this.cacheFrom = nextIndex;
   }
 
   // ------------------------------------------------------------------ recovery
@@ -708,12 +712,12 @@ export class Wal {
           throw new MalformedRecordError(`entry ${r.index} leaves a gap after ${last}`);
         }
         if (r.index < this.base) {
-          // Below what we hold: the start of a log whose earlier segments were purged is fine only
-          // when nothing is held yet.
-          if (this.terms.length > 0)
-            throw new MalformedRecordError(`entry ${r.index} is below first index ${this.base}`);
+          // An append that replaced a suffix reaching back into a segment since purged (the snapshot
+          // that allowed the purge comes later in this segment): it replaces everything held.
+          this.resetEntries(r.index);
+        } else {
+          this.truncateFrom(r.index);
         }
-        this.truncateFrom(r.index);
         if (this.terms.length === 0) this.base = r.index;
         this.terms.push(r.term);
         this.types.push(r.type);

@@ -251,3 +251,24 @@ describe("snapshots and compaction", () => {
     await again.close();
   });
 });
+
+describe("purging segments", () => {
+  it("two purges running at once delete each segment once and leave the log healthy", async () => {
+    const { SimFileSystem } = await import("../../src/storage/sim-fs.js");
+    const sim = new SimFileSystem(9);
+    const wal = await Wal.open({ fs: sim, dir: "/wal", segmentBytes: 1024 });
+    for (let i = 0; i < 20; i++)
+      await wal.append(batch(i * 5 + 1, 5, 1), { term: 1, vote: 1, commit: i * 5 + 5 });
+    const before = wal.segmentCount;
+    const cs = { voters: [1], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false };
+    await wal.recordSnapshot({ index: 90, term: 1, confState: cs });
+    await Promise.all([wal.releaseBefore(61), wal.releaseBefore(91)]);
+    assert.ok(wal.segmentCount < before, "segments were purged");
+    await wal.append([entry(101, 1)]);
+    await wal.close();
+    const again = await Wal.open({ fs: sim, dir: "/wal", segmentBytes: 1024 });
+    assert.equal(again.lastIndex(), 101);
+    assert.equal(again.snapshotMarker?.index, 90);
+    await again.close();
+  });
+});
