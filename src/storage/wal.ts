@@ -81,6 +81,11 @@ interface Waiter {
   reject(err: unknown): void;
 }
 
+/** A buffer for `size` bytes of records, behind room for the frame header. */
+function newPart(size: number): Buffer {
+  return Buffer.allocUnsafe(FRAME_HEADER_BYTES + size);
+}
+
 /** The bytes of one upcoming write: payload parts of one or more batches, committed by one fdatasync. */
 interface Group {
   readonly segment: Segment;
@@ -252,17 +257,22 @@ export class Wal {
       );
     }
 
-    const part = Buffer.allocUnsafe(size);
+    const part = newPart(size);
     const w = new RecordWriter(part);
+    w.pos = FRAME_HEADER_BYTES;
     const group = this.groupFor(size, entries.length > 0 ? entries[0]!.index : this.lastIndex() + 1);
-    const partOffset = group.start + FRAME_HEADER_BYTES + group.bytes;
+    // Where this part's bytes will sit in the segment file (its own header room is not written).
+    const partOffset = group.start + group.bytes;
     if (entries.length > 0) this.truncateFrom(entries[0]!.index);
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
       const dataAt = w.entry(e);
       this.pushEntry(e, group.segment, partOffset + dataAt);
     }
-    if (entries.length > 0) group.segment.maxIndex = Math.max(group.segment.maxIndex, this.lastIndex());
+    if (entries.length > 0) {
+      group.segment.maxIndex = Math.max(group.segment.maxIndex, this.lastIndex());
+      this.evictCache();
+    }
     if (hardState) {
       w.hardState(hardState);
       this.hs = hardState;
@@ -280,8 +290,9 @@ export class Wal {
     if (this.closed) return Promise.reject(new WalClosedError());
     if (this.failure) return Promise.reject(this.failure);
     const size = snapshotRecordBytes(meta.confState) + (hardState ? hardStateRecordBytes() : 0);
-    const part = Buffer.allocUnsafe(size);
+    const part = newPart(size);
     const w = new RecordWriter(part);
+    w.pos = FRAME_HEADER_BYTES;
     const group = this.groupFor(size, meta.index + 1);
     w.snapshot(meta.index, meta.term, meta.confState);
     this.applyMarker({ index: meta.index, term: meta.term, confState: meta.confState });
@@ -429,8 +440,9 @@ export class Wal {
     this.segments.push(seg);
     const m = this.marker;
     const size = segmentRecordBytes() + hardStateRecordBytes() + (m ? snapshotRecordBytes(m.confState) : 0);
-    const head = Buffer.allocUnsafe(size);
+    const head = newPart(size);
     const w = new RecordWriter(head);
+    w.pos = FRAME_HEADER_BYTES;
     w.segment(sequence);
     if (m) w.snapshot(m.index, m.term, m.confState);
     w.hardState(this.hs);
@@ -439,7 +451,7 @@ export class Wal {
 
   private enqueue(group: Group, part: Buffer): Promise<void> {
     group.parts.push(part);
-    group.bytes += part.byteLength;
+    group.bytes += part.byteLength - FRAME_HEADER_BYTES;
     const done = new Promise<void>((resolve, reject) => group.waiters.push({ resolve, reject }));
     if (!this.flushing) this.flushing = this.flushLoop();
     return done;
@@ -470,11 +482,13 @@ export class Wal {
   }
 
   private async write(g: Group): Promise<void> {
-    const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + g.bytes);
-    let p = FRAME_HEADER_BYTES;
-    for (const part of g.parts) {
-      part.copy(frame, p);
-      p += part.byteLength;
+    let frame: Buffer;
+    if (g.parts.length === 1) {
+      frame = g.parts[0]!; // the usual case: one batch, encoded in place behind the header room
+    } else {
+      frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + g.bytes);
+      let p = FRAME_HEADER_BYTES;
+      for (const part of g.parts) p += part.copy(frame, p, FRAME_HEADER_BYTES);
     }
     sealFrame(frame, g.bytes);
     const seg = g.segment;
@@ -533,7 +547,6 @@ export class Wal {
     this.lengths.push(e.data.byteLength);
     this.cache.push(e);
     this.cacheBytes += e.data.byteLength;
-    this.evictCache();
   }
 
   private evictCache(): void {

@@ -37,3 +37,24 @@ describe("crc32c", () => {
     for (let cut = 0; cut <= buf.length; cut++) assert.equal(crc32c(buf, crc32c(buf, 0, 0, cut), cut), whole);
   });
 });
+
+describe("crc32c implementations", () => {
+  it("the native and the portable implementation agree on every length, offset and running value", async () => {
+    const { crc32cPortable, crc32cImplementation } = await import("../../src/storage/crc32c.js");
+    assert.equal(crc32cImplementation, "native", "the prebuilt native CRC is installed on this platform");
+    const buf = new Uint8Array(4096);
+    let x = 7;
+    for (let i = 0; i < buf.length; i++) buf[i] = x = (x * 1103515245 + 12345) & 0xff;
+    for (const [start, end] of [
+      [0, 4096],
+      [3, 4000],
+      [64, 128],
+      [1, 65],
+      [100, 3333],
+    ] as const) {
+      for (const seed of [0, 0xdeadbeef]) {
+        assert.equal(crc32c(buf, seed, start, end), crc32cPortable(buf, seed, start, end), `[${start}, ${end}) seed ${seed}`);
+      }
+    }
+  });
+});
