@@ -75,21 +75,29 @@ class NodeFileHandle implements FileHandle {
     return total;
   }
 
-  async write(data: Uint8Array, position: number): Promise<void> {
-    let done = 0;
-    while (done < data.byteLength) {
-      const n = await promisify<number>((cb) =>
-        fs.write(this.live(), data, done, data.byteLength - done, position + done, (err, written) =>
-          cb(err, written),
-        ),
-      );
-      if (n === 0) throw Object.assign(new Error(`write to ${this.path} made no progress`), { code: "EIO" });
-      done += n;
-    }
+  write(data: Uint8Array, position: number): Promise<void> {
+    // Plain callbacks and one promise: this sits on the path of every WAL append.
+    return new Promise<void>((resolve, reject) => {
+      const fd = this.live();
+      let done = 0;
+      const next = () =>
+        fs.write(fd, data, done, data.byteLength - done, position + done, (err, n) => {
+          if (err) return reject(err);
+          if (n === 0) {
+            return reject(Object.assign(new Error(`write to ${this.path} made no progress`), { code: "EIO" }));
+          }
+          done += n;
+          if (done < data.byteLength) next();
+          else resolve();
+        });
+      next();
+    });
   }
 
   datasync(): Promise<void> {
-    return promisify<void>((cb) => fs.fdatasync(this.live(), (err) => cb(err)));
+    return new Promise<void>((resolve, reject) => {
+      fs.fdatasync(this.live(), (err) => (err ? reject(err) : resolve()));
+    });
   }
 
   truncate(length: number): Promise<void> {

@@ -1,14 +1,13 @@
 import { type RaftLogger, silentLogger } from "../raft/config.js";
-import { ENTRY_OVERHEAD_BYTES } from "../raft/entries.js";
 import { CompactedError, UnavailableError } from "../raft/errors.js";
 import {
   type ConfState,
   EMPTY_HARD_STATE,
   type Entry,
-  type EntryType,
   type HardState,
   type SnapshotMetadata,
 } from "../raft/types.js";
+import { BufferPool } from "./buffer-pool.js";
 import { WalClosedError, WalCorruptError, WalFailedError, WalLimitError } from "./errors.js";
 import { ensureDurableDir, type FileHandle, type FileSystem, join } from "./fs.js";
 import {
@@ -28,6 +27,7 @@ import {
   validFrameAfter,
   type WalRecord,
 } from "./wal-format.js";
+import { EntryIndex, type Run } from "./wal-index.js";
 
 export interface WalOptions {
   fs: FileSystem;
@@ -81,9 +81,12 @@ interface Waiter {
   reject(err: unknown): void;
 }
 
+/** Write buffers are recycled once written: a steady stream of batches then allocates nothing large. */
+const pool = new BufferPool();
+
 /** A buffer for `size` bytes of records, behind room for the frame header. */
 function newPart(size: number): Buffer {
-  return Buffer.allocUnsafe(FRAME_HEADER_BYTES + size);
+  return pool.take(FRAME_HEADER_BYTES + size);
 }
 
 /** The bytes of one upcoming write: payload parts of one or more batches, committed by one fdatasync. */
@@ -95,6 +98,8 @@ interface Group {
   readonly waiters: Waiter[];
   /** The segment's first write: the file must be created and its directory synced. */
   readonly createsSegment: boolean;
+  /** The entry runs this write carries, released to the index once written. */
+  readonly runs: Run<Segment>[];
 }
 
 /**
@@ -119,17 +124,8 @@ export class Wal {
   private hs: HardState = EMPTY_HARD_STATE;
   private marker: SnapshotMarker | null = null;
 
-  // The entry index: one slot per entry from `base` on. Columns rather than objects keep it compact.
-  private base = 1;
-  private terms: number[] = [];
-  private types: EntryType[] = [];
-  private segs: Segment[] = [];
-  private offsets: number[] = [];
-  private lengths: number[] = [];
-  /** Entries held in memory, for slots at or after `cacheFrom`. */
-  private cache: (Entry | undefined)[] = [];
-  private cacheFrom = 1;
-  private cacheBytes = 0;
+  /** Where each entry is, its term, and the recent tail in memory. */
+  private readonly index: EntryIndex<Segment>;
 
   private open: Group | null = null;
   private readonly sealed: Group[] = [];
@@ -147,6 +143,9 @@ export class Wal {
     this.maxFrameBytes = o.maxFrameBytes ?? WAL_DEFAULTS.maxFrameBytes;
     this.tailCacheBytes = o.tailCacheBytes ?? WAL_DEFAULTS.tailCacheBytes;
     this.logger = o.logger ?? silentLogger;
+    this.index = new EntryIndex<Segment>(this.tailCacheBytes, (seg, offset, length) =>
+      this.readRange(seg, offset, length),
+    );
   }
 
   /** Opens (creating if needed) the log in `dir`, recovering from a torn tail. */
@@ -168,49 +167,38 @@ export class Wal {
 
   /** The lowest index whose entry the log holds (entries below were released or never written). */
   firstIndex(): number {
-    return this.base;
+    return this.index.firstIndex();
   }
 
   /** The highest index held, or firstIndex()-1 when empty. */
   lastIndex(): number {
-    return this.base + this.terms.length - 1;
+    return this.index.lastIndex();
   }
 
   /** The term of entry i, or the marker's term at its index; undefined if the log does not hold i. */
   termOf(i: number): number | undefined {
-    if (i >= this.base && i <= this.lastIndex()) return this.terms[i - this.base];
+    const t = this.index.termOf(i);
+    if (t !== undefined) return t;
     if (this.marker && i === this.marker.index) return this.marker.term;
     return undefined;
   }
 
   /** Entries in [lo, hi), at most maxBytes (counted as raft counts them) but at least one. */
   entries(lo: number, hi: number, maxBytes: number): Entry[] {
-    if (lo < this.base) throw new CompactedError(lo, this.base);
+    if (lo < this.index.firstIndex()) throw new CompactedError(lo, this.index.firstIndex());
     if (hi > this.lastIndex() + 1) throw new UnavailableError(hi - 1);
-    const out: Entry[] = [];
-    let size = 0;
-    for (let i = lo; i < hi; i++) {
-      const slot = i - this.base;
-      const bytes = this.lengths[slot]! + ENTRY_OVERHEAD_BYTES;
-      if (out.length > 0 && size + bytes > maxBytes) break;
-      size += bytes;
-      out.push(this.cache[slot] ?? this.readEntry(slot, i));
-    }
-    return out;
+    if (lo >= hi) return [];
+    return this.index.entries(lo, hi, maxBytes);
   }
 
-  private readEntry(slot: number, index: number): Entry {
-    const seg = this.segs[slot]!;
-    const length = this.lengths[slot]!;
-    const data = Buffer.allocUnsafe(length);
+  private readRange(seg: Segment, offset: number, length: number): Uint8Array {
+    const buf = Buffer.allocUnsafe(length);
     const handle = seg.handle ?? this.reopen(seg);
-    const n = handle.readSync(data, 0, length, this.offsets[slot]!);
+    const n = handle.readSync(buf, 0, length, offset);
     if (n !== length) {
-      throw new WalFailedError(
-        new Error(`short read of entry ${index} in ${seg.name}: ${n} of ${length} bytes`),
-      );
+      throw new WalFailedError(new Error(`short read in ${seg.name} at ${offset}: ${n} of ${length} bytes`));
     }
-    return { index, term: this.terms[slot]!, type: this.types[slot]!, data };
+    return buf;
   }
 
   private reopen(seg: Segment): FileHandle {
@@ -223,12 +211,14 @@ export class Wal {
   /**
    * Appends entries (replacing any suffix they overlap, as raft requires) and/or a hard state. Resolves
    * once they are durable. Callers append in order; each append sees the effects of the previous ones.
+   * The log keeps `entries` in its memory tail by reference: the array must not change afterwards.
    */
   append(entries: readonly Entry[], hardState: HardState | null = null): Promise<void> {
     if (this.closed) return Promise.reject(new WalClosedError());
     if (this.failure) return Promise.reject(this.failure);
     if (entries.length === 0 && !hardState) return this.sync();
     let size = hardState ? hardStateRecordBytes() : 0;
+    let payload = 0;
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
       if (e.data.byteLength > this.maxEntryBytes) {
@@ -238,17 +228,20 @@ export class Wal {
           ),
         );
       }
-      size += ENTRY_RECORD_HEADER_BYTES + e.data.byteLength;
+      payload += e.data.byteLength;
     }
+    size += ENTRY_RECORD_HEADER_BYTES * entries.length + payload;
     if (entries.length > 0) {
       const first = entries[0]!.index;
-      if (first > this.lastIndex() + 1 && !(first === this.base && this.terms.length === 0)) {
+      if (first > this.lastIndex() + 1) {
         return Promise.reject(
           new WalLimitError(`append at ${first} would leave a gap after last index ${this.lastIndex()}`),
         );
       }
-      if (first < this.base) {
-        return Promise.reject(new WalLimitError(`append at ${first} is below the first index ${this.base}`));
+      if (first < this.firstIndex()) {
+        return Promise.reject(
+          new WalLimitError(`append at ${first} is below the first index ${this.firstIndex()}`),
+        );
       }
     }
     if (size + FRAME_HEADER_BYTES > this.maxFrameBytes) {
@@ -263,15 +256,19 @@ export class Wal {
     const group = this.groupFor(size, entries.length > 0 ? entries[0]!.index : this.lastIndex() + 1);
     // Where this part's bytes will sit in the segment file (its own header room is not written).
     const partOffset = group.start + group.bytes;
-    if (entries.length > 0) this.truncateFrom(entries[0]!.index);
-    for (let i = 0; i < entries.length; i++) {
-      const e = entries[i]!;
-      const dataAt = w.entry(e);
-      this.pushEntry(e, group.segment, partOffset + dataAt);
-    }
     if (entries.length > 0) {
+      this.index.truncateFrom(entries[0]!.index);
+      for (let i = 0; i < entries.length; i++) w.entry(entries[i]!);
+      group.runs.push(
+        this.index.appendRun(
+          entries,
+          payload,
+          group.segment,
+          partOffset + FRAME_HEADER_BYTES,
+          partOffset + w.pos,
+        ),
+      );
       group.segment.maxIndex = Math.max(group.segment.maxIndex, this.lastIndex());
-      this.evictCache();
     }
     if (hardState) {
       w.hardState(hardState);
@@ -323,22 +320,8 @@ export class Wal {
   async releaseBefore(index: number): Promise<void> {
     // Never past the snapshot: the entries after it are the only copy.
     index = Math.min(index, (this.marker?.index ?? 0) + 1);
-    if (index <= this.base) return;
-    const drop = Math.min(index, this.lastIndex() + 1) - this.base;
-    if (drop > 0) {
-      for (let k = 0; k < drop; k++) {
-        const e = this.cache[k];
-        if (e) this.cacheBytes -= e.data.byteLength;
-      }
-      this.terms.splice(0, drop);
-      this.types.splice(0, drop);
-      this.segs.splice(0, drop);
-      this.offsets.splice(0, drop);
-      this.lengths.splice(0, drop);
-      this.cache.splice(0, drop);
-      this.base += drop;
-      if (this.cacheFrom < this.base) this.cacheFrom = this.base;
-    }
+    if (index <= this.index.firstIndex()) return;
+    this.index.releaseBefore(index);
     await this.purgeSegments(index);
   }
 
@@ -350,7 +333,7 @@ export class Wal {
     const removable: Segment[] = [];
     for (let k = 0; k < this.segments.length - 1; k++) {
       const seg = this.segments[k]!;
-      const firstLive = this.segs[0];
+      const firstLive = this.index.firstSource();
       if (!seg.created || seg.maxIndex >= index - 1 || (firstLive && firstLive.sequence <= seg.sequence))
         break;
       if (this.sealed.some((g) => g.segment === seg) || this.open?.segment === seg) break;
@@ -416,6 +399,7 @@ export class Wal {
           bytes: 0,
           waiters: [],
           createsSegment: false,
+          runs: [],
         };
       }
       this.open = g;
@@ -446,7 +430,15 @@ export class Wal {
     w.segment(sequence);
     if (m) w.snapshot(m.index, m.term, m.confState);
     w.hardState(this.hs);
-    return { segment: seg, start: 0, parts: [head], bytes: size, waiters: [], createsSegment: true };
+    return {
+      segment: seg,
+      start: 0,
+      parts: [head],
+      bytes: size,
+      waiters: [],
+      createsSegment: true,
+      runs: [],
+    };
   }
 
   private enqueue(group: Group, part: Buffer): Promise<void> {
@@ -475,6 +467,7 @@ export class Wal {
         for (const w of g.waiters) w.reject(failure);
         break;
       }
+      this.index.markWritten(g.runs);
       for (const w of g.waiters) w.resolve();
     }
     this.flushing = null;
@@ -486,7 +479,7 @@ export class Wal {
     if (g.parts.length === 1) {
       frame = g.parts[0]!; // the usual case: one batch, encoded in place behind the header room
     } else {
-      frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + g.bytes);
+      frame = pool.take(FRAME_HEADER_BYTES + g.bytes);
       let p = FRAME_HEADER_BYTES;
       for (const part of g.parts) p += part.copy(frame, p, FRAME_HEADER_BYTES);
     }
@@ -503,6 +496,9 @@ export class Wal {
     this.stats.writes++;
     this.stats.syncs++;
     this.stats.bytesWritten += frame.byteLength;
+    // Nothing refers to the written bytes any more: the index reads entries back from the file.
+    for (const part of g.parts) pool.give(part);
+    if (g.parts.length > 1) pool.give(frame);
   }
 
   private fail(err: unknown): WalFailedError {
@@ -522,62 +518,10 @@ export class Wal {
 
   // ------------------------------------------------------------------ entry index
 
-  private truncateFrom(index: number): void {
-    const keep = index - this.base;
-    if (keep >= this.terms.length) return;
-    for (let k = keep; k < this.cache.length; k++) {
-      const e = this.cache[k];
-      if (e) this.cacheBytes -= e.data.byteLength;
-    }
-    this.terms.length = keep;
-    this.types.length = keep;
-    this.segs.length = keep;
-    this.offsets.length = keep;
-    this.lengths.length = keep;
-    this.cache.length = keep;
-    if (this.cacheFrom > index) this.cacheFrom = index;
-  }
-
-  private pushEntry(e: Entry, seg: Segment, offset: number): void {
-    if (this.terms.length === 0) this.base = e.index;
-    this.terms.push(e.term);
-    this.types.push(e.type);
-    this.segs.push(seg);
-    this.offsets.push(offset);
-    this.lengths.push(e.data.byteLength);
-    this.cache.push(e);
-    this.cacheBytes += e.data.byteLength;
-  }
-
-  private evictCache(): void {
-    while (this.cacheBytes > this.tailCacheBytes && this.cacheFrom <= this.lastIndex()) {
-      const slot = this.cacheFrom - this.base;
-      const e = this.cache[slot];
-      if (e) {
-        this.cacheBytes -= e.data.byteLength;
-        this.cache[slot] = undefined;
-      }
-      this.cacheFrom++;
-    }
-  }
-
   private applyMarker(m: SnapshotMarker): void {
     // A log that does not hold the snapshot's entry is replaced by the snapshot whole.
-    if (this.termOf(m.index) !== m.term) this.resetEntries(m.index + 1);
+    if (this.termOf(m.index) !== m.term) this.index.reset(m.index + 1);
     this.marker = m;
-  }
-
-  /** Forgets every entry held; the next one is expected at `nextIndex`. */
-  private resetEntries(nextIndex: number): void {
-    this.terms.length = 0;
-    this.types.length = 0;
-    this.segs.length = 0;
-    this.offsets.length = 0;
-    this.lengths.length = 0;
-    this.cache.length = 0;
-    this.cacheBytes = 0;
-    this.base = nextIndex;
-    this.cacheFrom = nextIndex;
   }
 
   // ------------------------------------------------------------------ recovery
@@ -632,12 +576,11 @@ export class Wal {
       await this.fs.unlink(tail.path);
       await this.fs.syncDir(this.dir);
     }
-    this.cacheFrom = this.lastIndex() + 1;
-    this.loadTailCache();
+    this.index.loadTail();
     this.logger.info("WAL opened", {
       dir: this.dir,
       segments: this.segments.length,
-      firstIndex: this.base,
+      firstIndex: this.firstIndex(),
       lastIndex: this.lastIndex(),
       hardState: this.hs,
       snapshot: this.marker ? { index: this.marker.index, term: this.marker.term } : null,
@@ -710,7 +653,7 @@ export class Wal {
         this.hs = r.hardState;
         return;
       case RecordKind.Snapshot:
-        if (this.terms.length > 0 && r.index < this.base) {
+        if (!this.index.isEmpty() && r.index < this.index.firstIndex()) {
           // Its entry was in a purged segment, so the log held it (purging never deletes the segment
           // holding the snapshot's own entry): the entries after it stay, as they did when it was recorded.
           this.marker = { index: r.index, term: r.term, confState: r.confState };
@@ -719,45 +662,23 @@ export class Wal {
         this.applyMarker({ index: r.index, term: r.term, confState: r.confState });
         return;
       case RecordKind.Entry: {
-        if (this.marker && r.index <= this.marker.index && this.terms.length === 0) return;
+        const empty = this.index.isEmpty();
+        if (this.marker && r.index <= this.marker.index && empty) return;
         const last = this.lastIndex();
-        if (this.terms.length > 0 && r.index > last + 1) {
+        if (!empty && r.index > last + 1)
           throw new MalformedRecordError(`entry ${r.index} leaves a gap after ${last}`);
+        if (empty) {
+          if (r.index !== this.index.firstIndex()) this.index.reset(r.index);
+        } else if (r.index <= last) {
+          // Replaces a suffix; below what is held, it reaches back into a segment since purged (the
+          // snapshot that allowed the purge comes later in this segment) and replaces everything held.
+          this.index.truncateFrom(r.index);
         }
-        if (r.index < this.base) {
-          // An append that replaced a suffix reaching back into a segment since purged (the snapshot
-          // that allowed the purge comes later in this segment): it replaces everything held.
-          this.resetEntries(r.index);
-        } else {
-          this.truncateFrom(r.index);
-        }
-        if (this.terms.length === 0) this.base = r.index;
-        this.terms.push(r.term);
-        this.types.push(r.type);
-        this.segs.push(seg);
-        this.offsets.push(r.dataStart);
-        this.lengths.push(r.dataLength);
-        this.cache.push(undefined);
+        const recordStart = r.dataStart - ENTRY_RECORD_HEADER_BYTES;
+        this.index.addRecovered(r.index, r.term, seg, recordStart, r.dataStart + r.dataLength);
         seg.maxIndex = Math.max(seg.maxIndex, r.index);
         return;
       }
     }
-  }
-
-  /** Reads the newest entries back into memory, up to the tail cache budget. */
-  private loadTailCache(): void {
-    let budget = this.tailCacheBytes;
-    let i = this.lastIndex();
-    while (i >= this.base && budget - this.lengths[i - this.base]! >= 0) {
-      budget -= this.lengths[i - this.base]!;
-      i--;
-    }
-    for (let j = i + 1; j <= this.lastIndex(); j++) {
-      const slot = j - this.base;
-      const e = this.readEntry(slot, j);
-      this.cache[slot] = e;
-      this.cacheBytes += e.data.byteLength;
-    }
-    this.cacheFrom = i + 1;
   }
 }

@@ -53,7 +53,11 @@ describe("crc32c implementations", () => {
       [100, 3333],
     ] as const) {
       for (const seed of [0, 0xdeadbeef]) {
-        assert.equal(crc32c(buf, seed, start, end), crc32cPortable(buf, seed, start, end), `[${start}, ${end}) seed ${seed}`);
+        assert.equal(
+          crc32c(buf, seed, start, end),
+          crc32cPortable(buf, seed, start, end),
+          `[${start}, ${end}) seed ${seed}`,
+        );
       }
     }
   });

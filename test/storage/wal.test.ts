@@ -272,3 +272,19 @@ describe("purging segments", () => {
     await again.close();
   });
 });
+
+describe("replacements within one write", () => {
+  it("an append replacing the tail of one made in the same tick reads back replaced, also after reopening", async () => {
+    const dir = freshDir();
+    const wal = await Wal.open({ fs, dir, tailCacheBytes: 0 });
+    const first = wal.append([entry(1, 1), entry(2, 1, "old")]);
+    const second = wal.append([entry(2, 2, "new"), entry(3, 2)]);
+    await Promise.all([first, second]);
+    assert.equal(wal.stats.writes, 1, "both appends went out in one write");
+    assert.deepEqual(readAll(wal), ["1:1:e1@1", "2:2:new", "3:2:e3@2"]);
+    await wal.close();
+    const again = await Wal.open({ fs, dir, tailCacheBytes: 0 });
+    assert.deepEqual(readAll(again), ["1:1:e1@1", "2:2:new", "3:2:e3@2"]);
+    await again.close();
+  });
+});
