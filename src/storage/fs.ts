@@ -79,12 +79,15 @@ class NodeFileHandle implements FileHandle {
     // Plain callbacks and one promise: this sits on the path of every WAL append.
     return new Promise<void>((resolve, reject) => {
       const fd = this.live();
+      if (data.byteLength === 0) return resolve();
       let done = 0;
       const next = () =>
         fs.write(fd, data, done, data.byteLength - done, position + done, (err, n) => {
           if (err) return reject(err);
           if (n === 0) {
-            return reject(Object.assign(new Error(`write to ${this.path} made no progress`), { code: "EIO" }));
+            return reject(
+              Object.assign(new Error(`write to ${this.path} made no progress`), { code: "EIO" }),
+            );
           }
           done += n;
           if (done < data.byteLength) next();
