@@ -6,7 +6,7 @@
  *   frame  = u32 payloadLength | u32 crc32c(payload) | u32 crc32c(first 8 bytes) ^ HEADER_SALT | payload
  *   payload = record*
  *   record  = u8 kind | body
- *     ENTRY      f64 index | f64 term | u8 entryType | u32 dataLength | data
+ *     ENTRIES    f64 firstIndex | f64 term | u32 count | count × (u8 entryType | u32 dataLength | data)
  *     HARD_STATE f64 term | f64 vote | f64 commit
  *     SNAPSHOT   f64 index | f64 term | confState
  *     SEGMENT    u32 magic | u16 version | f64 sequence        (first record of every segment)
@@ -25,10 +25,29 @@ const HEADER_SALT = 0x52_4b_56_57; // "RKVW"
 export const SEGMENT_MAGIC = 0x52_4b_56_4c; // "RKVL"
 export const FORMAT_VERSION = 1;
 
+/** Record kinds. `Entry` is what the reader reports for each entry of an ENTRIES record. */
 export const RecordKind = { Entry: 1, HardState: 2, Snapshot: 3, Segment: 4 } as const;
 
-/** Fixed bytes of an entry record before its data. */
-export const ENTRY_RECORD_HEADER_BYTES = 1 + 8 + 8 + 1 + 4;
+/** Fixed bytes of an ENTRIES record (consecutive entries of one term) before its entries. */
+export const ENTRIES_RECORD_HEADER_BYTES = 1 + 8 + 8 + 4;
+/** Fixed bytes of each entry inside an ENTRIES record, before its data. */
+export const ENTRY_HEADER_BYTES = 1 + 4;
+
+/**
+ * Bytes to encode `entries` as ENTRIES records (one per run of equal terms), excluding their data.
+ */
+export function entriesOverheadBytes(entries: readonly Entry[]): number {
+  let records = 0;
+  let term = -1;
+  for (let i = 0; i < entries.length; i++) {
+    const t = entries[i]!.term;
+    if (t !== term) {
+      records++;
+      term = t;
+    }
+  }
+  return records * ENTRIES_RECORD_HEADER_BYTES + entries.length * ENTRY_HEADER_BYTES;
+}
 const HARD_STATE_RECORD_BYTES = 1 + 24;
 const SEGMENT_RECORD_BYTES = 1 + 4 + 2 + 8;
 
@@ -61,19 +80,36 @@ export class RecordWriter {
     this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   }
 
-  /** Writes an entry record; returns the offset of its data within the buffer. */
-  entry(e: Entry): number {
+  /** Writes consecutive entries as ENTRIES records, one per run of equal terms. */
+  entries(entries: readonly Entry[]): void {
     const v = this.view;
+    const buf = this.buf;
     let p = this.pos;
-    v.setUint8(p, RecordKind.Entry);
-    v.setFloat64(p + 1, e.index, true);
-    v.setFloat64(p + 9, e.term, true);
-    v.setUint8(p + 17, e.type);
-    v.setUint32(p + 18, e.data.byteLength, true);
-    p += ENTRY_RECORD_HEADER_BYTES;
-    this.buf.set(e.data, p);
-    this.pos = p + e.data.byteLength;
-    return p;
+    let countAt = -1;
+    let count = 0;
+    let term = -1;
+    for (let i = 0; i < entries.length; i++) {
+      const e = entries[i]!;
+      if (e.term !== term) {
+        if (countAt >= 0) v.setUint32(countAt, count, true);
+        term = e.term;
+        buf[p] = RecordKind.Entry;
+        v.setFloat64(p + 1, e.index, true);
+        v.setFloat64(p + 9, term, true);
+        countAt = p + 17;
+        count = 0;
+        p += ENTRIES_RECORD_HEADER_BYTES;
+      }
+      const len = e.data.byteLength;
+      buf[p] = e.type;
+      v.setUint32(p + 1, len, true);
+      p += ENTRY_HEADER_BYTES;
+      buf.set(e.data, p);
+      p += len;
+      count++;
+    }
+    if (countAt >= 0) v.setUint32(countAt, count, true);
+    this.pos = p;
   }
 
   hardState(hs: HardState): void {
@@ -155,6 +191,8 @@ export function validFrameAfter(buf: Uint8Array, pos: number, maxPayloadBytes: n
 export type WalRecord =
   | {
       kind: typeof RecordKind.Entry;
+      /** Where the ENTRIES record holding this entry starts. */
+      recordStart: number;
       index: number;
       term: number;
       type: EntryType;
@@ -186,16 +224,31 @@ export function readRecords(
   while (p < end) {
     const kind = view.getUint8(p);
     if (kind === RecordKind.Entry) {
-      need(ENTRY_RECORD_HEADER_BYTES);
-      const index = safeInt(view.getFloat64(p + 1, true), "index");
+      const recordStart = p;
+      need(ENTRIES_RECORD_HEADER_BYTES);
+      const first = safeInt(view.getFloat64(p + 1, true), "index");
       const term = safeInt(view.getFloat64(p + 9, true), "term");
-      const type = view.getUint8(p + 17);
-      if (type > 1) throw new MalformedRecordError(`bad entry type ${type} at ${p}`);
-      const dataLength = view.getUint32(p + 18, true);
-      p += ENTRY_RECORD_HEADER_BYTES;
-      need(dataLength);
-      visit({ kind, index, term, type: type as EntryType, dataStart: p, dataLength });
-      p += dataLength;
+      const count = view.getUint32(p + 17, true);
+      if (count === 0) throw new MalformedRecordError(`empty entries record at ${p}`);
+      p += ENTRIES_RECORD_HEADER_BYTES;
+      for (let k = 0; k < count; k++) {
+        need(ENTRY_HEADER_BYTES);
+        const type = view.getUint8(p);
+        if (type > 1) throw new MalformedRecordError(`bad entry type ${type} at ${p}`);
+        const dataLength = view.getUint32(p + 1, true);
+        p += ENTRY_HEADER_BYTES;
+        need(dataLength);
+        visit({
+          kind,
+          recordStart,
+          index: safeInt(first + k, "index"),
+          term,
+          type: type as EntryType,
+          dataStart: p,
+          dataLength,
+        });
+        p += dataLength;
+      }
     } else if (kind === RecordKind.HardState) {
       need(HARD_STATE_RECORD_BYTES);
       const hardState = {

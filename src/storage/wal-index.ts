@@ -25,6 +25,8 @@ export interface Run<S> {
   written: boolean;
   /** Shortened by a replacement: its region holds stale records after `count`, so it never grows. */
   cut: boolean;
+  /** Start of the record holding the run's last entry (a record holds several entries). */
+  lastRecord: number;
 }
 
 /** Reads `length` bytes at `offset` of a run's source, synchronously. */
@@ -146,6 +148,7 @@ export class EntryIndex<S> {
       cachedBytes: payloadBytes,
       written: false,
       cut: false,
+      lastRecord: offset,
     };
     this.runs.push(run);
     this.cacheBytes += payloadBytes;
@@ -159,7 +162,10 @@ export class EntryIndex<S> {
     this.evict();
   }
 
-  /** Records one entry found on recovery; entries whose records are adjacent in one source share a run. */
+  /**
+   * Records one entry found on recovery. Consecutive entries share a run while they sit in the same
+   * ENTRIES record or in records adjacent in one source; `recordStart` is where the entry's record starts.
+   */
   addRecovered(index: number, term: number, source: S, recordStart: number, recordEnd: number): void {
     invariant(index === this.lastIndex() + 1, () => `entry ${index} does not follow ${this.lastIndex()}`);
     if (this.isEmpty()) this.base = index;
@@ -168,12 +174,13 @@ export class EntryIndex<S> {
       last &&
       !last.cut &&
       last.source === source &&
-      last.end === recordStart &&
+      (last.lastRecord === recordStart || last.end === recordStart) &&
       last.first + last.count === index &&
       last.cached === null
     ) {
       last.count++;
       last.end = recordEnd;
+      last.lastRecord = recordStart;
     } else {
       this.runs.push({
         first: index,
@@ -185,6 +192,7 @@ export class EntryIndex<S> {
         cachedBytes: 0,
         written: true,
         cut: false,
+        lastRecord: recordStart,
       });
       this.firstCached = this.runs.length;
     }
