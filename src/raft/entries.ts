@@ -21,15 +21,22 @@ export function payloadBytes(entries: readonly Entry[]): number {
 }
 
 /**
- * The longest prefix of `entries` whose size is within `maxBytes`, but never empty when `entries` is
- * not: one oversized entry must still make progress. Returns the same array when nothing is cut.
+ * The end (exclusive) of the longest run entries[start, end') with end' ≤ end whose size is within
+ * `maxBytes`. With `atLeastOne`, a non-empty range always yields at least one entry, so that one
+ * oversized entry still makes progress. Finding the cut before slicing keeps catching up a follower
+ * linear in what is sent, not in how far behind it is.
  */
-export function limitSize(entries: Entry[], maxBytes: number): Entry[] {
-  if (entries.length <= 1) return entries;
-  let size = entries[0]!.data.byteLength + ENTRY_OVERHEAD_BYTES;
-  for (let i = 1; i < entries.length; i++) {
+export function endWithinBytes(
+  entries: readonly Entry[],
+  start: number,
+  end: number,
+  maxBytes: number,
+  atLeastOne = true,
+): number {
+  let size = 0;
+  for (let i = start; i < end; i++) {
     size += entries[i]!.data.byteLength + ENTRY_OVERHEAD_BYTES;
-    if (size > maxBytes) return entries.slice(0, i);
+    if (size > maxBytes && (i > start || !atLeastOne)) return i;
   }
-  return entries;
+  return end;
 }

@@ -1,3 +1,4 @@
+import { endWithinBytes } from "./entries.js";
 import { invariant } from "./errors.js";
 import type { Entry, Snapshot } from "./types.js";
 
@@ -113,12 +114,16 @@ export class UnstableLog {
   }
 
   /** Entries in [lo, hi), which must lie within the unstable range. */
-  slice(lo: number, hi: number): Entry[] {
+  slice(lo: number, hi: number, maxBytes = Number.MAX_SAFE_INTEGER, atLeastOne = true): Entry[] {
     invariant(
       this.offset <= lo && lo <= hi && hi <= this.offset + this.entries.length,
       () =>
         `unstable slice [${lo}, ${hi}) out of bounds [${this.offset}, ${this.offset + this.entries.length})`,
     );
-    return this.entries.slice(lo - this.offset, hi - this.offset);
+    const start = lo - this.offset;
+    return this.entries.slice(
+      start,
+      endWithinBytes(this.entries, start, hi - this.offset, maxBytes, atLeastOne),
+    );
   }
 }

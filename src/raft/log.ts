@@ -1,4 +1,4 @@
-import { limitSize } from "./entries.js";
+import { entriesBytes } from "./entries.js";
 import { CompactedError, invariant, UnavailableError } from "./errors.js";
 import { UnstableLog } from "./log-unstable.js";
 import type { Storage } from "./storage.js";
@@ -153,15 +153,17 @@ export class RaftLog {
       () => `slice [${lo}, ${hi}) out of bound [${first}, ${this.lastIndex()}]`,
     );
     const uOffset = this.unstable.offset;
-    if (lo >= uOffset) return limitSize(this.unstable.slice(lo, hi), maxBytes);
+    if (lo >= uOffset) return this.unstable.slice(lo, hi, maxBytes);
     const stableHi = Math.min(hi, uOffset);
     const stored = this.storage.entries(lo, stableHi, maxBytes);
     if (stableHi === hi || stored.length < stableHi - lo) return stored;
     // The stored part fit whole: continue into the unstable part within the remaining budget.
-    const merged = stored.slice();
-    const tail = this.unstable.slice(uOffset, hi);
-    for (let i = 0; i < tail.length; i++) merged.push(tail[i]!);
-    return limitSize(merged, maxBytes);
+    const remaining = maxBytes - entriesBytes(stored);
+    if (remaining <= 0) return stored;
+    const tail = this.unstable.slice(uOffset, hi, remaining, false);
+    if (tail.length === 0) return stored;
+    // Storage may hand back its own array: never append to it.
+    return stored.concat(tail);
   }
 
   commitTo(toCommit: number): void {

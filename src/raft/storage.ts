@@ -1,4 +1,4 @@
-import { limitSize } from "./entries.js";
+import { endWithinBytes } from "./entries.js";
 import { CompactedError, invariant, SnapshotOutOfDateError, UnavailableError } from "./errors.js";
 import {
   type ConfState,
@@ -74,7 +74,8 @@ export class MemoryStorage implements Storage {
     const offset = this.ents[0]!.index;
     if (lo <= offset) throw new CompactedError(lo, offset + 1);
     if (hi > this.lastIndex() + 1) throw new UnavailableError(hi - 1);
-    return limitSize(this.ents.slice(lo - offset, hi - offset), maxBytes);
+    const start = lo - offset;
+    return this.ents.slice(start, endWithinBytes(this.ents, start, hi - offset, maxBytes));
   }
 
   term(i: number): number {
