@@ -613,7 +613,9 @@ export class Raft {
         // A stale leader (partitioned while we moved on) must learn of the new term, or it might never
         // hear of it and the cluster would stall: with check-quorum/pre-vote our votes may be ignored,
         // and a node that is not a voter in its applied configuration never campaigns at all.
-        this.send(message({ type: MessageType.AppResp, to: m.from }));
+        // A rejection at index 0: it carries our term, and flow control discards it as stale, so it can
+        // never pass for a probe acknowledgement should the sender be leader of our term by then.
+        this.send(message({ type: MessageType.AppResp, to: m.from, reject: true }));
       } else if (m.type === MessageType.PreVote || m.type === MessageType.Vote) {
         // Tell a candidate behind us our term, or it may campaign one term at a time, never catching up
         // with a voter whose stale configuration keeps it campaigning without ever asking this candidate.
@@ -734,6 +736,10 @@ export class Raft {
         pr.becomeProbe();
         // Finished: wait for the follower's append response. Failed: wait a heartbeat before retrying.
         pr.msgAppFlowPaused = true;
+        return;
+      case MessageType.SnapProgress:
+        // The transfer is moving: restart the clock of the latch breaker.
+        if (pr.state === ProgressState.Snapshot) pr.ticksInSnapshot = 0;
         return;
       case MessageType.Unreachable:
         // Appends to an unreachable follower were probably lost: stop streaming and probe instead.

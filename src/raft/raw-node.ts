@@ -146,6 +146,15 @@ export class RawNode {
     this.raft.step(message({ type: MessageType.SnapStatus, from: peer, reject: status === "failure" }));
   }
 
+  /**
+   * A snapshot transfer to `peer` is still making progress (say, a chunk was acknowledged): the leader
+   * postpones the fallback that would otherwise retry a snapshot unanswered for snapshotTimeoutTicks.
+   * A transport that reports progress lets large snapshots take as long as they need.
+   */
+  reportSnapshotProgress(peer: NodeId): void {
+    this.raft.step(message({ type: MessageType.SnapProgress, from: peer }));
+  }
+
   /** Asks the leader (this node or, forwarded, the current one) to hand leadership to `transferee`. */
   transferLeader(transferee: NodeId): void {
     this.raft.step(message({ type: MessageType.TransferLeader, from: transferee }));

@@ -31,6 +31,7 @@ export const MessageType = {
   SnapStatus: 4,
   CheckQuorum: 5,
   ForgetLeader: 6,
+  SnapProgress: 7,
   // Wire messages.
   App: 10,
   AppResp: 11,

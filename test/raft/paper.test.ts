@@ -205,8 +205,8 @@ describe("Raft §5.1 basics: roles and terms", () => {
     assert.deepEqual(
       replies.map((m) => [m.type, m.to, m.term, m.reject]),
       [
-        [MessageType.AppResp, 2, 2, false],
-        [MessageType.AppResp, 2, 2, false],
+        [MessageType.AppResp, 2, 2, true],
+        [MessageType.AppResp, 2, 2, true],
         [MessageType.VoteResp, 2, 2, true],
       ],
     );

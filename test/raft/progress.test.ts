@@ -492,3 +492,25 @@ describe("the leader's flow control towards a follower", () => {
     assert.equal(pr.state, ProgressState.Replicate);
   });
 });
+
+describe("answers to stale-term messages", () => {
+  it("are rejections the leader's flow control discards, never a probe acknowledgement at index 0", async () => {
+    const { compactLog } = await import("./helpers/cluster.js");
+    const { message } = await import("../../src/raft/types.js");
+    const c = new Cluster();
+    c.elect(1);
+    for (const v of ["a", "b"]) c.propose(1, v);
+    c.stabilize();
+    compactLog(c.node(1), c.raft(1).log.applied);
+    const pr = c.raft(1).trk.progress.get(2)!;
+    const before = { state: pr.state, match: pr.match, next: pr.next };
+    const snapsBefore = sentOf(c, MessageType.Snap).length;
+    // What a node answers to an append from an older term, arriving once we lead that term.
+    c.node(1).raw.step(
+      message({ type: MessageType.AppResp, from: 2, to: 1, term: c.raft(1).term, reject: true }),
+    );
+    c.stabilize();
+    assert.deepEqual({ state: pr.state, match: pr.match, next: pr.next }, before);
+    assert.equal(sentOf(c, MessageType.Snap).length, snapsBefore, "no needless snapshot");
+  });
+});

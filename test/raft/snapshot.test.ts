@@ -281,6 +281,22 @@ describe("no latch: a snapshot lost with no report", () => {
     assert.equal(progressOf(c, 1, 3).state, ProgressState.Replicate);
   });
 
+  it("a transfer that reports progress is not retried while it keeps reporting, and is once it stops", () => {
+    const { c } = laggingFollower({ snapshotTimeoutTicks: 7 });
+    c.heal();
+    c.filter = (m) => !(m.type === MessageType.Snap && m.to === 3); // the transfer is slow, not lost
+    c.tickAll();
+    assert.equal(snapsTo(c, 3).length, 1);
+    for (let t = 0; t < 30; t++) {
+      if (t % 5 === 0) c.node(1).raw.reportSnapshotProgress(3);
+      c.tickAll();
+    }
+    assert.equal(snapsTo(c, 3).length, 1, "no retry while chunks are acknowledged");
+    assert.equal(progressOf(c, 1, 3).state, ProgressState.Snapshot);
+    c.tickAll(7);
+    assert.equal(snapsTo(c, 3).length, 2, "retried once progress stopped for the timeout");
+  });
+
   it("by default retries after five election timeouts", () => {
     const { c, at } = snapTicks({}, 60);
     assert.equal(at.length, 2);
