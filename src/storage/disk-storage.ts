@@ -47,7 +47,12 @@ export class DiskStorage implements Storage {
   static async open(o: DiskStorageOptions): Promise<DiskStorage> {
     const logger = o.logger ?? silentLogger;
     await ensureDurableDir(o.fs, o.dir);
-    const snapshots = await SnapshotStore.open(o.fs, join(o.dir, "snap"), { ...o.snapshots, logger });
+    // Pruned here, after each snapshot is recorded in the WAL, never by the store on its own.
+    const snapshots = await SnapshotStore.open(o.fs, join(o.dir, "snap"), {
+      ...o.snapshots,
+      pruneOnSave: false,
+      logger,
+    });
     const wal = await Wal.open({ ...o.wal, fs: o.fs, dir: join(o.dir, "wal"), logger });
     let snap = NO_SNAPSHOT;
     const marker = wal.snapshotMarker;
@@ -149,9 +154,11 @@ export class DiskStorage implements Storage {
   /** Installs a snapshot received from the leader: file first, then the WAL's marker. */
   async installSnapshot(s: Snapshot, hardState: HardState | null = null): Promise<void> {
     await this.snapshots.save(s.metadata, s.data);
-    await this.wal.recordSnapshot(s.metadata, hardState);
+    // The WAL's index switches to the snapshot when the record is made: switch our view with it.
+    const recorded = this.wal.recordSnapshot(s.metadata, hardState);
     this.snap = s;
-    await this.releaseLog();
+    await recorded;
+    await this.afterSnapshotRecorded();
   }
 
   /**
@@ -166,14 +173,17 @@ export class DiskStorage implements Storage {
     }
     const s: Snapshot = { metadata: { index, term: this.term(index), confState }, data };
     await this.snapshots.save(s.metadata, s.data);
-    await this.wal.recordSnapshot(s.metadata);
+    const recorded = this.wal.recordSnapshot(s.metadata);
     this.snap = s;
-    await this.releaseLog();
+    await recorded;
+    await this.afterSnapshotRecorded();
     this.logger.info("snapshot created", { index, term: s.metadata.term, bytes: data.byteLength });
     return s;
   }
 
-  private async releaseLog(): Promise<void> {
+  /** With the snapshot durably recorded: prune older snapshot files, then the log they no longer need. */
+  private async afterSnapshotRecorded(): Promise<void> {
+    await this.snapshots.pruneThrough(this.snap.metadata.index);
     // Keep the entries after the oldest retained snapshot, so a corrupt newest one can fall back.
     await this.wal.releaseBefore(this.snapshots.oldestRetainedIndex() + 1);
   }

@@ -163,16 +163,20 @@ export function join(dir: string, name: string): string {
 }
 
 /**
- * Creates `dir` (and missing parents) so that it survives a crash: every directory created here is
- * made durable by syncing the directory that holds it.
+ * Creates `dir` (and missing parents) so that it survives a crash, and makes sure it already does:
+ * every missing level is synced into its parent, and `dir` is synced into its parent even when it
+ * existed, since an earlier attempt may have created it and failed (or crashed) before the sync.
  */
 export async function ensureDurableDir(fsys: FileSystem, dir: string): Promise<void> {
+  const target = path.resolve(dir);
   const missing: string[] = [];
-  for (let d = path.resolve(dir); !fsys.exists(d); d = path.dirname(d)) {
+  for (let d = target; !fsys.exists(d); d = path.dirname(d)) {
     missing.push(d);
     if (path.dirname(d) === d) break;
   }
-  if (missing.length === 0) return;
-  fsys.mkdirp(dir);
-  for (const d of missing.reverse()) await fsys.syncDir(path.dirname(d));
+  if (missing.length > 0) fsys.mkdirp(target);
+  const toSync = new Set(missing.map((d) => path.dirname(d)));
+  toSync.add(path.dirname(target));
+  // Top down: a parent's entry must be durable before its child's matters.
+  for (const d of [...toSync].sort((a, b) => a.length - b.length)) await fsys.syncDir(d);
 }

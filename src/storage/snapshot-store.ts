@@ -77,6 +77,13 @@ export const SNAPSHOT_STORE_DEFAULTS = {
 export interface SnapshotStoreOptions {
   /** Snapshot files retained (the newest `keep`); at least 1. A corrupt newest falls back to the next. */
   keep?: number;
+  /**
+   * Prune after every save (the default, for a store used on its own). A caller that records each
+   * snapshot elsewhere before it may be relied on (DiskStorage, in the WAL) turns this off and calls
+   * pruneThrough once the record is durable, so that a crash in between never leaves it without the
+   * snapshot its record names.
+   */
+  pruneOnSave?: boolean;
   /** Upper bound on a snapshot's data bytes, for saving and loading. */
   maxSnapshotBytes?: number;
   /** Data is written to the file in writes of at most this many bytes (small chunks are coalesced). */
@@ -141,6 +148,7 @@ export class SnapshotStore {
   private readonly passedOver = new Set<string>();
   private queue: Promise<void> = Promise.resolve();
   private readonly keep: number;
+  private readonly pruneOnSave: boolean;
   private readonly maxSnapshotBytes: number;
   private readonly writeChunkBytes: number;
   private readonly logger: RaftLogger;
@@ -151,6 +159,7 @@ export class SnapshotStore {
     options: SnapshotStoreOptions,
   ) {
     this.keep = options.keep ?? SNAPSHOT_STORE_DEFAULTS.keep;
+    this.pruneOnSave = options.pruneOnSave ?? true;
     this.maxSnapshotBytes = options.maxSnapshotBytes ?? SNAPSHOT_STORE_DEFAULTS.maxSnapshotBytes;
     this.writeChunkBytes = options.writeChunkBytes ?? SNAPSHOT_STORE_DEFAULTS.writeChunkBytes;
     this.logger = options.logger ?? silentLogger;
@@ -254,6 +263,40 @@ export class SnapshotStore {
     });
   }
 
+  /**
+   * Prunes against the snapshot the caller has durably recorded at `recordedIndex`: files passed over
+   * (corrupt, or never recorded) go, that snapshot stays, and of those at or below it the newest `keep`
+   * stay. Files above it that were not passed over (a save whose record is still in flight) are left.
+   */
+  pruneThrough(recordedIndex: number): Promise<void> {
+    return this.exclusive(async () => {
+      const passed = this.entries.filter((e) => this.passedOver.has(e.name) && e.index !== recordedIndex);
+      const held = this.entries.filter((e) => e.index <= recordedIndex && !this.passedOver.has(e.name));
+      const victims = [...passed, ...held.slice(this.keep).reverse()];
+      if (victims.length === 0) return;
+      try {
+        for (const e of victims) {
+          const path = join(this.dir, e.name);
+          await this.fs.unlink(path);
+          this.passedOver.delete(e.name);
+          this.logger.info("snapshot pruned", {
+            file: path,
+            index: e.index,
+            term: e.term,
+            recorded: recordedIndex,
+          });
+        }
+        await this.fs.syncDir(this.dir);
+      } catch (err) {
+        this.logger.warn("pruning old snapshots failed; the next prune retries", {
+          dir: this.dir,
+          error: err instanceof Error ? err.message : String(err),
+        });
+      }
+      this.rescan();
+    });
+  }
+
   /** The snapshots present whose header verifies, newest first, without reading their data. */
   list(): Promise<SnapshotListing[]> {
     return this.exclusive(async () => {
@@ -352,7 +395,7 @@ export class SnapshotStore {
       term: metadata.term,
       bytes: dataBytes,
     });
-    await this.prune(metadata.index);
+    if (this.pruneOnSave) await this.prune(metadata.index);
     return { index: metadata.index, term: metadata.term, path, bytes: dataBytes, fileBytes };
   }
 

@@ -3,7 +3,8 @@
  *
  * A segment file is a sequence of frames, one per write (a group commit of one or more batches):
  *
- *   frame  = u32 payloadLength | u32 crc32c(payload) | u32 crc32c(first 8 bytes) ^ HEADER_SALT | payload
+ *   frame  = u32 payloadLength | u32 crc32c(payload) | u32 headerCheck | payload
+ *   headerCheck = crc32c(first 8 bytes, seeded with crc32c(f64 segment sequence | f64 frame offset)) ^ salt
  *   payload = record*
  *   record  = u8 kind | body
  *     ENTRIES    f64 firstIndex | f64 term | u32 count | count × (u8 entryType | u32 dataLength | data)
@@ -15,7 +16,9 @@
  * Little-endian. Indexes, terms and ids are safe integers stored as float64 (exact below 2^53). The
  * header carries its own checksum so that a torn or garbage header is recognised as such, and a write
  * is exactly one frame, so a frame that fails its checksums can only be the tail of the log when no
- * valid frame follows it.
+ * valid frame follows it. The header check is bound to the frame's place (segment and offset): bytes
+ * that form a valid frame elsewhere — say, a client's value holding a copy of one — do not verify here,
+ * so they are never mistaken for a later write when the tail is torn.
  */
 import type { ConfState, Entry, EntryType, HardState } from "../raft/types.js";
 import { crc32c } from "./crc32c.js";
@@ -23,7 +26,7 @@ import { crc32c } from "./crc32c.js";
 export const FRAME_HEADER_BYTES = 12;
 const HEADER_SALT = 0x52_4b_56_57; // "RKVW"
 export const SEGMENT_MAGIC = 0x52_4b_56_4c; // "RKVL"
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 2;
 
 /** Record kinds. `Entry` is what the reader reports for each entry of an ENTRIES record. */
 export const RecordKind = { Entry: 1, HardState: 2, Snapshot: 3, Segment: 4 } as const;
@@ -153,22 +156,40 @@ export class RecordWriter {
 }
 
 /** Fills in the header of a frame whose payload occupies buf[12, 12 + length). */
-export function sealFrame(buf: Buffer, payloadLength: number): void {
+export function sealFrame(buf: Buffer, payloadLength: number, sequence: number, fileOffset: number): void {
   buf.writeUInt32LE(payloadLength, 0);
   buf.writeUInt32LE(crc32c(buf, 0, FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + payloadLength), 4);
-  buf.writeUInt32LE((crc32c(buf, 0, 0, 8) ^ HEADER_SALT) >>> 0, 8);
+  buf.writeUInt32LE(headerCheck(buf, 0, sequence, fileOffset), 8);
+}
+
+const placeBytes = new Uint8Array(16);
+const placeView = new DataView(placeBytes.buffer);
+
+function headerCheck(buf: Uint8Array, pos: number, sequence: number, fileOffset: number): number {
+  placeView.setFloat64(0, sequence, true);
+  placeView.setFloat64(8, fileOffset, true);
+  return (crc32c(buf, crc32c(placeBytes), pos, pos + 8) ^ HEADER_SALT) >>> 0;
 }
 
 export type FrameCheck = { ok: true; payloadStart: number; end: number } | { ok: false; reason: string };
 
-/** Checks the frame starting at `pos` of `buf` (the whole segment). */
-export function checkFrame(buf: Uint8Array, pos: number, maxPayloadBytes: number): FrameCheck {
+/**
+ * Checks the frame at `pos` of `buf`, which sits at `fileOffset` of segment `sequence` (the same as
+ * `pos` when `buf` is the whole segment).
+ */
+export function checkFrame(
+  buf: Uint8Array,
+  pos: number,
+  maxPayloadBytes: number,
+  sequence: number,
+  fileOffset = pos,
+): FrameCheck {
   if (buf.byteLength - pos < FRAME_HEADER_BYTES) return { ok: false, reason: "truncated frame header" };
   const view = new DataView(buf.buffer, buf.byteOffset + pos, FRAME_HEADER_BYTES);
   const length = view.getUint32(0, true);
   const crc = view.getUint32(4, true);
   const headerCrc = view.getUint32(8, true);
-  if ((crc32c(buf, 0, pos, pos + 8) ^ HEADER_SALT) >>> 0 !== headerCrc) {
+  if (headerCheck(buf, pos, sequence, fileOffset) !== headerCrc) {
     return { ok: false, reason: "frame header checksum mismatch" };
   }
   if (length > maxPayloadBytes) return { ok: false, reason: `frame length ${length} over the limit` };
@@ -181,9 +202,14 @@ export function checkFrame(buf: Uint8Array, pos: number, maxPayloadBytes: number
 }
 
 /** Whether any valid frame starts after `pos`: tells a torn tail from damage before the tail. */
-export function validFrameAfter(buf: Uint8Array, pos: number, maxPayloadBytes: number): number {
+export function validFrameAfter(
+  buf: Uint8Array,
+  pos: number,
+  maxPayloadBytes: number,
+  sequence: number,
+): number {
   for (let q = pos + 1; q + FRAME_HEADER_BYTES <= buf.byteLength; q++) {
-    if (checkFrame(buf, q, maxPayloadBytes).ok) return q;
+    if (checkFrame(buf, q, maxPayloadBytes, sequence).ok) return q;
   }
   return -1;
 }

@@ -27,10 +27,13 @@ export interface Run<S> {
   cut: boolean;
   /** Start of the record holding the run's last entry (a record holds several entries). */
   lastRecord: number;
+  /** The frame holding the run (known once written): read back whole, so its checksum is verified. */
+  frameStart: number;
+  frameEnd: number;
 }
 
-/** Reads `length` bytes at `offset` of a run's source, synchronously. */
-export type RangeReader<S> = (source: S, offset: number, length: number) => Uint8Array;
+/** Reads the frame [frameStart, frameEnd) of a run's source and verifies it, synchronously. */
+export type FrameReader<S> = (source: S, frameStart: number, frameEnd: number) => Uint8Array;
 
 /**
  * The in-memory index of the log's entries: where each one is on disk, its term, and a bounded tail of
@@ -48,7 +51,7 @@ export class EntryIndex<S> {
 
   constructor(
     private readonly tailCacheBytes: number,
-    private readonly read: RangeReader<S>,
+    private readonly read: FrameReader<S>,
   ) {}
 
   firstIndex(): number {
@@ -134,7 +137,14 @@ export class EntryIndex<S> {
    * memory by reference: the caller must not change the array afterwards. `payloadBytes` is the sum of
    * their data lengths.
    */
-  appendRun(entries: readonly Entry[], payloadBytes: number, source: S, offset: number, end: number): Run<S> {
+  appendRun(
+    entries: readonly Entry[],
+    payloadBytes: number,
+    source: S,
+    offset: number,
+    end: number,
+    frameStart: number,
+  ): Run<S> {
     const first = entries[0]!.index;
     invariant(first === this.lastIndex() + 1, () => `run at ${first} does not follow ${this.lastIndex()}`);
     if (this.isEmpty()) this.base = first;
@@ -149,6 +159,8 @@ export class EntryIndex<S> {
       written: false,
       cut: false,
       lastRecord: offset,
+      frameStart,
+      frameEnd: -1,
     };
     this.runs.push(run);
     this.cacheBytes += payloadBytes;
@@ -156,9 +168,12 @@ export class EntryIndex<S> {
     return run;
   }
 
-  /** The runs' bytes are on disk: they may now leave the memory tail. */
-  markWritten(runs: readonly Run<S>[]): void {
-    for (const r of runs) r.written = true;
+  /** The runs' frame, ending at `frameEnd`, is on disk: they may now leave the memory tail. */
+  markWritten(runs: readonly Run<S>[], frameEnd: number): void {
+    for (const r of runs) {
+      r.written = true;
+      r.frameEnd = frameEnd;
+    }
     this.evict();
   }
 
@@ -166,7 +181,15 @@ export class EntryIndex<S> {
    * Records one entry found on recovery. Consecutive entries share a run while they sit in the same
    * ENTRIES record or in records adjacent in one source; `recordStart` is where the entry's record starts.
    */
-  addRecovered(index: number, term: number, source: S, recordStart: number, recordEnd: number): void {
+  addRecovered(
+    index: number,
+    term: number,
+    source: S,
+    recordStart: number,
+    recordEnd: number,
+    frameStart: number,
+    frameEnd: number,
+  ): void {
     invariant(index === this.lastIndex() + 1, () => `entry ${index} does not follow ${this.lastIndex()}`);
     if (this.isEmpty()) this.base = index;
     const last = this.runs[this.runs.length - 1];
@@ -174,6 +197,7 @@ export class EntryIndex<S> {
       last &&
       !last.cut &&
       last.source === source &&
+      last.frameStart === frameStart &&
       (last.lastRecord === recordStart || last.end === recordStart) &&
       last.first + last.count === index &&
       last.cached === null
@@ -193,6 +217,8 @@ export class EntryIndex<S> {
         written: true,
         cut: false,
         lastRecord: recordStart,
+        frameStart,
+        frameEnd,
       });
       this.firstCached = this.runs.length;
     }
@@ -304,9 +330,9 @@ export class EntryIndex<S> {
 
   /** Reads a run's region back from its source and decodes its entries (data are views, not copies). */
   private parseRun(r: Run<S>): Entry[] {
-    const buf = this.read(r.source, r.offset, r.end - r.offset);
+    const buf = this.read(r.source, r.frameStart, r.frameEnd);
     const out: Entry[] = [];
-    readRecords(buf, 0, buf.byteLength, (rec) => {
+    readRecords(buf, r.offset - r.frameStart, r.end - r.frameStart, (rec) => {
       if (rec.kind !== RecordKind.Entry || out.length >= r.count) return;
       const expected = r.first + out.length;
       if (rec.index !== expected) return; // a later run replaced this one's tail; stop at count

@@ -49,6 +49,12 @@ export interface WalOptions {
   logger?: RaftLogger;
 }
 
+/**
+ * What recovery accepts as a frame length: anything the header checksum vouches for and the file holds.
+ * The configured maxFrameBytes bounds what is written, and may have been lowered since.
+ */
+const RECOVERY_FRAME_LIMIT = 0xffff_ffff;
+
 export const WAL_DEFAULTS = {
   segmentBytes: 64 * 1024 * 1024,
   maxEntryBytes: 64 * 1024 * 1024,
@@ -76,6 +82,8 @@ interface Segment {
   plannedEnd: number;
   /** Highest entry index stored in this segment (0 if none). */
   maxIndex: number;
+  /** Its first frame (restating hard state and marker) and its name are durable. */
+  headerDurable: boolean;
 }
 
 interface Waiter {
@@ -133,7 +141,10 @@ export class Wal {
   private readonly sealed: Group[] = [];
   private flushing: Promise<void> | null = null;
   private failure: WalFailedError | null = null;
+  private closing: Promise<void> | null = null;
   private closed = false;
+  /** A purge under way: close() waits for it. */
+  private purging: Promise<void> = Promise.resolve();
   /** Counters, for metrics and tests. */
   readonly stats = { writes: 0, syncs: 0, bytesWritten: 0, appends: 0 };
 
@@ -145,8 +156,8 @@ export class Wal {
     this.maxFrameBytes = o.maxFrameBytes ?? WAL_DEFAULTS.maxFrameBytes;
     this.tailCacheBytes = o.tailCacheBytes ?? WAL_DEFAULTS.tailCacheBytes;
     this.logger = o.logger ?? silentLogger;
-    this.index = new EntryIndex<Segment>(this.tailCacheBytes, (seg, offset, length) =>
-      this.readRange(seg, offset, length),
+    this.index = new EntryIndex<Segment>(this.tailCacheBytes, (seg, start, end) =>
+      this.readFrame(seg, start, end),
     );
   }
 
@@ -193,17 +204,33 @@ export class Wal {
     return this.index.entries(lo, hi, maxBytes);
   }
 
-  private readRange(seg: Segment, offset: number, length: number): Uint8Array {
+  /** Reads a whole frame back and verifies it: bytes damaged since they were written are never served. */
+  private readFrame(seg: Segment, frameStart: number, frameEnd: number): Uint8Array {
+    if (this.closed) throw new WalClosedError();
+    if (this.failure) throw this.failure;
+    const length = frameEnd - frameStart;
     const buf = Buffer.allocUnsafe(length);
-    const handle = seg.handle ?? this.reopen(seg);
-    const n = handle.readSync(buf, 0, length, offset);
-    if (n !== length) {
-      throw new WalFailedError(new Error(`short read in ${seg.name} at ${offset}: ${n} of ${length} bytes`));
+    let n: number;
+    try {
+      const handle = seg.handle ?? this.reopen(seg);
+      n = handle.readSync(buf, 0, length, frameStart);
+    } catch (err) {
+      throw this.fail(err);
+    }
+    const check =
+      n === length
+        ? checkFrame(buf, 0, RECOVERY_FRAME_LIMIT, seg.sequence, frameStart)
+        : ({ ok: false, reason: `short read: ${n} of ${length} bytes` } as const);
+    if (!check.ok) {
+      const corrupt = new WalCorruptError(seg.name, frameStart, `read back: ${check.reason}`);
+      this.fail(corrupt);
+      throw corrupt;
     }
     return buf;
   }
 
   private reopen(seg: Segment): FileHandle {
+    if (this.closed) throw new WalClosedError();
     seg.handle = this.fs.open(seg.path);
     return seg.handle;
   }
@@ -216,7 +243,7 @@ export class Wal {
    * The log keeps `entries` in its memory tail by reference: the array must not change afterwards.
    */
   append(entries: readonly Entry[], hardState: HardState | null = null): Promise<void> {
-    if (this.closed) return Promise.reject(new WalClosedError());
+    if (this.closing) return Promise.reject(new WalClosedError());
     if (this.failure) return Promise.reject(this.failure);
     if (entries.length === 0 && !hardState) return this.sync();
     let size = hardState ? hardStateRecordBytes() : 0;
@@ -268,6 +295,7 @@ export class Wal {
           group.segment,
           partOffset + FRAME_HEADER_BYTES,
           partOffset + w.pos,
+          group.start,
         ),
       );
       group.segment.maxIndex = Math.max(group.segment.maxIndex, this.lastIndex());
@@ -286,7 +314,7 @@ export class Wal {
    * the leader), exactly as raft's restore does. Entries are not released here: see releaseBefore.
    */
   recordSnapshot(meta: SnapshotMetadata, hardState: HardState | null = null): Promise<void> {
-    if (this.closed) return Promise.reject(new WalClosedError());
+    if (this.closing) return Promise.reject(new WalClosedError());
     if (this.failure) return Promise.reject(this.failure);
     const size = snapshotRecordBytes(meta.confState) + (hardState ? hardStateRecordBytes() : 0);
     const part = newPart(size);
@@ -322,12 +350,20 @@ export class Wal {
   async releaseBefore(index: number): Promise<void> {
     // Never past the snapshot: the entries after it are the only copy.
     index = Math.min(index, (this.marker?.index ?? 0) + 1);
-    if (index <= this.index.firstIndex()) return;
     this.index.releaseBefore(index);
+    // Purge even when nothing was released: after a snapshot installed from the leader the index
+    // was reset, but the segments of the replaced log are still on disk.
     await this.purgeSegments(index);
   }
 
-  private async purgeSegments(index: number): Promise<void> {
+  private purgeSegments(index: number): Promise<void> {
+    // One purge at a time; close() waits for the last.
+    const run = this.purging.then(() => this.purgeSegmentsNow(index));
+    this.purging = run.catch(() => {});
+    return run;
+  }
+
+  private async purgeSegmentsNow(index: number): Promise<void> {
     // Only whole segments before the last one, with nothing in flight, and never the one holding the
     // snapshot's own entry (index - 1): recovery replays a snapshot record whose entry is below the log
     // it holds as one the log held. The marker must be durable before anything it covers is deleted.
@@ -339,6 +375,8 @@ export class Wal {
       if (!seg.created || seg.maxIndex >= index - 1 || (firstLive && firstLive.sequence <= seg.sequence))
         break;
       if (this.sealed.some((g) => g.segment === seg) || this.open?.segment === seg) break;
+      // The next segment restates the hard state and marker: only once that is durable may this go.
+      if (!this.segments[k + 1]!.headerDurable) break;
       removable.push(seg);
     }
     if (removable.length === 0) return;
@@ -362,17 +400,20 @@ export class Wal {
   }
 
   async close(): Promise<void> {
-    if (this.closed) return;
-    try {
-      await this.sync();
-    } catch {
-      // A failed log closes all the same.
-    }
-    this.closed = true;
-    for (const seg of this.segments) {
-      await seg.handle?.close().catch(() => {});
-      seg.handle = null;
-    }
+    if (this.closing) return this.closing;
+    // Refuse new appends first, then let the writes already accepted finish.
+    this.closing = (async () => {
+      while (this.flushing) {
+        await this.flushing;
+      }
+      await this.purging;
+      this.closed = true;
+      for (const seg of this.segments) {
+        await seg.handle?.close().catch(() => {});
+        seg.handle = null;
+      }
+    })();
+    return this.closing;
   }
 
   get segmentCount(): number {
@@ -384,29 +425,49 @@ export class Wal {
   /** The group a payload of `size` bytes joins, starting a new segment first if this one is full. */
   private groupFor(size: number, nextIndex: number): Group {
     let g = this.open;
-    const tail = this.segments[this.segments.length - 1];
-    if (g && g.bytes > 0 && g.start + FRAME_HEADER_BYTES + g.bytes + size > this.segmentBytes) {
-      this.sealed.push(g);
-      g.segment.plannedEnd = g.start + FRAME_HEADER_BYTES + g.bytes;
-      g = this.open = null;
+    if (g && g.bytes > 0) {
+      const overSegment = g.start + FRAME_HEADER_BYTES + g.bytes + size > this.segmentBytes;
+      // A group is one frame: it must stay within what recovery will read as one.
+      const overFrame = FRAME_HEADER_BYTES + g.bytes + size > this.maxFrameBytes;
+      if (overSegment || overFrame) {
+        this.seal(g);
+        g = null;
+      }
     }
     if (!g) {
-      if (!tail || (tail.plannedEnd + FRAME_HEADER_BYTES + size > this.segmentBytes && tail.plannedEnd > 0)) {
+      const tail = this.segments[this.segments.length - 1];
+      if (!tail || (tail.plannedEnd > 0 && tail.plannedEnd + FRAME_HEADER_BYTES + size > this.segmentBytes)) {
         g = this.startSegment(nextIndex);
+        if (FRAME_HEADER_BYTES + g.bytes + size > this.maxFrameBytes) {
+          // The segment's header goes out as a frame of its own.
+          this.seal(g);
+          g = this.groupAt(g.segment);
+        }
       } else {
-        g = {
-          segment: tail,
-          start: tail.plannedEnd,
-          parts: [],
-          bytes: 0,
-          waiters: [],
-          createsSegment: false,
-          runs: [],
-        };
+        g = this.groupAt(tail);
       }
       this.open = g;
     }
     return g;
+  }
+
+  private groupAt(segment: Segment): Group {
+    return {
+      segment,
+      start: segment.plannedEnd,
+      parts: [],
+      bytes: 0,
+      waiters: [],
+      createsSegment: false,
+      runs: [],
+    };
+  }
+
+  /** Closes a group to further appends; it is written in turn. */
+  private seal(g: Group): void {
+    this.sealed.push(g);
+    g.segment.plannedEnd = g.start + FRAME_HEADER_BYTES + g.bytes;
+    if (this.open === g) this.open = null;
   }
 
   /** Plans a new segment whose first frame restates the hard state and snapshot marker. */
@@ -422,6 +483,7 @@ export class Wal {
       created: false,
       plannedEnd: 0,
       maxIndex: 0,
+      headerDurable: false,
     };
     this.segments.push(seg);
     const m = this.marker;
@@ -469,7 +531,7 @@ export class Wal {
         for (const w of g.waiters) w.reject(failure);
         break;
       }
-      this.index.markWritten(g.runs);
+      this.index.markWritten(g.runs, g.start + FRAME_HEADER_BYTES + g.bytes);
       for (const w of g.waiters) w.resolve();
     }
     this.flushing = null;
@@ -485,7 +547,7 @@ export class Wal {
       let p = FRAME_HEADER_BYTES;
       for (const part of g.parts) p += part.copy(frame, p, FRAME_HEADER_BYTES);
     }
-    sealFrame(frame, g.bytes);
+    sealFrame(frame, g.bytes, g.segment.sequence, g.start);
     const seg = g.segment;
     if (g.createsSegment) {
       seg.handle = this.fs.create(seg.path);
@@ -494,7 +556,10 @@ export class Wal {
     const handle = seg.handle ?? this.reopen(seg);
     await handle.write(frame, g.start);
     await handle.datasync();
-    if (g.createsSegment) await this.fs.syncDir(this.dir);
+    if (g.createsSegment) {
+      await this.fs.syncDir(this.dir);
+      seg.headerDurable = true;
+    }
     this.stats.writes++;
     this.stats.syncs++;
     this.stats.bytesWritten += frame.byteLength;
@@ -551,6 +616,7 @@ export class Wal {
         created: true,
         plannedEnd: 0,
         maxIndex: 0,
+        headerDurable: true,
       };
       const buf = this.fs.readFile(seg.path);
       const cutAt = this.replaySegment(seg, buf, isLast, repair);
@@ -562,7 +628,8 @@ export class Wal {
         seg.plannedEnd = cutAt;
         if (!isLast) {
           // Repairing damage before the tail: everything after the cut goes.
-          for (const later of found.slice(k + 1)) await this.fs.unlink(join(this.dir, later.name));
+          // Newest first, so that an interrupted repair leaves a gapless prefix and can be run again.
+          for (const later of found.slice(k + 1).reverse()) await this.fs.unlink(join(this.dir, later.name));
           await this.fs.syncDir(this.dir);
           break;
         }
@@ -594,7 +661,7 @@ export class Wal {
     let pos = 0;
     let first = true;
     while (pos < buf.byteLength) {
-      const check = checkFrame(buf, pos, this.maxFrameBytes);
+      const check = checkFrame(buf, pos, RECOVERY_FRAME_LIMIT, seg.sequence);
       let reason = check.ok ? "" : check.reason;
       if (check.ok) {
         // Decode the whole frame before applying any of it: a frame is applied entirely or not at all.
@@ -613,7 +680,7 @@ export class Wal {
         if (!reason) {
           first = false;
           try {
-            for (const r of records) this.replayRecord(seg, r);
+            for (const r of records) this.replayRecord(seg, r, pos, check.end);
           } catch (err) {
             // A frame that checks out but contradicts the log is damage, wherever it is.
             if (err instanceof MalformedRecordError) throw new WalCorruptError(seg.name, pos, err.message);
@@ -623,7 +690,7 @@ export class Wal {
           continue;
         }
       }
-      const later = validFrameAfter(buf, pos, this.maxFrameBytes);
+      const later = validFrameAfter(buf, pos, RECOVERY_FRAME_LIMIT, seg.sequence);
       if (isLast && later < 0) {
         this.logger.warn("WAL: cutting a torn tail", {
           segment: seg.name,
@@ -644,7 +711,7 @@ export class Wal {
     return -1;
   }
 
-  private replayRecord(seg: Segment, r: WalRecord): void {
+  private replayRecord(seg: Segment, r: WalRecord, frameStart: number, frameEnd: number): void {
     switch (r.kind) {
       case RecordKind.Segment:
         if (r.sequence !== seg.sequence) {
@@ -676,7 +743,15 @@ export class Wal {
           // snapshot that allowed the purge comes later in this segment) and replaces everything held.
           this.index.truncateFrom(r.index);
         }
-        this.index.addRecovered(r.index, r.term, seg, r.recordStart, r.dataStart + r.dataLength);
+        this.index.addRecovered(
+          r.index,
+          r.term,
+          seg,
+          r.recordStart,
+          r.dataStart + r.dataLength,
+          frameStart,
+          frameEnd,
+        );
         seg.maxIndex = Math.max(seg.maxIndex, r.index);
         return;
       }

@@ -735,6 +735,8 @@ class PowerCut extends Error {
 class CrashAt implements FileSystem {
   readonly ops: string[] = [];
   private dead = false;
+  /** Operations count (and the power can go) only once armed: opening the store is not under test. */
+  armed = false;
   constructor(
     private readonly sim: SimFileSystem,
     private readonly crashAt: number,
@@ -742,6 +744,7 @@ class CrashAt implements FileSystem {
   ) {}
   private step(op: string): void {
     if (this.dead) throw new PowerCut(op);
+    if (!this.armed) return;
     if (this.ops.length === this.crashAt) {
       this.sim.crash(this.mode);
       this.dead = true;
@@ -843,6 +846,7 @@ describe("snapshot store: power loss (SimFileSystem)", () => {
   ): Promise<string[]> {
     const fs = new CrashAt(sim, crashAt, mode);
     const store = await SnapshotStore.open(fs, SIM_DIR, { keep, writeChunkBytes: 16 });
+    fs.armed = true;
     try {
       await store.save(meta(20, 3), chunks(NEW_PARTS));
     } catch (err) {
