@@ -272,28 +272,9 @@ export class SnapshotStore {
     return this.exclusive(async () => {
       const passed = this.entries.filter((e) => this.passedOver.has(e.name) && e.index !== recordedIndex);
       const held = this.entries.filter((e) => e.index <= recordedIndex && !this.passedOver.has(e.name));
-      const victims = [...passed, ...held.slice(this.keep).reverse()];
-      if (victims.length === 0) return;
-      try {
-        for (const e of victims) {
-          const path = join(this.dir, e.name);
-          await this.fs.unlink(path);
-          this.passedOver.delete(e.name);
-          this.logger.info("snapshot pruned", {
-            file: path,
-            index: e.index,
-            term: e.term,
-            recorded: recordedIndex,
-          });
-        }
-        await this.fs.syncDir(this.dir);
-      } catch (err) {
-        this.logger.warn("pruning old snapshots failed; the next prune retries", {
-          dir: this.dir,
-          error: err instanceof Error ? err.message : String(err),
-        });
-      }
-      this.rescan();
+      await this.remove([...passed, ...held.slice(this.keep).reverse()], (e) =>
+        passed.includes(e) ? "passed over (corrupt or never recorded)" : "beyond keep",
+      );
     });
   }
 
@@ -514,23 +495,27 @@ export class SnapshotStore {
   private async prune(savedIndex: number): Promise<void> {
     const superseded = this.entries.filter((e) => e.index >= savedIndex && this.passedOver.has(e.name));
     const rest = this.entries.filter((e) => !superseded.includes(e));
-    const victims = [...superseded, ...rest.slice(this.keep).reverse()];
+    await this.remove([...superseded, ...rest.slice(this.keep).reverse()], (e) =>
+      superseded.includes(e) ? "passed over at load, superseded" : "beyond keep",
+    );
+  }
+
+  /**
+   * Unlinks snapshot files, then syncs the directory. A failure is logged, not thrown: the snapshot
+   * just saved or recorded is already durable, and the next prune retries.
+   */
+  private async remove(victims: readonly Entry[], reason: (e: Entry) => string): Promise<void> {
     if (victims.length === 0) return;
     try {
       for (const e of victims) {
         const path = join(this.dir, e.name);
         await this.fs.unlink(path);
         this.passedOver.delete(e.name);
-        this.logger.info("snapshot pruned", {
-          file: path,
-          index: e.index,
-          term: e.term,
-          reason: superseded.includes(e) ? "passed over at load, superseded" : "beyond keep",
-        });
+        this.logger.info("snapshot pruned", { file: path, index: e.index, term: e.term, reason: reason(e) });
       }
       await this.fs.syncDir(this.dir);
     } catch (err) {
-      this.logger.warn("pruning old snapshots failed; the next save retries", {
+      this.logger.warn("pruning old snapshots failed; the next prune retries", {
         dir: this.dir,
         error: err instanceof Error ? err.message : String(err),
       });
