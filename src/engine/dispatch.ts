@@ -1,0 +1,223 @@
+/**
+ * One dispatch worker per peer. Messages leave the loop without waiting: the loop enqueues, the worker
+ * sends. Two bounded lanes keep liveness traffic (heartbeats, votes, read-index, timeout-now and their
+ * answers) from queueing behind bulk appends, and a snapshot goes on its own stream so it never holds
+ * up either. Every send has a timeout. Every failure, including a message dropped because its lane was
+ * full, is posted to the report queue for raft — never only logged.
+ */
+import { isPriorityMessage, type Message, MessageType, type NodeId } from "../raft/types.js";
+import type { ReportQueue } from "./reports.js";
+
+/** What a worker needs from the transport for one peer. */
+export interface PeerSender {
+  /** Sends a batch of messages on the peer's message stream; rejects if they were not delivered. */
+  send(batch: readonly Message[], signal: AbortSignal): Promise<void>;
+  /** Streams a snapshot; resolves once the receiver confirmed it whole, verified and durable. */
+  sendSnapshot(message: Message, signal: AbortSignal): Promise<void>;
+}
+
+/** Timers, injected so that tests and the simulator run on virtual time. */
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const realTimers: Timers = {
+  setTimeout: (fn, ms) => setTimeout(fn, ms),
+  clearTimeout: (h) => clearTimeout(h as ReturnType<typeof setTimeout>),
+};
+
+export interface DispatchOptions {
+  /** Messages waiting in the priority lane before new ones are dropped. */
+  priorityLaneMessages?: number;
+  /** Messages waiting in the normal lane before new ones are dropped. */
+  normalLaneMessages?: number;
+  /** Messages sent in one batch. */
+  maxBatchMessages?: number;
+  sendTimeoutMs?: number;
+  snapshotTimeoutMs?: number;
+}
+
+export const DISPATCH_DEFAULTS: Required<DispatchOptions> = {
+  priorityLaneMessages: 256,
+  normalLaneMessages: 1024,
+  maxBatchMessages: 64,
+  sendTimeoutMs: 5_000,
+  snapshotTimeoutMs: 10 * 60_000,
+};
+
+export class LaneFullError extends Error {
+  override name = "LaneFullError";
+  constructor(peer: NodeId, lane: string, capacity: number) {
+    super(`dispatch ${lane} lane to ${peer} is full (${capacity} messages); message dropped`);
+  }
+}
+
+export class SendTimeoutError extends Error {
+  override name = "SendTimeoutError";
+  constructor(peer: NodeId, what: string, ms: number) {
+    super(`${what} to ${peer} timed out after ${ms} ms`);
+  }
+}
+
+export class DispatcherClosedError extends Error {
+  override name = "DispatcherClosedError";
+  constructor() {
+    super("dispatcher is closed");
+  }
+}
+
+/** A bounded FIFO lane with at most one send in flight. */
+interface Lane {
+  readonly name: "priority" | "normal";
+  readonly capacity: number;
+  queue: Message[];
+  busy: boolean;
+}
+
+export class PeerDispatcher {
+  private readonly opts: Required<DispatchOptions>;
+  private readonly priority: Lane;
+  private readonly normal: Lane;
+  private snapshotInFlight = false;
+  private closed = false;
+  private readonly inFlight = new Set<AbortController>();
+  /** Counters for the metrics layer (raftkv_dispatch_*), per peer. */
+  readonly stats = { sent: 0, failed: 0, dropped: 0 };
+
+  constructor(
+    readonly peer: NodeId,
+    private readonly sender: PeerSender,
+    private readonly reports: ReportQueue,
+    private readonly timers: Timers = realTimers,
+    options: DispatchOptions = {},
+  ) {
+    this.opts = { ...DISPATCH_DEFAULTS, ...options };
+    this.priority = { name: "priority", capacity: this.opts.priorityLaneMessages, queue: [], busy: false };
+    this.normal = { name: "normal", capacity: this.opts.normalLaneMessages, queue: [], busy: false };
+  }
+
+  /** Queues a message for this peer. Never blocks; returns false if it was dropped (and reported). */
+  enqueue(m: Message): boolean {
+    if (this.closed) return false;
+    if (m.type === MessageType.Snap) return this.startSnapshot(m);
+    const lane = isPriorityMessage(m.type) ? this.priority : this.normal;
+    if (lane.queue.length >= lane.capacity) {
+      this.stats.dropped++;
+      this.fail(m.type, new LaneFullError(this.peer, lane.name, lane.capacity));
+      return false;
+    }
+    lane.queue.push(m);
+    if (!lane.busy) {
+      // Start on the next microtask, so that everything the loop enqueues in this turn (a whole
+      // Ready's messages) goes out as one batch.
+      lane.busy = true;
+      queueMicrotask(() => void this.pump(lane));
+    }
+    return true;
+  }
+
+  /** Messages waiting (not in flight) in each lane. */
+  get queued(): { priority: number; normal: number } {
+    return { priority: this.priority.queue.length, normal: this.normal.queue.length };
+  }
+
+  /** Stops: queued messages are discarded and sends in flight aborted; nothing more is reported. */
+  close(): void {
+    this.closed = true;
+    this.priority.queue = [];
+    this.normal.queue = [];
+    for (const c of this.inFlight) c.abort(new DispatcherClosedError());
+  }
+
+  private startSnapshot(m: Message): boolean {
+    if (this.snapshotInFlight) {
+      // Raft sends one snapshot at a time; a second means the first was given up: refuse it loudly.
+      this.stats.dropped++;
+      this.fail(m.type, new LaneFullError(this.peer, "snapshot", 1));
+      return false;
+    }
+    this.snapshotInFlight = true;
+    void this.runSnapshot(m);
+    return true;
+  }
+
+  private async runSnapshot(m: Message): Promise<void> {
+    try {
+      await this.withTimeout("snapshot", this.opts.snapshotTimeoutMs, (signal) =>
+        this.sender.sendSnapshot(m, signal),
+      );
+      if (this.closed) return;
+      this.stats.sent++;
+      this.reports.post({
+        kind: "snapshot-confirmed",
+        peer: this.peer,
+        index: m.snapshot?.metadata.index ?? 0,
+      });
+    } catch (err) {
+      if (!this.closed) this.fail(m.type, asError(err));
+    } finally {
+      this.snapshotInFlight = false;
+    }
+  }
+
+  private async pump(lane: Lane): Promise<void> {
+    try {
+      while (!this.closed && lane.queue.length > 0) {
+        const batch = lane.queue.splice(0, this.opts.maxBatchMessages);
+        try {
+          await this.withTimeout(`${lane.name} batch`, this.opts.sendTimeoutMs, (signal) =>
+            this.sender.send(batch, signal),
+          );
+          this.stats.sent += batch.length;
+        } catch (err) {
+          if (this.closed) return;
+          // Raft needs one report per peer to stop streaming to it; the batch's first type names it.
+          this.fail(batch[0]!.type, asError(err));
+        }
+      }
+    } finally {
+      lane.busy = false;
+    }
+  }
+
+  private fail(type: Message["type"], error: Error): void {
+    this.stats.failed++;
+    this.reports.post({ kind: "failed", peer: this.peer, messageType: type, error });
+  }
+
+  /** Runs a send with an abort signal that fires after `ms`; the returned promise never outlives it. */
+  private withTimeout(what: string, ms: number, run: (signal: AbortSignal) => Promise<void>): Promise<void> {
+    const controller = new AbortController();
+    this.inFlight.add(controller);
+    return new Promise<void>((resolve, reject) => {
+      const timer = this.timers.setTimeout(() => {
+        const err = new SendTimeoutError(this.peer, what, ms);
+        controller.abort(err);
+        reject(err);
+      }, ms);
+      const settle = () => {
+        this.timers.clearTimeout(timer);
+        this.inFlight.delete(controller);
+      };
+      controller.signal.addEventListener("abort", () => {
+        settle();
+        reject(controller.signal.reason);
+      });
+      run(controller.signal).then(
+        () => {
+          settle();
+          resolve();
+        },
+        (err: unknown) => {
+          settle();
+          reject(err);
+        },
+      );
+    });
+  }
+}
+
+function asError(err: unknown): Error {
+  return err instanceof Error ? err : new Error(String(err));
+}
