@@ -1,0 +1,84 @@
+/**
+ * Every error the transport raises, in one place so that callers (the dispatch workers, the snapshot
+ * receiver, logs and metrics) can match on the class and tell truncation, corruption, limits and
+ * I/O failures apart. An I/O error from the file system is rethrown as it came (with its `code`).
+ */
+
+export class TransportError extends Error {
+  override name = "TransportError";
+}
+
+/** Which part of a snapshot stream was missing when it ended. */
+export type SnapshotStreamPart = "header" | "chunk" | "trailer";
+
+/**
+ * The snapshot stream ended before its trailer: the connection dropped or the sender gave up. Nothing
+ * was installed; the leader must send the snapshot again (report the failure to raft).
+ */
+export class SnapshotTruncatedError extends TransportError {
+  override name = "SnapshotTruncatedError";
+  constructor(
+    /** Verified payload bytes received before the stream ended. */
+    readonly receivedBytes: number,
+    /** Payload bytes the header announced, or -1 when unknown (no header yet, or the sender did not know). */
+    readonly expectedBytes: number,
+    /** The part that was missing: the header, a data chunk, or the trailer. */
+    readonly missing: SnapshotStreamPart,
+    /** Stream bytes received in all (framing included). */
+    readonly streamBytes: number,
+  ) {
+    super(
+      `snapshot stream truncated: ended before the ${missing === "chunk" ? "remaining data chunks" : missing} ` +
+        `after ${receivedBytes} of ${expectedBytes < 0 ? "an unknown number of" : expectedBytes} payload bytes ` +
+        `(${streamBytes} stream bytes); nothing was installed, the leader must resend the snapshot`,
+    );
+  }
+}
+
+/**
+ * The snapshot stream failed verification: a checksum, a sequence number, a length, the format, or
+ * bytes after the trailer. Nothing was installed; the leader must resend the snapshot, and if this
+ * repeats, suspect the network path or a sender running a different format version.
+ */
+export class SnapshotCorruptError extends TransportError {
+  override name = "SnapshotCorruptError";
+  constructor(
+    readonly reason: string,
+    /** Stream byte offset of the frame (or byte) that failed. */
+    readonly offset: number,
+  ) {
+    super(
+      `snapshot stream corrupt at stream offset ${offset}: ${reason}; nothing was installed, the leader must resend the snapshot`,
+    );
+  }
+}
+
+/** A snapshot is larger than the receiver's limit; raise `maxSnapshotBytes` on the receiver or shrink the state. */
+export class SnapshotTooLargeError extends TransportError {
+  override name = "SnapshotTooLargeError";
+  constructor(
+    /** The configured limit in payload bytes. */
+    readonly limit: number,
+    /** Payload bytes the stream announced or would have reached. */
+    readonly bytes: number,
+  ) {
+    super(
+      `snapshot refused: ${bytes} payload bytes exceed the receiver's limit of ${limit} (maxSnapshotBytes); ` +
+        "raise maxSnapshotBytes on the receiver or reduce the state machine's size",
+    );
+  }
+}
+
+/** The peer belongs to another cluster: check the node's `clusterId` and its peer addresses. */
+export class ClusterIdMismatchError extends TransportError {
+  override name = "ClusterIdMismatchError";
+  constructor(
+    readonly expected: string,
+    readonly received: string,
+  ) {
+    super(
+      `refused a peer of cluster ${JSON.stringify(received)}: this node belongs to cluster ${JSON.stringify(expected)}; ` +
+        "check the clusterId setting and the peer addresses",
+    );
+  }
+}
