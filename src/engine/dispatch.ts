@@ -6,15 +6,10 @@
  * full, is posted to the report queue for raft — never only logged.
  */
 import { isPriorityMessage, type Message, MessageType, type NodeId } from "../raft/types.js";
+import type { PeerSender } from "../transport/transport.js";
 import type { ReportQueue } from "./reports.js";
 
-/** What a worker needs from the transport for one peer. */
-export interface PeerSender {
-  /** Sends a batch of messages on the peer's message stream; rejects if they were not delivered. */
-  send(batch: readonly Message[], signal: AbortSignal): Promise<void>;
-  /** Streams a snapshot; resolves once the receiver confirmed it whole, verified and durable. */
-  sendSnapshot(message: Message, signal: AbortSignal): Promise<void>;
-}
+export type { PeerSender };
 
 /** Timers, injected so that tests and the simulator run on virtual time. */
 export interface Timers {

@@ -3,6 +3,7 @@
  * receiver, logs and metrics) can match on the class and tell truncation, corruption, limits and
  * I/O failures apart. An I/O error from the file system is rethrown as it came (with its `code`).
  */
+import type { NodeId } from "../raft/types.js";
 
 export class TransportError extends Error {
   override name = "TransportError";
@@ -80,5 +81,36 @@ export class ClusterIdMismatchError extends TransportError {
       `refused a peer of cluster ${JSON.stringify(received)}: this node belongs to cluster ${JSON.stringify(expected)}; ` +
         "check the clusterId setting and the peer addresses",
     );
+  }
+}
+
+/** The peer is not known, not started, closed, or cut off by a partition; raft should treat it as unreachable. */
+export class PeerUnreachableError extends TransportError {
+  override name = "PeerUnreachableError";
+  constructor(
+    readonly peer: NodeId,
+    readonly reason: string,
+  ) {
+    super(`peer ${peer} is unreachable: ${reason}`);
+  }
+}
+
+/** This node's transport is closed (the engine is stopping); nothing more is sent. */
+export class TransportClosedError extends TransportError {
+  override name = "TransportClosedError";
+  constructor(readonly node: NodeId) {
+    super(`the transport of node ${node} is closed`);
+  }
+}
+
+/** A batch or snapshot lost by a drop rule in "error" mode. */
+export class MessageDroppedError extends TransportError {
+  override name = "MessageDroppedError";
+  constructor(
+    readonly from: NodeId,
+    readonly to: NodeId,
+    what: string,
+  ) {
+    super(`${what} from ${from} to ${to} was dropped by the network (fault injection)`);
   }
 }

@@ -1,0 +1,447 @@
+/**
+ * The in-memory transport: every node of a test or simulated cluster registers on one
+ * {@link MemoryNetwork} and talks to the others through it, with the same contract as the gRPC transport.
+ *
+ * - Batches are copied (message objects and their entries arrays; entry data and contexts are shared,
+ *   being immutable by convention) and delivered on a later macrotask through the injected scheduler,
+ *   so delivery is never re-entrant. With a FIFO scheduler a link delivers in order. A send resolves
+ *   once its batch was handed to the receiver's handler.
+ * - A snapshot is framed with {@link encodeSnapshotStream} from the sender's {@link SnapshotSource},
+ *   carried in slices (one scheduler turn per slice) and spooled by the receiver with
+ *   {@link spoolSnapshot} into its own file system; the receiver then calls `onSnapshot`, and the
+ *   sender resolves only after that resolves. Any failure rejects the sender with the typed error.
+ * - Faults are deterministic: drop rules (rejecting, or a blackhole that holds the send until it is
+ *   aborted), partitions, a snapshot stream cut at a byte offset, a flipped snapshot byte.
+ */
+import type { RaftLogger } from "../raft/config.js";
+import type { Message, NodeId } from "../raft/types.js";
+import type { FileSystem } from "../storage/fs.js";
+import { MessageDroppedError, PeerUnreachableError, TransportClosedError, TransportError } from "./errors.js";
+import { encodeSnapshotStream, spoolSnapshot } from "./snapshot-stream.js";
+import type { InboundHandler, PeerSender, SnapshotSource, Transport } from "./transport.js";
+
+/** Runs `fn` on a later macrotask. */
+export type Scheduler = (fn: () => void) => void;
+
+export const defaultScheduler: Scheduler = (fn) => {
+  setImmediate(fn);
+};
+
+/** "error": the send rejects with {@link MessageDroppedError}; "blackhole": it never settles until aborted. */
+export type DropMode = "error" | "blackhole";
+
+/** What a drop rule sees: a message batch, or a one-message batch for a snapshot. */
+export type DropPredicate = (batch: readonly Message[], kind: "messages" | "snapshot") => boolean;
+
+export interface LinkStats {
+  deliveredBatches: number;
+  deliveredMessages: number;
+  droppedBatches: number;
+  /** Snapshot stream bytes (framing included) handed to the receiver. */
+  snapshotBytes: number;
+  snapshotsConfirmed: number;
+  snapshotsFailed: number;
+}
+
+function emptyStats(): LinkStats {
+  return {
+    deliveredBatches: 0,
+    deliveredMessages: 0,
+    droppedBatches: 0,
+    snapshotBytes: 0,
+    snapshotsConfirmed: 0,
+    snapshotsFailed: 0,
+  };
+}
+
+interface DropRule {
+  readonly from: NodeId;
+  readonly to: NodeId;
+  readonly predicate: DropPredicate | undefined;
+  readonly mode: DropMode;
+}
+
+interface Partition {
+  readonly a: ReadonlySet<NodeId>;
+  readonly b: ReadonlySet<NodeId>;
+  readonly mode: DropMode;
+}
+
+/** A registered node, as the network and the other transports see it. */
+interface Endpoint {
+  readonly id: NodeId;
+  /** Started and not closed. */
+  open(): boolean;
+  deliver(from: NodeId, batch: readonly Message[]): void;
+  acceptSnapshot(from: NodeId, message: Message, stream: AsyncIterable<Uint8Array>): Promise<void>;
+}
+
+type Verdict = { kind: "pass" } | { kind: "drop"; mode: DropMode } | { kind: "unreachable"; reason: string };
+
+const linkKey = (from: NodeId, to: NodeId): string => `${from}->${to}`;
+
+export interface MemoryNetworkOptions {
+  /** Default {@link defaultScheduler} (setImmediate); tests pass one they drain by hand. */
+  schedule?: Scheduler;
+}
+
+/** The shared medium of a set of {@link MemoryTransport}s, with deterministic fault injection. */
+export class MemoryNetwork {
+  readonly schedule: Scheduler;
+  /** Totals over every link. */
+  readonly stats: LinkStats = emptyStats();
+  private readonly endpoints = new Map<NodeId, Endpoint>();
+  private readonly links = new Map<string, LinkStats>();
+  private rules: DropRule[] = [];
+  private partitions: Partition[] = [];
+  private readonly cuts = new Map<string, number>();
+  private readonly corruptions = new Map<string, number>();
+
+  constructor(options: MemoryNetworkOptions = {}) {
+    this.schedule = options.schedule ?? defaultScheduler;
+  }
+
+  /** Counters of one directed link. */
+  linkStats(from: NodeId, to: NodeId): LinkStats {
+    return { ...(this.links.get(linkKey(from, to)) ?? emptyStats()) };
+  }
+
+  /**
+   * Drops traffic from `from` to `to` (batches and snapshots) for which `predicate` holds (all when
+   * absent), until {@link heal}. Rules are checked in the order they were added.
+   */
+  drop(from: NodeId, to: NodeId, predicate?: DropPredicate, mode: DropMode = "error"): void {
+    this.rules.push({ from, to, predicate, mode });
+  }
+
+  /** Cuts every link between a node of `a` and a node of `b`, both ways, until {@link heal}. */
+  partition(a: readonly NodeId[], b: readonly NodeId[], mode: DropMode = "error"): void {
+    this.partitions.push({ a: new Set(a), b: new Set(b), mode });
+  }
+
+  /** Removes every drop rule and partition (pending snapshot faults stay armed). */
+  heal(): void {
+    this.rules = [];
+    this.partitions = [];
+  }
+
+  /**
+   * The next snapshot stream from `from` to `to` ends after `byteOffset` stream bytes, as if the
+   * connection broke: the receiver fails with SnapshotTruncatedError. One-shot.
+   */
+  cutSnapshotAt(from: NodeId, to: NodeId, byteOffset: number): void {
+    checkOffset(byteOffset);
+    this.cuts.set(linkKey(from, to), byteOffset);
+  }
+
+  /** The next snapshot stream from `from` to `to` has the stream byte at `offset` flipped. One-shot. */
+  corruptSnapshotByte(from: NodeId, to: NodeId, offset: number): void {
+    checkOffset(offset);
+    this.corruptions.set(linkKey(from, to), offset);
+  }
+
+  /** @internal Registers a node; its id must be free. */
+  attach(endpoint: Endpoint): void {
+    if (this.endpoints.has(endpoint.id))
+      throw new RangeError(`node ${endpoint.id} is already registered on this memory network`);
+    this.endpoints.set(endpoint.id, endpoint);
+  }
+
+  /** @internal */
+  detach(endpoint: Endpoint): void {
+    if (this.endpoints.get(endpoint.id) === endpoint) this.endpoints.delete(endpoint.id);
+  }
+
+  /** @internal The open endpoint of `to`, or why there is none. */
+  lookup(to: NodeId): Endpoint | string {
+    const e = this.endpoints.get(to);
+    if (e === undefined) return "no such node on the network";
+    if (!e.open()) return "not started or closed";
+    return e;
+  }
+
+  /** @internal Applies partitions and drop rules; counts a drop. */
+  judge(from: NodeId, to: NodeId, batch: readonly Message[], kind: "messages" | "snapshot"): Verdict {
+    for (const p of this.partitions) {
+      if ((p.a.has(from) && p.b.has(to)) || (p.b.has(from) && p.a.has(to))) {
+        if (p.mode === "error") return { kind: "unreachable", reason: "partitioned (fault injection)" };
+        this.count(from, to, (s) => s.droppedBatches++);
+        return { kind: "drop", mode: "blackhole" };
+      }
+    }
+    for (const r of this.rules) {
+      if (r.from === from && r.to === to && (r.predicate === undefined || r.predicate(batch, kind))) {
+        this.count(from, to, (s) => s.droppedBatches++);
+        return { kind: "drop", mode: r.mode };
+      }
+    }
+    return { kind: "pass" };
+  }
+
+  /** @internal Takes the one-shot snapshot faults armed for a link. */
+  takeSnapshotFaults(from: NodeId, to: NodeId): { cutAt: number; corruptAt: number } {
+    const key = linkKey(from, to);
+    const cutAt = this.cuts.get(key) ?? -1;
+    const corruptAt = this.corruptions.get(key) ?? -1;
+    this.cuts.delete(key);
+    this.corruptions.delete(key);
+    return { cutAt, corruptAt };
+  }
+
+  /** @internal */
+  count(from: NodeId, to: NodeId, f: (s: LinkStats) => void): void {
+    const key = linkKey(from, to);
+    let link = this.links.get(key);
+    if (link === undefined) {
+      link = emptyStats();
+      this.links.set(key, link);
+    }
+    f(link);
+    f(this.stats);
+  }
+}
+
+function checkOffset(n: number): void {
+  if (!Number.isSafeInteger(n) || n < 0)
+    throw new RangeError(`byte offset must be a non-negative integer, got ${n}`);
+}
+
+export interface MemoryTransportOptions {
+  id: NodeId;
+  network: MemoryNetwork;
+  clusterId: string;
+  /** Where outbound snapshot payloads come from. */
+  snapshotSource: SnapshotSource;
+  /** The file system inbound snapshots are spooled to, and the directory within it. */
+  fs: FileSystem;
+  snapshotDir: string;
+  /** Payload bytes per DATA frame. Default 64 KiB. */
+  chunkBytes?: number;
+  /** Stream bytes carried per scheduler turn. Default 64 KiB. */
+  sliceBytes?: number;
+  maxSnapshotBytes?: number;
+  maxChunkBytes?: number;
+  logger?: RaftLogger;
+}
+
+/** Copies a message object and its entries array; payload bytes are shared. */
+export function copyMessage(m: Message): Message {
+  return {
+    ...m,
+    entries: m.entries.slice(),
+    snapshot: m.snapshot === null ? null : { metadata: m.snapshot.metadata, data: m.snapshot.data },
+  };
+}
+
+/** Rejects with the signal's reason when it aborts; never outlives `p`. */
+function abortable<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      p.catch(() => undefined);
+      return;
+    }
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+/** A promise that settles only when `signal` aborts (a blackhole). */
+function untilAborted(signal: AbortSignal): Promise<never> {
+  return new Promise<never>((_, reject) => {
+    if (signal.aborted) reject(signal.reason);
+    else signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+  });
+}
+
+export class MemoryTransport implements Transport {
+  readonly id: NodeId;
+  private readonly network: MemoryNetwork;
+  private handler: InboundHandler | null = null;
+  private closed = false;
+  private readonly endpoint: Endpoint;
+  private readonly chunkBytes: number;
+  private readonly sliceBytes: number;
+
+  constructor(private readonly opts: MemoryTransportOptions) {
+    this.id = opts.id;
+    this.network = opts.network;
+    this.chunkBytes = opts.chunkBytes ?? 64 * 1024;
+    this.sliceBytes = opts.sliceBytes ?? 64 * 1024;
+    if (!Number.isSafeInteger(this.sliceBytes) || this.sliceBytes < 1)
+      throw new RangeError(`sliceBytes must be a positive integer, got ${this.sliceBytes}`);
+    this.endpoint = {
+      id: this.id,
+      open: () => this.handler !== null && !this.closed,
+      deliver: (from, batch) => this.handler!.onMessages(from, batch),
+      acceptSnapshot: (from, message, stream) => this.acceptSnapshot(from, message, stream),
+    };
+    this.network.attach(this.endpoint);
+  }
+
+  async start(handler: InboundHandler): Promise<void> {
+    if (this.closed) throw new TransportClosedError(this.id);
+    if (this.handler !== null)
+      throw new TransportError(`the transport of node ${this.id} is already started`);
+    this.handler = handler;
+  }
+
+  sender(peer: NodeId): PeerSender {
+    return {
+      send: (batch, signal) => this.send(peer, batch, signal),
+      sendSnapshot: (message, signal) => abortable(this.sendSnapshot(peer, message, signal), signal),
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.network.detach(this.endpoint);
+  }
+
+  private route(to: NodeId, batch: readonly Message[], kind: "messages" | "snapshot"): Endpoint | Verdict {
+    if (this.closed) throw new TransportClosedError(this.id);
+    const verdict = this.network.judge(this.id, to, batch, kind);
+    if (verdict.kind !== "pass") return verdict;
+    const target = this.network.lookup(to);
+    if (typeof target === "string") return { kind: "unreachable", reason: target };
+    return target;
+  }
+
+  private refuse(to: NodeId, verdict: Verdict, what: string, signal: AbortSignal): Promise<never> {
+    if (verdict.kind === "unreachable") return Promise.reject(new PeerUnreachableError(to, verdict.reason));
+    if (verdict.kind === "drop" && verdict.mode === "blackhole") return untilAborted(signal);
+    return Promise.reject(new MessageDroppedError(this.id, to, what));
+  }
+
+  private send(to: NodeId, batch: readonly Message[], signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    let target: Endpoint | Verdict;
+    try {
+      target = this.route(to, batch, "messages");
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (!("deliver" in target)) return this.refuse(to, target, "a batch", signal);
+    const endpoint = target;
+    const copy = batch.map(copyMessage);
+    return new Promise<void>((resolve, reject) => {
+      let done = false;
+      const onAbort = () => {
+        done = true;
+        reject(signal.reason);
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      this.network.schedule(() => {
+        if (done) return;
+        done = true;
+        signal.removeEventListener("abort", onAbort);
+        if (!endpoint.open()) {
+          reject(new PeerUnreachableError(to, "closed before delivery"));
+          return;
+        }
+        try {
+          endpoint.deliver(this.id, copy);
+        } catch (err) {
+          reject(new TransportError(`peer ${to}'s handler threw on delivery: ${String(err)}`));
+          return;
+        }
+        this.network.count(this.id, to, (s) => {
+          s.deliveredBatches++;
+          s.deliveredMessages += copy.length;
+        });
+        resolve();
+      });
+    });
+  }
+
+  private async sendSnapshot(to: NodeId, message: Message, signal: AbortSignal): Promise<void> {
+    signal.throwIfAborted();
+    const meta = message.snapshot?.metadata;
+    if (meta === undefined) throw new TransportError("sendSnapshot needs a message carrying a snapshot");
+    const target = this.route(to, [message], "snapshot");
+    if (!("deliver" in target)) return this.refuse(to, target, "a snapshot", signal);
+    const faults = this.network.takeSnapshotFaults(this.id, to);
+    // Start on a later macrotask, as a connection would: never re-entrant into the receiver.
+    await this.tick();
+    signal.throwIfAborted();
+    const stream = this.pipe(to, target, meta, signal, faults);
+    try {
+      await target.acceptSnapshot(this.id, copyMessage(message), stream);
+    } catch (err) {
+      this.network.count(this.id, to, (s) => s.snapshotsFailed++);
+      throw err;
+    }
+    this.network.count(this.id, to, (s) => s.snapshotsConfirmed++);
+  }
+
+  private tick(): Promise<void> {
+    return new Promise<void>((resolve) => this.network.schedule(resolve));
+  }
+
+  /** The wire: frames the source, slices it, applies the link's faults, one scheduler turn per slice. */
+  private async *pipe(
+    to: NodeId,
+    target: Endpoint,
+    meta: NonNullable<Message["snapshot"]>["metadata"],
+    signal: AbortSignal,
+    faults: { cutAt: number; corruptAt: number },
+  ): AsyncGenerator<Uint8Array> {
+    const frames = encodeSnapshotStream(meta, this.opts.snapshotSource.open(meta, signal), {
+      clusterId: this.opts.clusterId,
+      chunkBytes: this.chunkBytes,
+      peer: to,
+      ...(this.opts.logger ? { logger: this.opts.logger } : {}),
+    });
+    let offset = 0;
+    for await (const frame of frames) {
+      let bytes = frame;
+      if (faults.corruptAt >= offset && faults.corruptAt < offset + frame.length) {
+        bytes = frame.slice();
+        bytes[faults.corruptAt - offset]! ^= 0xff;
+      }
+      for (let i = 0; i < bytes.length; ) {
+        signal.throwIfAborted();
+        if (!target.open()) throw new PeerUnreachableError(to, "closed during a snapshot transfer");
+        if (faults.cutAt >= 0 && offset >= faults.cutAt) return;
+        let n = Math.min(this.sliceBytes, bytes.length - i);
+        if (faults.cutAt >= 0) n = Math.min(n, faults.cutAt - offset);
+        const slice = bytes.slice(i, i + n);
+        i += n;
+        offset += n;
+        this.network.count(this.id, to, (s) => {
+          s.snapshotBytes += n;
+        });
+        yield slice;
+        await this.tick();
+      }
+    }
+  }
+
+  private async acceptSnapshot(
+    from: NodeId,
+    message: Message,
+    stream: AsyncIterable<Uint8Array>,
+  ): Promise<void> {
+    const spooled = await spoolSnapshot(this.opts.fs, this.opts.snapshotDir, stream, {
+      clusterId: this.opts.clusterId,
+      peer: from,
+      ...(this.opts.maxSnapshotBytes !== undefined ? { maxSnapshotBytes: this.opts.maxSnapshotBytes } : {}),
+      ...(this.opts.maxChunkBytes !== undefined ? { maxChunkBytes: this.opts.maxChunkBytes } : {}),
+      ...(this.opts.logger ? { logger: this.opts.logger } : {}),
+    });
+    const handler = this.handler;
+    if (handler === null || this.closed)
+      throw new PeerUnreachableError(this.id, "closed during a snapshot transfer");
+    await handler.onSnapshot(from, message, spooled);
+  }
+}
