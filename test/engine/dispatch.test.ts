@@ -5,10 +5,10 @@ import {
   PeerDispatcher,
   type PeerSender,
   SendTimeoutError,
-  type Timers,
 } from "../../src/engine/dispatch.js";
 import { type DispatchReport, ReportQueue } from "../../src/engine/reports.js";
 import { EMPTY_SNAPSHOT, type Message, MessageType, message } from "../../src/raft/types.js";
+import { ManualTimers, settle } from "./helpers.js";
 
 /** A sender whose sends stay pending until the test settles them. */
 class ManualSender implements PeerSender {
@@ -27,34 +27,6 @@ class ManualSender implements PeerSender {
   }
 }
 
-/** Virtual time: timers fire only when the test advances the clock. */
-class ManualTimers implements Timers {
-  now = 0;
-  private next = 1;
-  private readonly pending = new Map<number, { at: number; fn: () => void }>();
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.next++;
-    this.pending.set(id, { at: this.now + ms, fn });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.pending.delete(handle as number);
-  }
-  advance(ms: number): void {
-    this.now += ms;
-    for (const [id, t] of [...this.pending]) {
-      if (t.at <= this.now) {
-        this.pending.delete(id);
-        t.fn();
-      }
-    }
-  }
-  get active(): number {
-    return this.pending.size;
-  }
-}
-
-const settle = () => new Promise<void>((r) => setImmediate(r));
 const msg = (type: MessageType) => message({ type, to: 2, from: 1, term: 1 });
 const kinds = (reports: DispatchReport[]) =>
   reports.map((r) =>

@@ -1,0 +1,466 @@
+/**
+ * The engine: one event loop that owns one raft node. Everything that wants something of raft — ticks,
+ * client proposals and reads, inbound messages, dispatch reports — posts an event and wakes the loop;
+ * only the loop calls into the node, so nothing changes raft state between ready() and advance().
+ *
+ * One Ready cycle: send what may go early → persist entries and hard state (one fdatasync) → send the
+ * messages that vouch for the write → apply committed entries → answer proposals and reads → advance.
+ *
+ * Not built yet (issue 4): snapshots between engines (the state machine's snapshot/restore, local
+ * snapshots every N entries with compaction), membership admin calls, metrics.
+ */
+
+import { decodeConfChange } from "../raft/confchange/codec.js";
+import type { RaftLogger, RaftOptions } from "../raft/config.js";
+import { silentLogger } from "../raft/config.js";
+import { ProposalDroppedError, StepRejectedError } from "../raft/errors.js";
+import type { RandomSource } from "../raft/rand.js";
+import { RawNode, type Ready } from "../raft/raw-node.js";
+import type { Status } from "../raft/status.js";
+import {
+  EMPTY_CONF_STATE,
+  type Entry,
+  EntryType,
+  type Message,
+  NONE,
+  type NodeId,
+  type ReadState,
+  type SoftState,
+  StateRole,
+} from "../raft/types.js";
+import { DiskStorage } from "../storage/disk-storage.js";
+import type { FileSystem } from "../storage/fs.js";
+import type { InboundHandler, Transport } from "../transport/transport.js";
+import { type DispatchOptions, PeerDispatcher, realTimers, type Timers } from "./dispatch.js";
+import { EngineClosedError, EngineFailedError, LeadershipLostError, NotLeaderError } from "./errors.js";
+import { REPORT_QUEUE_DEFAULT_CAPACITY, ReportQueue, routeReport } from "./reports.js";
+import type { StateMachine } from "./state-machine.js";
+
+export interface EngineOptions<R> {
+  id: NodeId;
+  /** The voters a new cluster starts with (this node included); ignored once the node has state. */
+  initialVoters: readonly NodeId[];
+  /** Peer addresses, for NotLeaderError. */
+  addresses?: ReadonlyMap<NodeId, string>;
+  fs: FileSystem;
+  dir: string;
+  stateMachine: StateMachine<R>;
+  transport: Transport;
+  timers?: Timers;
+  /** Runs the loop on a later task; default setImmediate. */
+  schedule?: (fn: () => void) => void;
+  random?: RandomSource;
+  logger?: RaftLogger;
+  tickMs?: number;
+  /** Proposals waiting to enter raft, plus those proposed and not yet applied. */
+  maxPendingProposals?: number;
+  /** Largest command accepted by propose(). */
+  maxProposalBytes?: number;
+  maxPendingReads?: number;
+  reportQueueCapacity?: number;
+  dispatch?: DispatchOptions;
+  /** Raft options beyond id, storage, applied, random and logger. */
+  raft?: Omit<RaftOptions, "id" | "storage" | "applied" | "random" | "logger">;
+}
+
+export const ENGINE_DEFAULTS = {
+  tickMs: 100,
+  maxPendingProposals: 10_000,
+  maxProposalBytes: 16 * 1024 * 1024,
+  maxPendingReads: 10_000,
+};
+
+export interface Proposed<R> {
+  readonly index: number;
+  readonly result: R;
+}
+
+interface Waiter<T> {
+  resolve(v: T): void;
+  reject(e: Error): void;
+}
+
+export class EngineOverloadedError extends Error {
+  override name = "EngineOverloadedError";
+}
+
+export class Engine<R = unknown> {
+  readonly id: NodeId;
+  readonly reports: ReportQueue;
+  private readonly node: RawNode;
+  private readonly storage: DiskStorage;
+  private readonly sm: StateMachine<R>;
+  private readonly transport: Transport;
+  private readonly timers: Timers;
+  private readonly schedule: (fn: () => void) => void;
+  private readonly logger: RaftLogger;
+  private readonly opts: EngineOptions<R> & typeof ENGINE_DEFAULTS;
+  private readonly dispatchers = new Map<NodeId, PeerDispatcher>();
+
+  // Events posted to the loop.
+  private inbox: { from: NodeId; batch: readonly Message[] }[] = [];
+  private proposals: { data: Uint8Array; waiter: Waiter<Proposed<R>> }[] = [];
+  private reads: Waiter<number>[] = [];
+  private ticksDue = 0;
+
+  // Requests inside raft.
+  private readonly pending = new Map<number, { term: number; waiter: Waiter<Proposed<R>> }>();
+  private readonly readsByContext = new Map<string, Waiter<number>[]>();
+  private readsAwaitingApply: { index: number; waiters: Waiter<number>[] }[] = [];
+  private nextReadContext = 1;
+
+  private running = false;
+  private rerun = false;
+  private wakeScheduled = false;
+  private tickTimer: unknown = null;
+  private closed = false;
+  private failure: EngineFailedError | null = null;
+  private idle: Promise<void> = Promise.resolve();
+  private markIdle: () => void = () => {};
+
+  private constructor(o: EngineOptions<R>, storage: DiskStorage, node: RawNode) {
+    this.opts = { ...ENGINE_DEFAULTS, ...o } as EngineOptions<R> & typeof ENGINE_DEFAULTS;
+    this.id = o.id;
+    this.storage = storage;
+    this.node = node;
+    this.sm = o.stateMachine;
+    this.transport = o.transport;
+    this.timers = o.timers ?? realTimers;
+    this.schedule = o.schedule ?? ((fn) => setImmediate(fn));
+    this.logger = o.logger ?? silentLogger;
+    this.reports = new ReportQueue(o.reportQueueCapacity ?? REPORT_QUEUE_DEFAULT_CAPACITY);
+    this.reports.onPosted = () => this.wake();
+  }
+
+  static async open<R>(o: EngineOptions<R>): Promise<Engine<R>> {
+    const logger = o.logger ?? silentLogger;
+    const storage = await DiskStorage.open({ fs: o.fs, dir: o.dir, logger });
+    if (storage.isEmpty()) await storage.bootstrap({ ...EMPTY_CONF_STATE, voters: [...o.initialVoters] });
+    const applied = Math.max(o.stateMachine.appliedIndex(), storage.snapshot().metadata.index);
+    const node = new RawNode({
+      ...o.raft,
+      id: o.id,
+      storage,
+      applied,
+      // The engine answers proposals only for entries it appended itself: a follower refuses.
+      disableProposalForwarding: true,
+      ...(o.random ? { random: o.random } : {}),
+      logger,
+    });
+    const engine = new Engine(o, storage, node);
+    await o.transport.start(engine.inboundHandler());
+    engine.scheduleTick();
+    engine.wake();
+    return engine;
+  }
+
+  // ------------------------------------------------------------------ public API
+
+  /** Proposes a command; resolves once it is applied, with its index and the state machine's result. */
+  propose(data: Uint8Array): Promise<Proposed<R>> {
+    const refusal = this.refusal();
+    if (refusal) return Promise.reject(refusal);
+    if (data.byteLength === 0 || data.byteLength > this.opts.maxProposalBytes) {
+      // Empty entries are raft's own (a new leader's); over the limit would fail the WAL.
+      return Promise.reject(
+        new RangeError(
+          `a proposal must hold 1 to ${this.opts.maxProposalBytes} bytes, not ${data.byteLength}`,
+        ),
+      );
+    }
+    if (this.proposals.length + this.pending.size >= this.opts.maxPendingProposals) {
+      return Promise.reject(
+        new EngineOverloadedError(
+          `${this.opts.maxPendingProposals} proposals pending; retry after some complete`,
+        ),
+      );
+    }
+    return new Promise<Proposed<R>>((resolve, reject) => {
+      this.proposals.push({ data, waiter: { resolve, reject } });
+      this.wake();
+    });
+  }
+
+  /** Resolves with an index at which a read of the applied state is linearizable (it is applied). */
+  linearizableRead(): Promise<number> {
+    const refusal = this.refusal();
+    if (refusal) return Promise.reject(refusal);
+    if (this.reads.length >= this.opts.maxPendingReads) {
+      return Promise.reject(new EngineOverloadedError(`${this.opts.maxPendingReads} reads pending`));
+    }
+    return new Promise<number>((resolve, reject) => {
+      this.reads.push({ resolve, reject });
+      this.wake();
+    });
+  }
+
+  status(): Status {
+    return this.node.status();
+  }
+
+  /** Stops the engine: pending requests fail with EngineClosedError. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.tickTimer !== null) this.timers.clearTimeout(this.tickTimer);
+    this.failAll(new EngineClosedError());
+    this.reports.close();
+    for (const d of this.dispatchers.values()) d.close();
+    await this.idle;
+    await this.transport.close();
+    await this.storage.close();
+  }
+
+  // ------------------------------------------------------------------ events
+
+  private refusal(): Error | null {
+    if (this.failure) return this.failure;
+    if (this.closed) return new EngineClosedError();
+    return null;
+  }
+
+  private inboundHandler(): InboundHandler {
+    return {
+      onMessages: (from, batch) => {
+        if (this.closed) return;
+        this.inbox.push({ from, batch });
+        this.wake();
+      },
+      onSnapshot: () =>
+        Promise.reject(new Error("this engine does not install snapshots from peers yet (issue 4)")),
+    };
+  }
+
+  private scheduleTick(): void {
+    this.tickTimer = this.timers.setTimeout(() => {
+      if (this.closed) return;
+      this.ticksDue++;
+      this.wake();
+      this.scheduleTick();
+    }, this.opts.tickMs);
+  }
+
+  private wake(): void {
+    if (this.running) {
+      this.rerun = true;
+      return;
+    }
+    if (this.wakeScheduled || this.closed) return;
+    this.wakeScheduled = true;
+    this.schedule(() => {
+      this.wakeScheduled = false;
+      void this.run();
+    });
+  }
+
+  // ------------------------------------------------------------------ the loop
+
+  private async run(): Promise<void> {
+    if (this.running || this.closed) return;
+    this.running = true;
+    this.idle = new Promise<void>((resolve) => {
+      this.markIdle = resolve;
+    });
+    try {
+      do {
+        this.rerun = false;
+        this.feedEvents();
+        while (!this.closed && this.node.hasReady()) await this.handleReady(this.node.ready());
+      } while (this.rerun && !this.closed);
+    } catch (err) {
+      this.failStop(err);
+    } finally {
+      this.running = false;
+      this.markIdle();
+    }
+  }
+
+  /** Hands everything posted since the last turn to raft. */
+  private feedEvents(): void {
+    const node = this.node;
+    for (; this.ticksDue > 0; this.ticksDue--) node.tick();
+
+    const inbox = this.inbox;
+    this.inbox = [];
+    for (const { batch } of inbox) {
+      for (const m of batch) {
+        try {
+          node.step(m);
+        } catch (err) {
+          // A malformed or refused message from a peer must not stop this node.
+          if (!(err instanceof StepRejectedError || err instanceof ProposalDroppedError)) throw err;
+          this.logger.warn("refused a message from a peer", {
+            from: m.from,
+            type: m.type,
+            error: err.message,
+          });
+        }
+      }
+    }
+
+    for (const report of this.reports.drain()) routeReport(report, node);
+
+    if (this.proposals.length > 0) this.feedProposals();
+    if (this.reads.length > 0) this.feedReads();
+  }
+
+  private feedProposals(): void {
+    const batch = this.proposals;
+    this.proposals = [];
+    const r = this.node.raft;
+    if (r.role !== StateRole.Leader) {
+      const err = this.notLeader();
+      for (const p of batch) p.waiter.reject(err);
+      return;
+    }
+    const before = r.log.lastIndex();
+    try {
+      this.node.proposeBatch(batch.map((p) => p.data));
+    } catch (err) {
+      if (!(err instanceof ProposalDroppedError)) throw err;
+      for (const p of batch) p.waiter.reject(err);
+      return;
+    }
+    // The leader appended the batch right after its last entry, in its current term.
+    for (let i = 0; i < batch.length; i++)
+      this.pending.set(before + 1 + i, { term: r.term, waiter: batch[i]!.waiter });
+  }
+
+  private feedReads(): void {
+    const waiters = this.reads;
+    this.reads = [];
+    // One read-index round serves every read that arrived since the last one.
+    const ctx = new TextEncoder().encode(`r${this.id}.${this.nextReadContext++}`);
+    try {
+      this.node.readIndex(ctx);
+    } catch (err) {
+      if (!(err instanceof ProposalDroppedError)) throw err;
+      const e = this.notLeader();
+      for (const w of waiters) w.reject(e);
+      return;
+    }
+    this.readsByContext.set(Buffer.from(ctx).toString("latin1"), waiters);
+  }
+
+  private async handleReady(rd: Ready): Promise<void> {
+    // A leader's appends may leave before its own write completes (raft thesis §10.2.1).
+    for (const m of rd.messages) this.dispatch(m);
+    if (rd.snapshot) {
+      throw new Error("installing a snapshot from a peer is not supported by this engine yet (issue 4)");
+    }
+    await this.storage.append(rd.entries, rd.hardState);
+    // Votes and acknowledgements vouch for what was just made durable.
+    for (const m of rd.messagesAfterPersist) this.dispatch(m);
+    if (rd.committedEntries.length > 0) await this.apply(rd.committedEntries);
+    for (const rs of rd.readStates) this.onReadState(rs);
+    if (rd.softState) this.onSoftState(rd.softState);
+    this.node.advance(rd);
+    this.releaseReads();
+  }
+
+  private async apply(entries: readonly Entry[]): Promise<void> {
+    let run: Entry[] = [];
+    const flush = async () => {
+      if (run.length === 0) return;
+      const batch = run;
+      run = [];
+      const results = await this.sm.apply(batch);
+      for (let i = 0; i < batch.length; i++) this.settleProposal(batch[i]!, results[i] as R);
+    };
+    for (const e of entries) {
+      if (e.type === EntryType.ConfChange) {
+        await flush();
+        this.node.applyConfChange(decodeConfChange(e.data));
+        this.settleProposal(e, undefined as R);
+      } else if (e.data.byteLength === 0) {
+        this.settleProposal(e, undefined as R);
+      } else {
+        run.push(e);
+      }
+    }
+    await flush();
+  }
+
+  private settleProposal(e: Entry, result: R): void {
+    const p = this.pending.get(e.index);
+    if (!p) return;
+    this.pending.delete(e.index);
+    if (p.term === e.term) p.waiter.resolve({ index: e.index, result });
+    else p.waiter.reject(new LeadershipLostError(`index ${e.index} was taken by term ${e.term}`));
+  }
+
+  private onReadState(rs: ReadState): void {
+    const key = Buffer.from(rs.requestContext).toString("latin1");
+    const waiters = this.readsByContext.get(key);
+    if (!waiters) return;
+    this.readsByContext.delete(key);
+    this.readsAwaitingApply.push({ index: rs.index, waiters });
+  }
+
+  /** Answers reads whose index is now applied. */
+  private releaseReads(): void {
+    if (this.readsAwaitingApply.length === 0) return;
+    const applied = this.node.raft.log.applied;
+    const still: typeof this.readsAwaitingApply = [];
+    for (const r of this.readsAwaitingApply) {
+      if (r.index <= applied) for (const w of r.waiters) w.resolve(r.index);
+      else still.push(r);
+    }
+    this.readsAwaitingApply = still;
+  }
+
+  private onSoftState(ss: SoftState): void {
+    if (ss.role === StateRole.Leader) return;
+    // No longer leader: what this node proposed may or may not be applied, and reads it asked to have
+    // confirmed will not be. Fail them now rather than let them wait for ever.
+    const lost = new LeadershipLostError(`node ${this.id} is now ${ss.role}`);
+    for (const p of this.pending.values()) p.waiter.reject(lost);
+    this.pending.clear();
+    for (const waiters of this.readsByContext.values()) for (const w of waiters) w.reject(lost);
+    this.readsByContext.clear();
+  }
+
+  private dispatch(m: Message): void {
+    let d = this.dispatchers.get(m.to);
+    if (!d) {
+      d = new PeerDispatcher(
+        m.to,
+        this.transport.sender(m.to),
+        this.reports,
+        this.timers,
+        this.opts.dispatch,
+      );
+      this.dispatchers.set(m.to, d);
+    }
+    d.enqueue(m);
+  }
+
+  private notLeader(): NotLeaderError {
+    const lead = this.node.raft.lead;
+    return new NotLeaderError(lead, lead === NONE ? null : (this.opts.addresses?.get(lead) ?? null));
+  }
+
+  private failAll(err: Error): void {
+    for (const p of this.proposals) p.waiter.reject(err);
+    this.proposals = [];
+    for (const p of this.pending.values()) p.waiter.reject(err);
+    this.pending.clear();
+    for (const w of this.reads) w.reject(err);
+    this.reads = [];
+    for (const ws of this.readsByContext.values()) for (const w of ws) w.reject(err);
+    this.readsByContext.clear();
+    for (const r of this.readsAwaitingApply) for (const w of r.waiters) w.reject(err);
+    this.readsAwaitingApply = [];
+  }
+
+  /** A fatal error (storage failure, broken invariant): stop, and say why to every caller. */
+  private failStop(err: unknown): void {
+    this.failure = new EngineFailedError(err);
+    this.logger.warn("engine stopped after a fatal error", { id: this.id, error: this.failure.message });
+    this.failAll(this.failure);
+    this.closed = true;
+    if (this.tickTimer !== null) this.timers.clearTimeout(this.tickTimer);
+    this.reports.close();
+    for (const d of this.dispatchers.values()) d.close();
+  }
+}

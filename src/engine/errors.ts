@@ -1,0 +1,44 @@
+/** Every error the engine raises to its callers, in one place so that callers can match on the class. */
+import type { NodeId } from "../raft/types.js";
+
+export class EngineError extends Error {
+  override name = "EngineError";
+}
+
+/** This node is not the leader; retry on `leader` (NONE = 0 when no leader is known yet). */
+export class NotLeaderError extends EngineError {
+  override name = "NotLeaderError";
+  constructor(
+    readonly leader: NodeId,
+    readonly leaderAddress: string | null,
+  ) {
+    super(
+      leader === 0
+        ? "no leader is known yet; retry shortly"
+        : `not the leader; the leader is node ${leader}${leaderAddress ? ` at ${leaderAddress}` : ""}`,
+    );
+  }
+}
+
+/** Leadership changed before the request completed: its outcome is unknown unless it was applied. */
+export class LeadershipLostError extends EngineError {
+  override name = "LeadershipLostError";
+  constructor(detail: string) {
+    super(`leadership was lost before the request completed (${detail}); retry on the new leader`);
+  }
+}
+
+export class EngineClosedError extends EngineError {
+  override name = "EngineClosedError";
+  constructor() {
+    super("the engine is closed");
+  }
+}
+
+/** The engine hit an error it cannot continue from (a storage failure, a broken invariant). */
+export class EngineFailedError extends EngineError {
+  override name = "EngineFailedError";
+  constructor(override readonly cause: unknown) {
+    super(`the engine stopped after a fatal error: ${(cause as Error)?.message ?? String(cause)}`);
+  }
+}

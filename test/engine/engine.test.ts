@@ -1,0 +1,181 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { Engine } from "../../src/engine/engine.js";
+import { EngineClosedError, LeadershipLostError, NotLeaderError } from "../../src/engine/errors.js";
+import type { StateMachine } from "../../src/engine/state-machine.js";
+import { SeededRandom } from "../../src/raft/rand.js";
+import type { Entry } from "../../src/raft/types.js";
+import { SimFileSystem } from "../../src/storage/sim-fs.js";
+import { MemoryNetwork, MemoryTransport } from "../../src/transport/memory-transport.js";
+import { ManualScheduler, ManualTimers } from "./helpers.js";
+
+/** A state machine that records what it applied; results are the entry's index. */
+class ListMachine implements StateMachine<number> {
+  applied: string[] = [];
+  apply(entries: readonly Entry[]): number[] {
+    return entries.map((e) => {
+      this.applied.push(Buffer.from(e.data).toString());
+      return e.index;
+    });
+  }
+  appliedIndex(): number {
+    return 0; // nothing durable: a restarted node applies its log again
+  }
+}
+
+const TICK_MS = 100;
+const ids = [1, 2, 3];
+
+async function cluster(seed = 1) {
+  const sched = new ManualScheduler();
+  const timers = new ManualTimers();
+  const network = new MemoryNetwork({ schedule: sched.schedule });
+  const machines = new Map<number, ListMachine>();
+  const disks = new Map<number, SimFileSystem>();
+  const engines = new Map<number, Engine<number>>();
+  const open = async (id: number) => {
+    const fs = disks.get(id) ?? new SimFileSystem(seed * 100 + id);
+    disks.set(id, fs);
+    const sm = new ListMachine();
+    machines.set(id, sm);
+    const transport = new MemoryTransport({
+      id,
+      network,
+      clusterId: "test",
+      fs,
+      snapshotDir: "/data/incoming",
+      snapshotSource: {
+        open: () => {
+          throw new Error("no snapshots in this test");
+        },
+      },
+    });
+    const engine = await Engine.open<number>({
+      id,
+      initialVoters: ids,
+      addresses: new Map(ids.map((i) => [i, `node${i}:7000`])),
+      fs,
+      dir: "/data/raft",
+      stateMachine: sm,
+      transport,
+      timers,
+      schedule: sched.schedule,
+      random: new SeededRandom(seed * 10 + id),
+      tickMs: TICK_MS,
+    });
+    engines.set(id, engine);
+    return engine;
+  };
+  for (const id of ids) await open(id);
+  /** Advances virtual time tick by tick, letting the cluster work after each. */
+  const run = async (ms: number) => {
+    for (let t = 0; t < ms; t += TICK_MS) {
+      timers.advance(TICK_MS);
+      await sched.drain();
+    }
+  };
+  const leader = () => [...engines.values()].find((e) => e.status().softState.role === "leader");
+  return { sched, timers, network, machines, engines, disks, open, run, leader };
+}
+
+/** Waits for a promise while the cluster keeps running. */
+async function settleWith<T>(c: Awaited<ReturnType<typeof cluster>>, p: Promise<T>, ms = 2000): Promise<T> {
+  let done = false;
+  const tracked = p.finally(() => {
+    done = true;
+  });
+  tracked.catch(() => {});
+  for (let t = 0; t < ms && !done; t += TICK_MS) await c.run(TICK_MS);
+  return tracked;
+}
+
+describe("the engine", () => {
+  it("elects a leader on its own ticks and applies a proposal on every node, answering with its index", async () => {
+    const c = await cluster();
+    await c.run(3000);
+    const leader = c.leader();
+    assert.ok(leader, "a leader was elected");
+    const { index, result } = await settleWith(c, leader.propose(Buffer.from("hello")));
+    assert.equal(result, index);
+    await c.run(500);
+    for (const sm of c.machines.values()) assert.deepEqual(sm.applied, ["hello"]);
+    for (const e of c.engines.values()) await e.close();
+  });
+
+  it("batches many concurrent proposals and answers each with its own index", async () => {
+    const c = await cluster(2);
+    await c.run(3000);
+    const leader = c.leader()!;
+    const all = Promise.all(Array.from({ length: 50 }, (_, i) => leader.propose(Buffer.from(`w${i}`))));
+    const results = await settleWith(c, all);
+    const indexes = results.map((r) => r.index);
+    assert.equal(new Set(indexes).size, 50);
+    assert.deepEqual(
+      indexes,
+      [...indexes].sort((a, b) => a - b),
+    );
+    await c.run(500);
+    for (const sm of c.machines.values()) assert.equal(sm.applied.length, 50);
+    for (const e of c.engines.values()) await e.close();
+  });
+
+  it("refuses a proposal on a follower with the leader's id and address", async () => {
+    const c = await cluster(3);
+    await c.run(3000);
+    const leader = c.leader()!;
+    const follower = [...c.engines.values()].find((e) => e !== leader)!;
+    await assert.rejects(settleWith(c, follower.propose(Buffer.from("x"))), (err: unknown) => {
+      assert.ok(err instanceof NotLeaderError);
+      assert.equal(err.leader, leader.id);
+      assert.equal(err.leaderAddress, `node${leader.id}:7000`);
+      return true;
+    });
+    for (const e of c.engines.values()) await e.close();
+  });
+
+  it("serves linearizable reads on the leader and on a follower at an index that covers every acknowledged write", async () => {
+    const c = await cluster(4);
+    await c.run(3000);
+    const leader = c.leader()!;
+    const { index } = await settleWith(c, leader.propose(Buffer.from("w")));
+    assert.ok((await settleWith(c, leader.linearizableRead())) >= index);
+    const follower = [...c.engines.values()].find((e) => e !== leader)!;
+    assert.ok((await settleWith(c, follower.linearizableRead())) >= index);
+    for (const e of c.engines.values()) await e.close();
+  });
+
+  it("fails a pending proposal with LeadershipLostError when its leader is cut off and steps down", async () => {
+    const c = await cluster(5);
+    await c.run(3000);
+    const leader = c.leader()!;
+    const others = ids.filter((i) => i !== leader.id);
+    c.network.partition([leader.id], others, "blackhole");
+    const pending = leader.propose(Buffer.from("lost"));
+    await assert.rejects(settleWith(c, pending, 5000), LeadershipLostError);
+    c.network.heal();
+    await c.run(3000);
+    const next = c.leader()!;
+    await settleWith(c, next.propose(Buffer.from("after")));
+    await c.run(1000);
+    for (const sm of c.machines.values())
+      assert.ok(!sm.applied.includes("lost") || sm.applied.indexOf("lost") < sm.applied.indexOf("after"));
+    for (const e of c.engines.values()) await e.close();
+  });
+
+  it("after close, refuses requests with EngineClosedError", async () => {
+    const c = await cluster(6);
+    await c.run(3000);
+    const e = c.engines.get(1)!;
+    await e.close();
+    await assert.rejects(e.propose(Buffer.from("x")), EngineClosedError);
+    await assert.rejects(e.linearizableRead(), EngineClosedError);
+    for (const x of c.engines.values()) await x.close();
+  });
+
+  it("refuses empty and oversized proposals before they reach raft", async () => {
+    const c = await cluster(7);
+    const e = c.engines.get(1)!;
+    await assert.rejects(e.propose(new Uint8Array(0)), RangeError);
+    for (const x of c.engines.values()) await x.close();
+  });
+});
