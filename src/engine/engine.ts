@@ -113,7 +113,9 @@ export class Engine<R = unknown> {
   private rerun = false;
   private wakeScheduled = false;
   private tickTimer: unknown = null;
+  /** The loop is stopped (closed, or failed); `closing` is set once close() was called. */
   private closed = false;
+  private closing: Promise<void> | null = null;
   private failure: EngineFailedError | null = null;
   private idle: Promise<void> = Promise.resolve();
   private markIdle: () => void = () => {};
@@ -198,17 +200,30 @@ export class Engine<R = unknown> {
     return this.node.status();
   }
 
-  /** Stops the engine: pending requests fail with EngineClosedError. */
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    if (this.tickTimer !== null) this.timers.clearTimeout(this.tickTimer);
-    this.failAll(new EngineClosedError());
-    this.reports.close();
-    for (const d of this.dispatchers.values()) d.close();
+  /**
+   * Stops the engine: pending requests fail with EngineClosedError, the cycle under way finishes, and the
+   * transport and storage are closed. Also releases an engine that stopped on a fatal error.
+   */
+  close(): Promise<void> {
+    if (!this.closing) this.closing = this.shutDown();
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<void> {
+    this.halt(new EngineClosedError());
     await this.idle;
     await this.transport.close();
     await this.storage.close();
+  }
+
+  /** Stops the loop, the ticks and the dispatchers, and fails every request with `err`. */
+  private halt(err: Error): void {
+    this.closed = true;
+    if (this.tickTimer !== null) this.timers.clearTimeout(this.tickTimer);
+    this.tickTimer = null;
+    this.failAll(err);
+    this.reports.close();
+    for (const d of this.dispatchers.values()) d.close();
   }
 
   // ------------------------------------------------------------------ events
@@ -456,11 +471,10 @@ export class Engine<R = unknown> {
   /** A fatal error (storage failure, broken invariant): stop, and say why to every caller. */
   private failStop(err: unknown): void {
     this.failure = new EngineFailedError(err);
-    this.logger.warn("engine stopped after a fatal error", { id: this.id, error: this.failure.message });
-    this.failAll(this.failure);
-    this.closed = true;
-    if (this.tickTimer !== null) this.timers.clearTimeout(this.tickTimer);
-    this.reports.close();
-    for (const d of this.dispatchers.values()) d.close();
+    this.logger.warn("engine stopped after a fatal error; close() releases it", {
+      id: this.id,
+      error: this.failure.message,
+    });
+    this.halt(this.failure);
   }
 }

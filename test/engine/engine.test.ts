@@ -179,3 +179,18 @@ describe("the engine", () => {
     for (const x of c.engines.values()) await x.close();
   });
 });
+
+describe("an engine whose storage fails", () => {
+  it("stops, fails what is pending with EngineFailedError, and can still be closed", async () => {
+    const { EngineFailedError } = await import("../../src/engine/errors.js");
+    const c = await cluster(8);
+    await c.run(3000);
+    const leader = c.leader()!;
+    c.disks.get(leader.id)!.failNext("datasync", "EIO");
+    await assert.rejects(settleWith(c, leader.propose(Buffer.from("doomed"))), EngineFailedError);
+    await assert.rejects(leader.propose(Buffer.from("after")), EngineFailedError);
+    await leader.close();
+    assert.equal(c.disks.get(leader.id)!.openHandleCount(), 0, "close() released the failed engine's files");
+    for (const e of c.engines.values()) await e.close();
+  });
+});
