@@ -10,6 +10,7 @@
  * snapshots every N entries with compaction), membership admin calls, metrics.
  */
 
+import { randomInt } from "node:crypto";
 import { decodeConfChange } from "../raft/confchange/codec.js";
 import type { RaftLogger, RaftOptions } from "../raft/config.js";
 import { silentLogger } from "../raft/config.js";
@@ -18,6 +19,7 @@ import type { RandomSource } from "../raft/rand.js";
 import { RawNode, type Ready } from "../raft/raw-node.js";
 import type { Status } from "../raft/status.js";
 import {
+  type ConfState,
   EMPTY_CONF_STATE,
   type Entry,
   EntryType,
@@ -32,7 +34,13 @@ import { DiskStorage } from "../storage/disk-storage.js";
 import type { FileSystem } from "../storage/fs.js";
 import type { InboundHandler, Transport } from "../transport/transport.js";
 import { type DispatchOptions, PeerDispatcher, realTimers, type Timers } from "./dispatch.js";
-import { EngineClosedError, EngineFailedError, LeadershipLostError, NotLeaderError } from "./errors.js";
+import {
+  EngineClosedError,
+  EngineFailedError,
+  LeadershipLostError,
+  NotLeaderError,
+  ReadIndexTimeoutError,
+} from "./errors.js";
 import { REPORT_QUEUE_DEFAULT_CAPACITY, ReportQueue, routeReport } from "./reports.js";
 import type { StateMachine } from "./state-machine.js";
 
@@ -102,10 +110,18 @@ export class Engine<R = unknown> {
   private proposals: { data: Uint8Array; waiter: Waiter<Proposed<R>> }[] = [];
   private reads: Waiter<number>[] = [];
   private ticksDue = 0;
+  /** Indexes at or below this were applied to the state machine before a restart: raft replays them. */
+  private readonly smAppliedAtOpen: number;
 
   // Requests inside raft.
   private readonly pending = new Map<number, { term: number; waiter: Waiter<Proposed<R>> }>();
-  private readonly readsByContext = new Map<string, Waiter<number>[]>();
+  /** Read-index rounds raft has not answered yet, with the tick they were issued at. */
+  private readonly readsByContext = new Map<string, { waiters: Waiter<number>[]; issuedAt: number }>();
+  /** Every read not yet answered (queued, in raft, or waiting to be applied): what maxPendingReads bounds. */
+  private readsOutstanding = 0;
+  private ticks = 0;
+  /** Distinguishes this run's read contexts from an earlier run's, whose answers may still arrive. */
+  private readonly readPrefix: string;
   private readsAwaitingApply: { index: number; waiters: Waiter<number>[] }[] = [];
   private nextReadContext = 1;
 
@@ -116,6 +132,7 @@ export class Engine<R = unknown> {
   /** The loop is stopped (closed, or failed); `closing` is set once close() was called. */
   private closed = false;
   private closing: Promise<void> | null = null;
+  private transportClosing: Promise<void> | null = null;
   private failure: EngineFailedError | null = null;
   private idle: Promise<void> = Promise.resolve();
   private markIdle: () => void = () => {};
@@ -132,13 +149,18 @@ export class Engine<R = unknown> {
     this.logger = o.logger ?? silentLogger;
     this.reports = new ReportQueue(o.reportQueueCapacity ?? REPORT_QUEUE_DEFAULT_CAPACITY);
     this.reports.onPosted = () => this.wake();
+    this.smAppliedAtOpen = o.stateMachine.appliedIndex();
+    this.readPrefix = (o.random ? o.random.intn(0x7fff_ffff) : randomInt(0x7fff_ffff)).toString(36);
   }
 
   static async open<R>(o: EngineOptions<R>): Promise<Engine<R>> {
     const logger = o.logger ?? silentLogger;
     const storage = await DiskStorage.open({ fs: o.fs, dir: o.dir, logger });
     if (storage.isEmpty()) await storage.bootstrap({ ...EMPTY_CONF_STATE, voters: [...o.initialVoters] });
-    const applied = Math.max(o.stateMachine.appliedIndex(), storage.snapshot().metadata.index);
+    // Raft resumes from the snapshot, not from the state machine's durable index: membership changes
+    // after the snapshot must be applied to raft again. The loop skips re-applying to the state machine
+    // what it already holds.
+    const applied = storage.snapshot().metadata.index;
     const node = new RawNode({
       ...o.raft,
       id: o.id,
@@ -187,11 +209,22 @@ export class Engine<R = unknown> {
   linearizableRead(): Promise<number> {
     const refusal = this.refusal();
     if (refusal) return Promise.reject(refusal);
-    if (this.reads.length >= this.opts.maxPendingReads) {
+    if (this.readsOutstanding >= this.opts.maxPendingReads) {
       return Promise.reject(new EngineOverloadedError(`${this.opts.maxPendingReads} reads pending`));
     }
+    this.readsOutstanding++;
     return new Promise<number>((resolve, reject) => {
-      this.reads.push({ resolve, reject });
+      const done = () => this.readsOutstanding--;
+      this.reads.push({
+        resolve: (v) => {
+          done();
+          resolve(v);
+        },
+        reject: (e) => {
+          done();
+          reject(e);
+        },
+      });
       this.wake();
     });
   }
@@ -212,7 +245,7 @@ export class Engine<R = unknown> {
   private async shutDown(): Promise<void> {
     this.halt(new EngineClosedError());
     await this.idle;
-    await this.transport.close();
+    await (this.transportClosing ?? this.transport.close());
     await this.storage.close();
   }
 
@@ -293,7 +326,11 @@ export class Engine<R = unknown> {
   /** Hands everything posted since the last turn to raft. */
   private feedEvents(): void {
     const node = this.node;
-    for (; this.ticksDue > 0; this.ticksDue--) node.tick();
+    for (; this.ticksDue > 0; this.ticksDue--) {
+      node.tick();
+      this.ticks++;
+    }
+    this.expireReads();
 
     const inbox = this.inbox;
     this.inbox = [];
@@ -345,7 +382,7 @@ export class Engine<R = unknown> {
     const waiters = this.reads;
     this.reads = [];
     // One read-index round serves every read that arrived since the last one.
-    const ctx = new TextEncoder().encode(`r${this.id}.${this.nextReadContext++}`);
+    const ctx = new TextEncoder().encode(`r${this.id}.${this.readPrefix}.${this.nextReadContext++}`);
     try {
       this.node.readIndex(ctx);
     } catch (err) {
@@ -354,7 +391,7 @@ export class Engine<R = unknown> {
       for (const w of waiters) w.reject(e);
       return;
     }
-    this.readsByContext.set(Buffer.from(ctx).toString("latin1"), waiters);
+    this.readsByContext.set(Buffer.from(ctx).toString("latin1"), { waiters, issuedAt: this.ticks });
   }
 
   private async handleReady(rd: Ready): Promise<void> {
@@ -363,7 +400,8 @@ export class Engine<R = unknown> {
     if (rd.snapshot) {
       throw new Error("installing a snapshot from a peer is not supported by this engine yet (issue 4)");
     }
-    await this.storage.append(rd.entries, rd.hardState);
+    // Nothing new to make durable (a Ready of messages or commits to apply only): no fdatasync.
+    if (rd.entries.length > 0 || rd.hardState) await this.storage.append(rd.entries, rd.hardState);
     // Votes and acknowledgements vouch for what was just made durable.
     for (const m of rd.messagesAfterPersist) this.dispatch(m);
     if (rd.committedEntries.length > 0) await this.apply(rd.committedEntries);
@@ -385,9 +423,9 @@ export class Engine<R = unknown> {
     for (const e of entries) {
       if (e.type === EntryType.ConfChange) {
         await flush();
-        this.node.applyConfChange(decodeConfChange(e.data));
+        this.retireDispatchers(this.node.applyConfChange(decodeConfChange(e.data)));
         this.settleProposal(e, undefined as R);
-      } else if (e.data.byteLength === 0) {
+      } else if (e.data.byteLength === 0 || e.index <= this.smAppliedAtOpen) {
         this.settleProposal(e, undefined as R);
       } else {
         run.push(e);
@@ -404,12 +442,26 @@ export class Engine<R = unknown> {
     else p.waiter.reject(new LeadershipLostError(`index ${e.index} was taken by term ${e.term}`));
   }
 
+  /**
+   * Fails read-index rounds raft has not answered within an election timeout: the request or its answer
+   * was lost (raft does not retry a forwarded read), and the caller should retry rather than wait.
+   */
+  private expireReads(): void {
+    const limit = this.node.raft.opts.electionTicks;
+    for (const [key, round] of this.readsByContext) {
+      if (this.ticks - round.issuedAt < limit) continue;
+      this.readsByContext.delete(key);
+      const err = new ReadIndexTimeoutError(limit);
+      for (const w of round.waiters) w.reject(err);
+    }
+  }
+
   private onReadState(rs: ReadState): void {
     const key = Buffer.from(rs.requestContext).toString("latin1");
-    const waiters = this.readsByContext.get(key);
-    if (!waiters) return;
+    const round = this.readsByContext.get(key);
+    if (!round) return;
     this.readsByContext.delete(key);
-    this.readsAwaitingApply.push({ index: rs.index, waiters });
+    this.readsAwaitingApply.push({ index: rs.index, waiters: round.waiters });
   }
 
   /** Answers reads whose index is now applied. */
@@ -431,8 +483,18 @@ export class Engine<R = unknown> {
     const lost = new LeadershipLostError(`node ${this.id} is now ${ss.role}`);
     for (const p of this.pending.values()) p.waiter.reject(lost);
     this.pending.clear();
-    for (const waiters of this.readsByContext.values()) for (const w of waiters) w.reject(lost);
+    for (const round of this.readsByContext.values()) for (const w of round.waiters) w.reject(lost);
     this.readsByContext.clear();
+  }
+
+  /** Closes the workers of peers no longer in the configuration. */
+  private retireDispatchers(cs: ConfState): void {
+    for (const [peer, d] of this.dispatchers) {
+      if (cs.voters.includes(peer) || cs.learners.includes(peer) || cs.votersOutgoing.includes(peer))
+        continue;
+      d.close();
+      this.dispatchers.delete(peer);
+    }
   }
 
   private dispatch(m: Message): void {
@@ -462,7 +524,7 @@ export class Engine<R = unknown> {
     this.pending.clear();
     for (const w of this.reads) w.reject(err);
     this.reads = [];
-    for (const ws of this.readsByContext.values()) for (const w of ws) w.reject(err);
+    for (const round of this.readsByContext.values()) for (const w of round.waiters) w.reject(err);
     this.readsByContext.clear();
     for (const r of this.readsAwaitingApply) for (const w of r.waiters) w.reject(err);
     this.readsAwaitingApply = [];
@@ -476,5 +538,8 @@ export class Engine<R = unknown> {
       error: this.failure.message,
     });
     this.halt(this.failure);
+    // Stop accepting peer traffic now, so that peers see this node as unreachable rather than as a
+    // silent sink; close() awaits the rest.
+    this.transportClosing = this.transport.close().catch(() => {});
   }
 }

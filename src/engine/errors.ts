@@ -28,6 +28,14 @@ export class LeadershipLostError extends EngineError {
   }
 }
 
+/** A read's confirmation round went unanswered (the request or its answer was lost); retry it. */
+export class ReadIndexTimeoutError extends EngineError {
+  override name = "ReadIndexTimeoutError";
+  constructor(ticks: number) {
+    super(`the read was not confirmed within ${ticks} ticks; retry it`);
+  }
+}
+
 export class EngineClosedError extends EngineError {
   override name = "EngineClosedError";
   constructor() {
