@@ -37,8 +37,10 @@ import { type DispatchOptions, PeerDispatcher, realTimers, type Timers } from ".
 import {
   EngineClosedError,
   EngineFailedError,
+  EngineOverloadedError,
   LeadershipLostError,
   NotLeaderError,
+  ProposalRefusedError,
   ReadIndexTimeoutError,
 } from "./errors.js";
 import { REPORT_QUEUE_DEFAULT_CAPACITY, ReportQueue, routeReport } from "./reports.js";
@@ -78,6 +80,14 @@ export const ENGINE_DEFAULTS = {
   maxPendingReads: 10_000,
 };
 
+export interface RequestOptions {
+  /**
+   * Gives up waiting when aborted; the promise rejects with the signal's reason. A proposal already in
+   * raft may still be applied: aborting only stops waiting for it.
+   */
+  signal?: AbortSignal;
+}
+
 export interface Proposed<R> {
   readonly index: number;
   readonly result: R;
@@ -86,10 +96,6 @@ export interface Proposed<R> {
 interface Waiter<T> {
   resolve(v: T): void;
   reject(e: Error): void;
-}
-
-export class EngineOverloadedError extends Error {
-  override name = "EngineOverloadedError";
 }
 
 export class Engine<R = unknown> {
@@ -181,7 +187,9 @@ export class Engine<R = unknown> {
   // ------------------------------------------------------------------ public API
 
   /** Proposes a command; resolves once it is applied, with its index and the state machine's result. */
-  propose(data: Uint8Array): Promise<Proposed<R>> {
+  propose(data: Uint8Array, options: RequestOptions = {}): Promise<Proposed<R>> {
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
     const refusal = this.refusal();
     if (refusal) return Promise.reject(refusal);
     if (data.byteLength === 0 || data.byteLength > this.opts.maxProposalBytes) {
@@ -200,13 +208,15 @@ export class Engine<R = unknown> {
       );
     }
     return new Promise<Proposed<R>>((resolve, reject) => {
-      this.proposals.push({ data, waiter: { resolve, reject } });
+      this.proposals.push({ data, waiter: settleOnce(resolve, reject, signal) });
       this.wake();
     });
   }
 
   /** Resolves with an index at which a read of the applied state is linearizable (it is applied). */
-  linearizableRead(): Promise<number> {
+  linearizableRead(options: RequestOptions = {}): Promise<number> {
+    const { signal } = options;
+    if (signal?.aborted) return Promise.reject(signal.reason);
     const refusal = this.refusal();
     if (refusal) return Promise.reject(refusal);
     if (this.readsOutstanding >= this.opts.maxPendingReads) {
@@ -214,17 +224,7 @@ export class Engine<R = unknown> {
     }
     this.readsOutstanding++;
     return new Promise<number>((resolve, reject) => {
-      const done = () => this.readsOutstanding--;
-      this.reads.push({
-        resolve: (v) => {
-          done();
-          resolve(v);
-        },
-        reject: (e) => {
-          done();
-          reject(e);
-        },
-      });
+      this.reads.push(settleOnce(resolve, reject, signal, () => this.readsOutstanding--));
       this.wake();
     });
   }
@@ -370,7 +370,8 @@ export class Engine<R = unknown> {
       this.node.proposeBatch(batch.map((p) => p.data));
     } catch (err) {
       if (!(err instanceof ProposalDroppedError)) throw err;
-      for (const p of batch) p.waiter.reject(err);
+      const refused = new ProposalRefusedError(err.reason, err.message);
+      for (const p of batch) p.waiter.reject(refused);
       return;
     }
     // The leader appended the batch right after its last entry, in its current term.
@@ -542,4 +543,36 @@ export class Engine<R = unknown> {
     // silent sink; close() awaits the rest.
     this.transportClosing = this.transport.close().catch(() => {});
   }
+}
+
+/**
+ * A waiter that settles once: by its request's outcome, or earlier by the signal. `onSettle` runs once
+ * either way (for counters of outstanding requests).
+ */
+function settleOnce<T>(
+  resolve: (v: T) => void,
+  reject: (e: unknown) => void,
+  signal: AbortSignal | undefined,
+  onSettle?: () => void,
+): Waiter<T> {
+  let settled = false;
+  const finish = (): boolean => {
+    if (settled) return false;
+    settled = true;
+    signal?.removeEventListener("abort", onAbort);
+    onSettle?.();
+    return true;
+  };
+  const onAbort = () => {
+    if (finish()) reject(signal!.reason);
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
+  return {
+    resolve: (v) => {
+      if (finish()) resolve(v);
+    },
+    reject: (e) => {
+      if (finish()) reject(e);
+    },
+  };
 }

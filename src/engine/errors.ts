@@ -36,6 +36,25 @@ export class ReadIndexTimeoutError extends EngineError {
   }
 }
 
+/** Too many requests are pending; retry after some complete. */
+export class EngineOverloadedError extends EngineError {
+  override name = "EngineOverloadedError";
+}
+
+/**
+ * Raft refused the proposal on this leader: `reason` says why (a leader transfer under way, the bound
+ * on uncommitted bytes, this leader being removed, a membership change pending). Usually retryable.
+ */
+export class ProposalRefusedError extends EngineError {
+  override name = "ProposalRefusedError";
+  constructor(
+    readonly reason: string,
+    detail: string,
+  ) {
+    super(`proposal refused: ${detail}`);
+  }
+}
+
 export class EngineClosedError extends EngineError {
   override name = "EngineClosedError";
   constructor() {

@@ -223,3 +223,28 @@ describe("restarting an engine", () => {
     for (const e of c.engines.values()) await e.close();
   });
 });
+
+describe("giving up on a request", () => {
+  it("an aborted proposal or read rejects with the signal's reason, and the engine carries on", async () => {
+    const c = await cluster(10);
+    await c.run(3000);
+    const leader = c.leader()!;
+    const before = new AbortController();
+    before.abort(new Error("gave up early"));
+    await assert.rejects(leader.propose(Buffer.from("x"), { signal: before.signal }), /gave up early/);
+
+    // Aborted while in flight: the caller stops waiting at once, whatever happens to the entry.
+    const others = ids.filter((i) => i !== leader.id);
+    c.network.partition([leader.id], others, "blackhole");
+    const ac = new AbortController();
+    const waiting = leader.linearizableRead({ signal: ac.signal });
+    await c.sched.drain();
+    ac.abort(new Error("client went away"));
+    await assert.rejects(waiting, /client went away/);
+    c.network.heal();
+    await c.run(2000);
+    const l = c.leader()!;
+    assert.ok((await settleWith(c, l.propose(Buffer.from("still works")))).index > 0);
+    for (const e of c.engines.values()) await e.close();
+  });
+});

@@ -4,8 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Engine, type EngineOptions, EngineOverloadedError } from "../../src/engine/engine.js";
-import { EngineFailedError } from "../../src/engine/errors.js";
+import { Engine, type EngineOptions } from "../../src/engine/engine.js";
+import { EngineFailedError, EngineOverloadedError } from "../../src/engine/errors.js";
 import type { StateMachine } from "../../src/engine/state-machine.js";
 import { SeededRandom } from "../../src/raft/rand.js";
 import { type Entry, MessageType } from "../../src/raft/types.js";
