@@ -11,6 +11,7 @@
  */
 
 import { randomInt } from "node:crypto";
+import type { Registry } from "prom-client";
 import { decodeConfChange } from "../raft/confchange/codec.js";
 import type { RaftLogger, RaftOptions } from "../raft/config.js";
 import { silentLogger } from "../raft/config.js";
@@ -43,6 +44,7 @@ import {
   ProposalRefusedError,
   ReadIndexTimeoutError,
 } from "./errors.js";
+import { createEngineMetrics } from "./metrics.js";
 import { REPORT_QUEUE_DEFAULT_CAPACITY, ReportQueue, routeReport } from "./reports.js";
 import type { StateMachine } from "./state-machine.js";
 
@@ -110,6 +112,7 @@ export class Engine<R = unknown> {
   private readonly logger: RaftLogger;
   private readonly opts: EngineOptions<R> & typeof ENGINE_DEFAULTS;
   private readonly dispatchers = new Map<NodeId, PeerDispatcher>();
+  private registry: Registry | null = null;
 
   // Events posted to the loop.
   private inbox: { from: NodeId; batch: readonly Message[] }[] = [];
@@ -231,6 +234,17 @@ export class Engine<R = unknown> {
 
   status(): Status {
     return this.node.status();
+  }
+
+  /** This engine's Prometheus registry (raftkv_* metrics), created on first use. */
+  metrics(): Registry {
+    this.registry ??= createEngineMetrics({
+      status: () => this.node.status(),
+      dispatchStats: () => new Map([...this.dispatchers].map(([peer, d]) => [peer, d.stats])),
+      reportStats: () => this.reports.stats,
+      walStats: () => this.storage.wal.stats,
+    });
+    return this.registry;
   }
 
   /**

@@ -248,3 +248,35 @@ describe("giving up on a request", () => {
     for (const e of c.engines.values()) await e.close();
   });
 });
+
+describe("metrics", () => {
+  it("a scrape shows the engine's raft state, dispatch counters and WAL counters, and counters only grow", async () => {
+    const c = await cluster(11);
+    await c.run(3000);
+    const leader = c.leader()!;
+    await settleWith(c, leader.propose(Buffer.from("m")));
+    const value = async (name: string, labels = "") => {
+      const text = await leader.metrics().metrics();
+      const line = text
+        .split("\n")
+        .find((l) => l.startsWith(`${name}${labels} `) || l === `${name}${labels}`);
+      assert.ok(line, `${name}${labels} is exported`);
+      return Number(line.split(" ").at(-1));
+    };
+    const s = leader.status();
+    assert.equal(await value("raftkv_raft_commit_index"), s.hardState.commit);
+    assert.equal(await value("raftkv_raft_term"), s.hardState.term);
+    assert.equal(await value("raftkv_raft_role", '{role="leader"}'), 1);
+    assert.equal(await value("raftkv_raft_role", '{role="follower"}'), 0);
+    const peer = ids.find((i) => i !== leader.id)!;
+    assert.equal(await value("raftkv_raft_peer_progress_state", `{peer="${peer}",state="replicate"}`), 1);
+    const sent = await value("raftkv_dispatch_sent_total", `{peer="${peer}"}`);
+    assert.ok(sent > 0);
+    const syncs = await value("raftkv_wal_fsyncs_total");
+    assert.ok(syncs > 0);
+    await c.run(1000); // heartbeats go out
+    assert.ok((await value("raftkv_dispatch_sent_total", `{peer="${peer}"}`)) > sent, "the counter advanced");
+    assert.equal(await value("raftkv_dispatch_reports_dropped_total"), 0);
+    for (const e of c.engines.values()) await e.close();
+  });
+});
