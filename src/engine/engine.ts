@@ -33,7 +33,7 @@ import {
 } from "../raft/types.js";
 import { DiskStorage } from "../storage/disk-storage.js";
 import type { FileSystem } from "../storage/fs.js";
-import type { InboundHandler, Transport } from "../transport/transport.js";
+import type { InboundHandler, ReceivedSnapshot, SnapshotSource, Transport } from "../transport/transport.js";
 import { type DispatchOptions, PeerDispatcher, realTimers, type Timers } from "./dispatch.js";
 import {
   EngineClosedError,
@@ -68,6 +68,8 @@ export interface EngineOptions<R> {
   maxPendingProposals?: number;
   /** Largest command accepted by propose(). */
   maxProposalBytes?: number;
+  /** A local snapshot is taken once this many entries were applied since the last one; 0: never. */
+  snapshotEveryEntries?: number;
   maxPendingReads?: number;
   reportQueueCapacity?: number;
   dispatch?: DispatchOptions;
@@ -79,6 +81,9 @@ export const ENGINE_DEFAULTS = {
   tickMs: 100,
   maxPendingProposals: 10_000,
   maxProposalBytes: 16 * 1024 * 1024,
+  snapshotEveryEntries: 10_000,
+  /** Snapshot payload bytes per piece handed to the transport. */
+  snapshotChunkBytes: 1024 * 1024,
   maxPendingReads: 10_000,
 };
 
@@ -115,7 +120,9 @@ export class Engine<R = unknown> {
   private registry: Registry | null = null;
 
   // Events posted to the loop.
-  private inbox: { from: NodeId; batch: readonly Message[] }[] = [];
+  private inbox: { from: NodeId; batch: readonly Message[]; taken?: () => void }[] = [];
+  /** A local snapshot being written; one at a time. */
+  private snapshotting = false;
   private proposals: { data: Uint8Array; waiter: Waiter<Proposed<R>> }[] = [];
   private reads: Waiter<number>[] = [];
   private ticksDue = 0;
@@ -288,8 +295,7 @@ export class Engine<R = unknown> {
         this.inbox.push({ from, batch });
         this.wake();
       },
-      onSnapshot: () =>
-        Promise.reject(new Error("this engine does not install snapshots from peers yet (issue 4)")),
+      onSnapshot: (from, message, received) => this.onSnapshotReceived(from, message, received),
     };
   }
 
@@ -348,7 +354,8 @@ export class Engine<R = unknown> {
 
     const inbox = this.inbox;
     this.inbox = [];
-    for (const { batch } of inbox) {
+    for (const { batch, taken } of inbox) {
+      taken?.();
       for (const m of batch) {
         try {
           node.step(m);
@@ -413,10 +420,15 @@ export class Engine<R = unknown> {
     // A leader's appends may leave before its own write completes (raft thesis §10.2.1).
     for (const m of rd.messages) this.dispatch(m);
     if (rd.snapshot) {
-      throw new Error("installing a snapshot from a peer is not supported by this engine yet (issue 4)");
+      // A snapshot from the leader: make it durable (file, then the WAL's record), then the state.
+      await this.storage.installSnapshot(rd.snapshot, rd.hardState);
+      await this.sm.restore(rd.snapshot.data, rd.snapshot.metadata.index);
+      this.logger.info("installed snapshot", { id: this.id, index: rd.snapshot.metadata.index });
+      if (rd.entries.length > 0) await this.storage.append(rd.entries, null);
+    } else if (rd.entries.length > 0 || rd.hardState) {
+      // Nothing new to make durable (a Ready of messages or commits to apply only): no fdatasync.
+      await this.storage.append(rd.entries, rd.hardState);
     }
-    // Nothing new to make durable (a Ready of messages or commits to apply only): no fdatasync.
-    if (rd.entries.length > 0 || rd.hardState) await this.storage.append(rd.entries, rd.hardState);
     // Votes and acknowledgements vouch for what was just made durable.
     for (const m of rd.messagesAfterPersist) this.dispatch(m);
     if (rd.committedEntries.length > 0) await this.apply(rd.committedEntries);
@@ -424,6 +436,65 @@ export class Engine<R = unknown> {
     if (rd.softState) this.onSoftState(rd.softState);
     this.node.advance(rd);
     this.releaseReads();
+    this.maybeSnapshot();
+  }
+
+  /**
+   * Takes a local snapshot once enough entries were applied since the last: the state machine's bytes
+   * are taken on the loop (quickly), written off it. The WAL then releases the entries before the oldest
+   * snapshot kept, and deletes whole segments.
+   */
+  private maybeSnapshot(): void {
+    const every = this.opts.snapshotEveryEntries;
+    if (every <= 0 || this.snapshotting) return;
+    const applied = this.node.raft.log.applied;
+    if (applied - this.storage.snapshot().metadata.index < every) return;
+    this.snapshotting = true;
+    const confState = this.node.raft.trk.confState();
+    const data = this.sm.snapshot();
+    this.storage.createSnapshot(applied, confState, data).then(
+      () => {
+        this.snapshotting = false;
+      },
+      (err: unknown) => this.failStop(err),
+    );
+  }
+
+  /** Where the transport reads the payload of the snapshot raft asked it to send. */
+  snapshotSource(): SnapshotSource {
+    const chunk = this.opts.snapshotChunkBytes;
+    const storage = this.storage;
+    return {
+      async *open(meta) {
+        const snap = storage.snapshot();
+        if (snap.metadata.index !== meta.index || snap.metadata.term !== meta.term) {
+          // A newer snapshot replaced it: this transfer fails, raft is told, and it sends the new one.
+          throw new Error(`snapshot ${meta.index}@${meta.term} is no longer the current one`);
+        }
+        for (let at = 0; at < snap.data.byteLength; at += chunk) yield snap.data.subarray(at, at + chunk);
+      },
+    };
+  }
+
+  /**
+   * A peer's snapshot arrived whole, verified and durable (spooled by the transport). It goes to the
+   * loop like any message, carrying the payload; the transfer is confirmed once the loop has taken it.
+   */
+  private onSnapshotReceived(from: NodeId, message: Message, received: ReceivedSnapshot): Promise<void> {
+    if (this.closed) return Promise.reject(this.refusal() ?? new EngineClosedError());
+    const data = this.opts.fs.readFile(received.path);
+    const withPayload: Message = { ...message, snapshot: { metadata: received.metadata, data } };
+    return new Promise<void>((resolve) => {
+      this.inbox.push({
+        from,
+        batch: [withPayload],
+        taken: () => {
+          resolve();
+          this.opts.fs.unlink(received.path).catch(() => {});
+        },
+      });
+      this.wake();
+    });
   }
 
   private async apply(entries: readonly Entry[]): Promise<void> {

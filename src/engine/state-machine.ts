@@ -12,4 +12,11 @@ export interface StateMachine<R = unknown> {
   apply(entries: readonly Entry[]): Promise<readonly R[]> | readonly R[];
   /** The highest index whose effects the state machine has made durable; a restart resumes after it. */
   appliedIndex(): number;
+  /**
+   * The whole state as of the last entry applied, as bytes. Called on the loop right after an apply, so
+   * it must be quick (a consistent read handle, not a walk of the store, in a real implementation).
+   */
+  snapshot(): Uint8Array;
+  /** Replaces the whole state with a snapshot's bytes, taken at `index`; durably before resolving. */
+  restore(data: Uint8Array, index: number): Promise<void> | void;
 }

@@ -28,6 +28,12 @@ class ListMachine implements StateMachine<number> {
   appliedIndex(): number {
     return 0;
   }
+  snapshot(): Uint8Array {
+    return Buffer.from(JSON.stringify(this.applied));
+  }
+  restore(data: Uint8Array): void {
+    this.applied = JSON.parse(Buffer.from(data).toString()) as string[];
+  }
 }
 
 const TICK_MS = 100;
