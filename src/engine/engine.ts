@@ -20,6 +20,7 @@ import type { RandomSource } from "../raft/rand.js";
 import { RawNode, type Ready } from "../raft/raw-node.js";
 import type { Status } from "../raft/status.js";
 import {
+  type ConfChange,
   type ConfState,
   EMPTY_CONF_STATE,
   type Entry,
@@ -52,6 +53,11 @@ export interface EngineOptions<R> {
   id: NodeId;
   /** The voters a new cluster starts with (this node included); ignored once the node has state. */
   initialVoters: readonly NodeId[];
+  /**
+   * This node joins an existing cluster: it starts empty and learns the membership from the leader's
+   * snapshot (the leader adds it with addLearner or addVoter). initialVoters is then ignored.
+   */
+  join?: boolean;
   /** Peer addresses, for NotLeaderError. */
   addresses?: ReadonlyMap<NodeId, string>;
   fs: FileSystem;
@@ -124,6 +130,9 @@ export class Engine<R = unknown> {
   /** A local snapshot being written; one at a time. */
   private snapshotting = false;
   private proposals: { data: Uint8Array; waiter: Waiter<Proposed<R>> }[] = [];
+  private confChanges: { cc: ConfChange; waiter: Waiter<ConfState> }[] = [];
+  private transfers: { to: NodeId; waiter: Waiter<void>; issuedAt: number }[] = [];
+  private readonly pendingConf = new Map<number, { term: number; waiter: Waiter<ConfState> }>();
   private reads: Waiter<number>[] = [];
   private ticksDue = 0;
   /** Indexes at or below this were applied to the state machine before a restart: raft replays them. */
@@ -172,7 +181,9 @@ export class Engine<R = unknown> {
   static async open<R>(o: EngineOptions<R>): Promise<Engine<R>> {
     const logger = o.logger ?? silentLogger;
     const storage = await DiskStorage.open({ fs: o.fs, dir: o.dir, logger });
-    if (storage.isEmpty()) await storage.bootstrap({ ...EMPTY_CONF_STATE, voters: [...o.initialVoters] });
+    if (storage.isEmpty() && !o.join) {
+      await storage.bootstrap({ ...EMPTY_CONF_STATE, voters: [...o.initialVoters] });
+    }
     // Raft resumes from the snapshot, not from the state machine's durable index: membership changes
     // after the snapshot must be applied to raft again. The loop skips re-applying to the state machine
     // what it already holds.
@@ -235,6 +246,46 @@ export class Engine<R = unknown> {
     this.readsOutstanding++;
     return new Promise<number>((resolve, reject) => {
       this.reads.push(settleOnce(resolve, reject, signal, () => this.readsOutstanding--));
+      this.wake();
+    });
+  }
+
+  /** Adds a voter (one at a time); resolves with the membership once the change is applied here. */
+  addVoter(id: NodeId): Promise<ConfState> {
+    return this.changeMembership({ transition: "auto", changes: [{ type: "addVoter", nodeId: id }] });
+  }
+
+  /** Adds a learner: it receives the log but does not vote; promote it once it has caught up. */
+  addLearner(id: NodeId): Promise<ConfState> {
+    return this.changeMembership({ transition: "auto", changes: [{ type: "addLearner", nodeId: id }] });
+  }
+
+  promoteLearner(id: NodeId): Promise<ConfState> {
+    return this.addVoter(id);
+  }
+
+  removeServer(id: NodeId): Promise<ConfState> {
+    return this.changeMembership({ transition: "auto", changes: [{ type: "removeNode", nodeId: id }] });
+  }
+
+  private changeMembership(cc: ConfChange): Promise<ConfState> {
+    const refusal = this.refusal();
+    if (refusal) return Promise.reject(refusal);
+    return new Promise<ConfState>((resolve, reject) => {
+      this.confChanges.push({ cc, waiter: settleOnce(resolve, reject, undefined) });
+      this.wake();
+    });
+  }
+
+  /**
+   * Hands leadership to `to`; resolves once this node sees `to` lead, rejects if that does not happen
+   * within an election timeout (raft abandons the transfer then).
+   */
+  transferLeadership(to: NodeId): Promise<void> {
+    const refusal = this.refusal();
+    if (refusal) return Promise.reject(refusal);
+    return new Promise<void>((resolve, reject) => {
+      this.transfers.push({ to, waiter: settleOnce(resolve, reject, undefined), issuedAt: -1 });
       this.wake();
     });
   }
@@ -351,6 +402,7 @@ export class Engine<R = unknown> {
       this.ticks++;
     }
     this.expireReads();
+    this.settleTransfers();
 
     const inbox = this.inbox;
     this.inbox = [];
@@ -375,6 +427,8 @@ export class Engine<R = unknown> {
 
     if (this.proposals.length > 0) this.feedProposals();
     if (this.reads.length > 0) this.feedReads();
+    if (this.confChanges.length > 0) this.feedConfChanges();
+    if (this.transfers.length > 0) this.feedTransfers();
   }
 
   private feedProposals(): void {
@@ -398,6 +452,63 @@ export class Engine<R = unknown> {
     // The leader appended the batch right after its last entry, in its current term.
     for (let i = 0; i < batch.length; i++)
       this.pending.set(before + 1 + i, { term: r.term, waiter: batch[i]!.waiter });
+  }
+
+  private feedConfChanges(): void {
+    const batch = this.confChanges;
+    this.confChanges = [];
+    const r = this.node.raft;
+    for (const { cc, waiter } of batch) {
+      if (r.role !== StateRole.Leader) {
+        waiter.reject(this.notLeader());
+        continue;
+      }
+      const index = r.log.lastIndex() + 1;
+      try {
+        this.node.proposeConfChange(cc);
+      } catch (err) {
+        if (!(err instanceof ProposalDroppedError)) throw err;
+        waiter.reject(new ProposalRefusedError(err.reason, err.message));
+        continue;
+      }
+      this.pendingConf.set(index, { term: r.term, waiter });
+    }
+  }
+
+  private feedTransfers(): void {
+    for (const t of this.transfers) {
+      if (t.issuedAt >= 0) continue;
+      t.issuedAt = this.ticks;
+      if (this.node.raft.lead === t.to) continue; // already there; answered below
+      if (this.node.raft.role !== StateRole.Leader) {
+        t.issuedAt = -2; // refused
+        t.waiter.reject(this.notLeader());
+        continue;
+      }
+      this.node.transferLeader(t.to);
+    }
+    this.settleTransfers();
+  }
+
+  /** Answers transfers whose target now leads, and fails those past an election timeout. */
+  private settleTransfers(): void {
+    if (this.transfers.length === 0) return;
+    const limit = this.node.raft.opts.electionTicks;
+    const lead = this.node.raft.lead;
+    this.transfers = this.transfers.filter((t) => {
+      if (t.issuedAt === -2) return false;
+      if (t.issuedAt >= 0 && lead === t.to) {
+        t.waiter.resolve();
+        return false;
+      }
+      if (t.issuedAt >= 0 && this.ticks - t.issuedAt > limit) {
+        t.waiter.reject(
+          new LeadershipLostError(`the transfer to ${t.to} did not finish within ${limit} ticks`),
+        );
+        return false;
+      }
+      return true;
+    });
   }
 
   private feedReads(): void {
@@ -448,7 +559,9 @@ export class Engine<R = unknown> {
     const every = this.opts.snapshotEveryEntries;
     if (every <= 0 || this.snapshotting) return;
     const applied = this.node.raft.log.applied;
-    if (applied - this.storage.snapshot().metadata.index < every) return;
+    const snap = this.storage.snapshot().metadata;
+    if (applied - snap.index < every && !(applied > snap.index && this.snapshotLacksAMember(snap.confState)))
+      return;
     this.snapshotting = true;
     const confState = this.node.raft.trk.confState();
     const data = this.sm.snapshot();
@@ -458,6 +571,20 @@ export class Engine<R = unknown> {
       },
       (err: unknown) => this.failStop(err),
     );
+  }
+
+  /**
+   * Whether a peer the leader replicates to is missing from the snapshot's membership: a node that joined
+   * after it. It may need a snapshot, and would refuse this one, so a fresh one is taken now.
+   */
+  private snapshotLacksAMember(cs: ConfState): boolean {
+    const r = this.node.raft;
+    if (r.role !== StateRole.Leader) return false;
+    for (const id of r.trk.progress.keys()) {
+      if (!cs.voters.includes(id) && !cs.learners.includes(id) && !cs.votersOutgoing.includes(id))
+        return true;
+    }
+    return false;
   }
 
   /** Where the transport reads the payload of the snapshot raft asked it to send. */
@@ -509,8 +636,14 @@ export class Engine<R = unknown> {
     for (const e of entries) {
       if (e.type === EntryType.ConfChange) {
         await flush();
-        this.retireDispatchers(this.node.applyConfChange(decodeConfChange(e.data)));
-        this.settleProposal(e, undefined as R);
+        const cs = this.node.applyConfChange(decodeConfChange(e.data));
+        this.retireDispatchers(cs);
+        const p = this.pendingConf.get(e.index);
+        if (p) {
+          this.pendingConf.delete(e.index);
+          if (p.term === e.term) p.waiter.resolve(cs);
+          else p.waiter.reject(new LeadershipLostError(`index ${e.index} was taken by term ${e.term}`));
+        }
       } else if (e.data.byteLength === 0 || e.index <= this.smAppliedAtOpen) {
         this.settleProposal(e, undefined as R);
       } else {
@@ -563,12 +696,15 @@ export class Engine<R = unknown> {
   }
 
   private onSoftState(ss: SoftState): void {
+    this.settleTransfers();
     if (ss.role === StateRole.Leader) return;
     // No longer leader: what this node proposed may or may not be applied, and reads it asked to have
     // confirmed will not be. Fail them now rather than let them wait for ever.
     const lost = new LeadershipLostError(`node ${this.id} is now ${ss.role}`);
     for (const p of this.pending.values()) p.waiter.reject(lost);
     this.pending.clear();
+    for (const p of this.pendingConf.values()) p.waiter.reject(lost);
+    this.pendingConf.clear();
     for (const round of this.readsByContext.values()) for (const w of round.waiters) w.reject(lost);
     this.readsByContext.clear();
   }
@@ -604,6 +740,12 @@ export class Engine<R = unknown> {
   }
 
   private failAll(err: Error): void {
+    for (const c of this.confChanges) c.waiter.reject(err);
+    this.confChanges = [];
+    for (const p of this.pendingConf.values()) p.waiter.reject(err);
+    this.pendingConf.clear();
+    for (const t of this.transfers) t.waiter.reject(err);
+    this.transfers = [];
     for (const p of this.proposals) p.waiter.reject(err);
     this.proposals = [];
     for (const p of this.pending.values()) p.waiter.reject(err);

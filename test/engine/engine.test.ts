@@ -43,7 +43,7 @@ async function cluster(seed = 1, extra: { snapshotEveryEntries?: number } = {}) 
   const machines = new Map<number, ListMachine>();
   const disks = new Map<number, SimFileSystem>();
   const engines = new Map<number, Engine<number>>();
-  const open = async (id: number, sm: ListMachine = new ListMachine()) => {
+  const open = async (id: number, sm: ListMachine = new ListMachine(), join = false) => {
     const fs = disks.get(id) ?? new SimFileSystem(seed * 100 + id);
     disks.set(id, fs);
     machines.set(id, sm);
@@ -59,6 +59,7 @@ async function cluster(seed = 1, extra: { snapshotEveryEntries?: number } = {}) 
     const engine = await Engine.open<number>({
       id,
       initialVoters: ids,
+      join,
       addresses: new Map(ids.map((i) => [i, `node${i}:7000`])),
       fs,
       dir: "/data/raft",
@@ -318,6 +319,44 @@ describe("snapshots between engines", () => {
     assert.ok(c.engines.get(lagging)!.status().firstIndex > 1, "its log now starts after the snapshot");
     assert.equal(c.leader(), leader, "no leader change was needed");
     assert.ok(c.network.stats.snapshotsConfirmed >= 1, "a snapshot was streamed, spooled and confirmed");
+    for (const e of c.engines.values()) await e.close();
+  });
+});
+
+describe("membership through the engine", () => {
+  it("a node that joins empty is added as a learner, catches up, is promoted, and can take over leadership", async () => {
+    const c = await cluster(13, { snapshotEveryEntries: 1000 });
+    await c.run(3000);
+    const leader = c.leader()!;
+    for (let i = 0; i < 5; i++) await settleWith(c, leader.propose(Buffer.from(`v${i}`)));
+
+    await c.open(4, new ListMachine(), true);
+    const asLearner = await settleWith(c, leader.addLearner(4));
+    assert.deepEqual(asLearner.learners, [4]);
+    await c.run(2000);
+    assert.deepEqual(c.machines.get(4)!.applied, c.machines.get(leader.id)!.applied, "the learner caught up");
+
+    const promoted = await settleWith(c, leader.promoteLearner(4));
+    assert.deepEqual(promoted.voters, [1, 2, 3, 4]);
+    assert.deepEqual(promoted.learners, []);
+
+    await settleWith(c, leader.transferLeadership(4), 3000);
+    await c.run(1000);
+    assert.equal(c.leader()?.id, 4, "node 4 leads");
+    const { index } = await settleWith(c, c.engines.get(4)!.propose(Buffer.from("from-4")));
+    assert.ok(index > 0);
+
+    const removed = await settleWith(c, c.engines.get(4)!.removeServer(leader.id === 1 ? 2 : 1));
+    assert.equal(removed.voters.length, 3);
+    await settleWith(c, c.engines.get(4)!.propose(Buffer.from("after-removal")));
+    for (const e of c.engines.values()) await e.close();
+  });
+
+  it("refuses a membership change on a follower with NotLeaderError", async () => {
+    const c = await cluster(14);
+    await c.run(3000);
+    const follower = [...c.engines.values()].find((e) => e.status().softState.role !== "leader")!;
+    await assert.rejects(settleWith(c, follower.addVoter(9)), NotLeaderError);
     for (const e of c.engines.values()) await e.close();
   });
 });
