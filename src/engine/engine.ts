@@ -83,6 +83,9 @@ export interface EngineOptions<R> {
   raft?: Omit<RaftOptions, "id" | "storage" | "applied" | "random" | "logger">;
 }
 
+/** DiskStorage.bootstrap writes a new cluster's membership as a snapshot at this index. */
+const BOOTSTRAP_INDEX = 1;
+
 export const ENGINE_DEFAULTS = {
   tickMs: 100,
   maxPendingProposals: 10_000,
@@ -126,7 +129,12 @@ export class Engine<R = unknown> {
   private registry: Registry | null = null;
 
   // Events posted to the loop.
-  private inbox: { from: NodeId; batch: readonly Message[]; taken?: () => void }[] = [];
+  private inbox: {
+    from: NodeId;
+    batch: readonly Message[];
+    taken?: () => void;
+    refused?: (e: Error) => void;
+  }[] = [];
   /** A local snapshot being written; one at a time. */
   private snapshotting = false;
   private proposals: { data: Uint8Array; waiter: Waiter<Proposed<R>> }[] = [];
@@ -162,7 +170,7 @@ export class Engine<R = unknown> {
   private idle: Promise<void> = Promise.resolve();
   private markIdle: () => void = () => {};
 
-  private constructor(o: EngineOptions<R>, storage: DiskStorage, node: RawNode) {
+  private constructor(o: EngineOptions<R>, storage: DiskStorage, node: RawNode, smAppliedAtOpen: number) {
     this.opts = { ...ENGINE_DEFAULTS, ...o } as EngineOptions<R> & typeof ENGINE_DEFAULTS;
     this.id = o.id;
     this.storage = storage;
@@ -174,7 +182,7 @@ export class Engine<R = unknown> {
     this.logger = o.logger ?? silentLogger;
     this.reports = new ReportQueue(o.reportQueueCapacity ?? REPORT_QUEUE_DEFAULT_CAPACITY);
     this.reports.onPosted = () => this.wake();
-    this.smAppliedAtOpen = o.stateMachine.appliedIndex();
+    this.smAppliedAtOpen = smAppliedAtOpen;
     this.readPrefix = (o.random ? o.random.intn(0x7fff_ffff) : randomInt(0x7fff_ffff)).toString(36);
   }
 
@@ -187,7 +195,17 @@ export class Engine<R = unknown> {
     // Raft resumes from the snapshot, not from the state machine's durable index: membership changes
     // after the snapshot must be applied to raft again. The loop skips re-applying to the state machine
     // what it already holds.
-    const applied = storage.snapshot().metadata.index;
+    const snapshot = storage.snapshot();
+    const applied = snapshot.metadata.index;
+    // A state machine behind the latest snapshot cannot catch up from the log (it was released): it
+    // starts from the snapshot. One ahead of it skips re-applying what it holds.
+    // (The bootstrap snapshot at index 1 stands for the empty initial state: nothing to restore.)
+    let smApplied = o.stateMachine.appliedIndex();
+    if (smApplied < applied && applied > BOOTSTRAP_INDEX) {
+      await o.stateMachine.restore(snapshot.data, applied);
+      smApplied = applied;
+      logger.info("state machine restored from the local snapshot", { id: o.id, index: applied });
+    }
     const node = new RawNode({
       ...o.raft,
       id: o.id,
@@ -198,7 +216,7 @@ export class Engine<R = unknown> {
       ...(o.random ? { random: o.random } : {}),
       logger,
     });
-    const engine = new Engine(o, storage, node);
+    const engine = new Engine(o, storage, node, smApplied);
     await o.transport.start(engine.inboundHandler());
     engine.scheduleTick();
     engine.wake();
@@ -533,7 +551,10 @@ export class Engine<R = unknown> {
     if (rd.snapshot) {
       // A snapshot from the leader: make it durable (file, then the WAL's record), then the state.
       await this.storage.installSnapshot(rd.snapshot, rd.hardState);
-      await this.sm.restore(rd.snapshot.data, rd.snapshot.metadata.index);
+      if (rd.snapshot.metadata.index > BOOTSTRAP_INDEX) {
+        await this.sm.restore(rd.snapshot.data, rd.snapshot.metadata.index);
+      }
+      this.retireDispatchers(rd.snapshot.metadata.confState);
       this.logger.info("installed snapshot", { id: this.id, index: rd.snapshot.metadata.index });
       if (rd.entries.length > 0) await this.storage.append(rd.entries, null);
     } else if (rd.entries.length > 0 || rd.hardState) {
@@ -559,6 +580,9 @@ export class Engine<R = unknown> {
     const every = this.opts.snapshotEveryEntries;
     if (every <= 0 || this.snapshotting) return;
     const applied = this.node.raft.log.applied;
+    // While the log replays what the state machine already holds, its state is ahead of `applied`:
+    // a snapshot now would be labelled with the wrong index.
+    if (applied < this.smAppliedAtOpen) return;
     const snap = this.storage.snapshot().metadata;
     if (applied - snap.index < every && !(applied > snap.index && this.snapshotLacksAMember(snap.confState)))
       return;
@@ -605,19 +629,28 @@ export class Engine<R = unknown> {
 
   /**
    * A peer's snapshot arrived whole, verified and durable (spooled by the transport). It goes to the
-   * loop like any message, carrying the payload; the transfer is confirmed once the loop has taken it.
+   * loop like any message, carrying the payload; the transfer is confirmed once the loop has handed it
+   * to raft (not yet installed: if this node crashes before installing it, the leader probes and sends
+   * again).
    */
   private onSnapshotReceived(from: NodeId, message: Message, received: ReceivedSnapshot): Promise<void> {
     if (this.closed) return Promise.reject(this.refusal() ?? new EngineClosedError());
     const data = this.opts.fs.readFile(received.path);
     const withPayload: Message = { ...message, snapshot: { metadata: received.metadata, data } };
-    return new Promise<void>((resolve) => {
+    const removeSpool = () => {
+      this.opts.fs.unlink(received.path).catch(() => {});
+    };
+    return new Promise<void>((resolve, reject) => {
       this.inbox.push({
         from,
         batch: [withPayload],
         taken: () => {
           resolve();
-          this.opts.fs.unlink(received.path).catch(() => {});
+          removeSpool();
+        },
+        refused: (e) => {
+          reject(e);
+          removeSpool();
         },
       });
       this.wake();
@@ -740,6 +773,8 @@ export class Engine<R = unknown> {
   }
 
   private failAll(err: Error): void {
+    for (const item of this.inbox) item.refused?.(err);
+    this.inbox = [];
     for (const c of this.confChanges) c.waiter.reject(err);
     this.confChanges = [];
     for (const p of this.pendingConf.values()) p.waiter.reject(err);
