@@ -236,19 +236,18 @@ describe("engine review", () => {
     await c.run(3000);
     const leader = c.leader()!;
     const removed = ids.find((i) => i !== leader.id)!;
-    // No admin API yet: propose the change the way the loop would, while the loop is idle.
-    // biome-ignore lint/suspicious/noExplicitAny: white-box, no removeServer() yet
-    const inner = leader as any;
-    inner.node.proposeConfChange({ transition: "auto", changes: [{ type: "removeNode", nodeId: removed }] });
-    inner.wake();
+    const removal = leader.removeServer(removed);
+    removal.catch(() => {});
     await c.run(2000);
     assert.ok(!leader.status().progress?.has(removed), "the removal was applied on the leader");
     const before = c.network.linkStats(leader.id, removed).deliveredMessages;
     await c.run(2000);
     const after = c.network.linkStats(leader.id, removed).deliveredMessages;
     assert.equal(after, before, "the leader still sends to the removed peer");
-    const d = inner.dispatchers.get(removed);
-    assert.ok(d === undefined || d.closed, "the removed peer's dispatcher is still open and kept in the map");
+    await removal;
+    // White-box: the engine's worker map (private).
+    const workers = (leader as unknown as { dispatchers: Map<number, unknown> }).dispatchers;
+    assert.equal(workers.get(removed), undefined, "the removed peer's dispatcher is still kept in the map");
     await c.closeAll();
   });
 });
