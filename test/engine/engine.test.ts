@@ -1,105 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Engine } from "../../src/engine/engine.js";
 import { EngineClosedError, LeadershipLostError, NotLeaderError } from "../../src/engine/errors.js";
-import type { StateMachine } from "../../src/engine/state-machine.js";
-import { SeededRandom } from "../../src/raft/rand.js";
-import type { Entry } from "../../src/raft/types.js";
-import { SimFileSystem } from "../../src/storage/sim-fs.js";
-import { MemoryNetwork, MemoryTransport } from "../../src/transport/memory-transport.js";
-import { ManualScheduler, ManualTimers } from "./helpers.js";
-
-/** A state machine that records what it applied; results are the entry's index. */
-class ListMachine implements StateMachine<number> {
-  applied: string[] = [];
-  /** What this machine has made durable; 0 means nothing, so a restarted node applies its log again. */
-  durableIndex = 0;
-  lastApplied = 0;
-  apply(entries: readonly Entry[]): number[] {
-    return entries.map((e) => {
-      this.applied.push(Buffer.from(e.data).toString());
-      this.lastApplied = e.index;
-      return e.index;
-    });
-  }
-  appliedIndex(): number {
-    return this.durableIndex;
-  }
-  snapshot(): Uint8Array {
-    return Buffer.from(JSON.stringify(this.applied));
-  }
-  restore(data: Uint8Array): void {
-    this.applied = JSON.parse(Buffer.from(data).toString()) as string[];
-  }
-}
-
-const TICK_MS = 100;
-const ids = [1, 2, 3];
-
-async function cluster(seed = 1, extra: { snapshotEveryEntries?: number } = {}) {
-  const sched = new ManualScheduler();
-  const timers = new ManualTimers();
-  const network = new MemoryNetwork({ schedule: sched.schedule });
-  const machines = new Map<number, ListMachine>();
-  const disks = new Map<number, SimFileSystem>();
-  const engines = new Map<number, Engine<number>>();
-  const open = async (id: number, sm: ListMachine = new ListMachine(), join = false) => {
-    const fs = disks.get(id) ?? new SimFileSystem(seed * 100 + id);
-    disks.set(id, fs);
-    machines.set(id, sm);
-    const transport = new MemoryTransport({
-      id,
-      network,
-      clusterId: "test",
-      fs,
-      snapshotDir: "/data/incoming",
-      // The engine is the source; it exists only once opened, hence the late binding.
-      snapshotSource: { open: (meta, signal) => engines.get(id)!.snapshotSource().open(meta, signal) },
-    });
-    const engine = await Engine.open<number>({
-      id,
-      initialVoters: ids,
-      join,
-      addresses: new Map(ids.map((i) => [i, `node${i}:7000`])),
-      fs,
-      dir: "/data/raft",
-      stateMachine: sm,
-      transport,
-      timers,
-      schedule: sched.schedule,
-      random: new SeededRandom(seed * 10 + id),
-      tickMs: TICK_MS,
-      ...extra,
-    });
-    engines.set(id, engine);
-    return engine;
-  };
-  for (const id of ids) await open(id);
-  /** Advances virtual time tick by tick, letting the cluster work after each. */
-  const run = async (ms: number) => {
-    for (let t = 0; t < ms; t += TICK_MS) {
-      timers.advance(TICK_MS);
-      await sched.drain();
-    }
-  };
-  const leader = () => [...engines.values()].find((e) => e.status().softState.role === "leader");
-  return { sched, timers, network, machines, engines, disks, open, run, leader };
-}
-
-/** Waits for a promise while the cluster keeps running. */
-async function settleWith<T>(c: Awaited<ReturnType<typeof cluster>>, p: Promise<T>, ms = 2000): Promise<T> {
-  let done = false;
-  const tracked = p.finally(() => {
-    done = true;
-  });
-  tracked.catch(() => {});
-  for (let t = 0; t < ms && !done; t += TICK_MS) await c.run(TICK_MS);
-  return tracked;
-}
+import { engineCluster, ids, ListMachine, settleWith } from "./cluster.js";
 
 describe("the engine", () => {
   it("elects a leader on its own ticks and applies a proposal on every node, answering with its index", async () => {
-    const c = await cluster();
+    const c = await engineCluster();
     await c.run(3000);
     const leader = c.leader();
     assert.ok(leader, "a leader was elected");
@@ -111,7 +17,7 @@ describe("the engine", () => {
   });
 
   it("batches many concurrent proposals and answers each with its own index", async () => {
-    const c = await cluster(2);
+    const c = await engineCluster(2);
     await c.run(3000);
     const leader = c.leader()!;
     const all = Promise.all(Array.from({ length: 50 }, (_, i) => leader.propose(Buffer.from(`w${i}`))));
@@ -128,7 +34,7 @@ describe("the engine", () => {
   });
 
   it("refuses a proposal on a follower with the leader's id and address", async () => {
-    const c = await cluster(3);
+    const c = await engineCluster(3);
     await c.run(3000);
     const leader = c.leader()!;
     const follower = [...c.engines.values()].find((e) => e !== leader)!;
@@ -142,7 +48,7 @@ describe("the engine", () => {
   });
 
   it("serves linearizable reads on the leader and on a follower at an index that covers every acknowledged write", async () => {
-    const c = await cluster(4);
+    const c = await engineCluster(4);
     await c.run(3000);
     const leader = c.leader()!;
     const { index } = await settleWith(c, leader.propose(Buffer.from("w")));
@@ -153,7 +59,7 @@ describe("the engine", () => {
   });
 
   it("fails a pending proposal with LeadershipLostError when its leader is cut off and steps down", async () => {
-    const c = await cluster(5);
+    const c = await engineCluster(5);
     await c.run(3000);
     const leader = c.leader()!;
     const others = ids.filter((i) => i !== leader.id);
@@ -171,7 +77,7 @@ describe("the engine", () => {
   });
 
   it("after close, refuses requests with EngineClosedError", async () => {
-    const c = await cluster(6);
+    const c = await engineCluster(6);
     await c.run(3000);
     const e = c.engines.get(1)!;
     await e.close();
@@ -181,7 +87,7 @@ describe("the engine", () => {
   });
 
   it("refuses empty and oversized proposals before they reach raft", async () => {
-    const c = await cluster(7);
+    const c = await engineCluster(7);
     const e = c.engines.get(1)!;
     await assert.rejects(e.propose(new Uint8Array(0)), RangeError);
     for (const x of c.engines.values()) await x.close();
@@ -191,7 +97,7 @@ describe("the engine", () => {
 describe("an engine whose storage fails", () => {
   it("stops, fails what is pending with EngineFailedError, and can still be closed", async () => {
     const { EngineFailedError } = await import("../../src/engine/errors.js");
-    const c = await cluster(8);
+    const c = await engineCluster(8);
     await c.run(3000);
     const leader = c.leader()!;
     c.disks.get(leader.id)!.failNext("datasync", "EIO");
@@ -205,7 +111,7 @@ describe("an engine whose storage fails", () => {
 
 describe("restarting an engine", () => {
   it("does not apply again what its state machine already holds, and carries on with the cluster", async () => {
-    const c = await cluster(9);
+    const c = await engineCluster(9);
     await c.run(3000);
     const leader = c.leader()!;
     for (const w of ["a", "b", "c"]) await settleWith(c, leader.propose(Buffer.from(w)));
@@ -231,7 +137,7 @@ describe("restarting an engine", () => {
 
 describe("giving up on a request", () => {
   it("an aborted proposal or read rejects with the signal's reason, and the engine carries on", async () => {
-    const c = await cluster(10);
+    const c = await engineCluster(10);
     await c.run(3000);
     const leader = c.leader()!;
     const before = new AbortController();
@@ -256,7 +162,7 @@ describe("giving up on a request", () => {
 
 describe("metrics", () => {
   it("a scrape shows the engine's raft state, dispatch counters and WAL counters, and counters only grow", async () => {
-    const c = await cluster(11);
+    const c = await engineCluster(11);
     await c.run(3000);
     const leader = c.leader()!;
     await settleWith(c, leader.propose(Buffer.from("m")));
@@ -288,7 +194,7 @@ describe("metrics", () => {
 
 describe("snapshots between engines", () => {
   it("a follower cut off while the leader compacted its log catches up from a snapshot and ends in the same state", async () => {
-    const c = await cluster(12, { snapshotEveryEntries: 5 });
+    const c = await engineCluster(12, { snapshotEveryEntries: 5 });
     await c.run(3000);
     const leader = c.leader()!;
     const lagging = ids.find((i) => i !== leader.id)!;
@@ -325,7 +231,7 @@ describe("snapshots between engines", () => {
 
 describe("membership through the engine", () => {
   it("a node that joins empty is added as a learner, catches up, is promoted, and can take over leadership", async () => {
-    const c = await cluster(13, { snapshotEveryEntries: 1000 });
+    const c = await engineCluster(13, { snapshotEveryEntries: 1000 });
     await c.run(3000);
     const leader = c.leader()!;
     for (let i = 0; i < 5; i++) await settleWith(c, leader.propose(Buffer.from(`v${i}`)));
@@ -353,7 +259,7 @@ describe("membership through the engine", () => {
   });
 
   it("refuses a membership change on a follower with NotLeaderError", async () => {
-    const c = await cluster(14);
+    const c = await engineCluster(14);
     await c.run(3000);
     const follower = [...c.engines.values()].find((e) => e.status().softState.role !== "leader")!;
     await assert.rejects(settleWith(c, follower.addVoter(9)), NotLeaderError);

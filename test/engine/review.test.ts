@@ -1,121 +1,16 @@
 /**
  * Review tests for the engine loop (issue 4). Each test states a behaviour the design requires; a
- * failing test here is a confirmed bug. Cluster setup copied from engine.test.ts.
+ * failing test here was a confirmed bug.
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Engine, type EngineOptions } from "../../src/engine/engine.js";
 import { EngineFailedError, EngineOverloadedError } from "../../src/engine/errors.js";
-import type { StateMachine } from "../../src/engine/state-machine.js";
-import { SeededRandom } from "../../src/raft/rand.js";
-import { type Entry, MessageType } from "../../src/raft/types.js";
-import { SimFileSystem } from "../../src/storage/sim-fs.js";
-import { MemoryNetwork, MemoryTransport } from "../../src/transport/memory-transport.js";
-import { ManualScheduler, ManualTimers } from "./helpers.js";
-
-/** Records what it applied; throws on a command named "boom" when `explode` is set. */
-class ListMachine implements StateMachine<number> {
-  applied: string[] = [];
-  explode = false;
-  apply(entries: readonly Entry[]): number[] {
-    return entries.map((e) => {
-      const s = Buffer.from(e.data).toString();
-      if (this.explode && s === "boom") throw new Error("state machine failure (injected)");
-      this.applied.push(s);
-      return e.index;
-    });
-  }
-  appliedIndex(): number {
-    return 0;
-  }
-  snapshot(): Uint8Array {
-    return Buffer.from(JSON.stringify(this.applied));
-  }
-  restore(data: Uint8Array): void {
-    this.applied = JSON.parse(Buffer.from(data).toString()) as string[];
-  }
-}
-
-const TICK_MS = 100;
-const ids = [1, 2, 3];
-
-type Extra = Partial<Omit<EngineOptions<number>, "id" | "fs" | "dir" | "stateMachine" | "transport">>;
-
-async function cluster(seed = 1, extra: Extra = {}) {
-  const sched = new ManualScheduler();
-  const timers = new ManualTimers();
-  const network = new MemoryNetwork({ schedule: sched.schedule });
-  const machines = new Map<number, ListMachine>();
-  const disks = new Map<number, SimFileSystem>();
-  const engines = new Map<number, Engine<number>>();
-  const open = async (id: number) => {
-    const fs = disks.get(id) ?? new SimFileSystem(seed * 100 + id);
-    disks.set(id, fs);
-    const sm = new ListMachine();
-    machines.set(id, sm);
-    const transport = new MemoryTransport({
-      id,
-      network,
-      clusterId: "test",
-      fs,
-      snapshotDir: "/data/incoming",
-      snapshotSource: {
-        open: () => {
-          throw new Error("no snapshots in this test");
-        },
-      },
-    });
-    const engine = await Engine.open<number>({
-      id,
-      initialVoters: ids,
-      addresses: new Map(ids.map((i) => [i, `node${i}:7000`])),
-      fs,
-      dir: "/data/raft",
-      stateMachine: sm,
-      transport,
-      timers,
-      schedule: sched.schedule,
-      random: new SeededRandom(seed * 10 + id),
-      tickMs: TICK_MS,
-      ...extra,
-    });
-    engines.set(id, engine);
-    return engine;
-  };
-  for (const id of ids) await open(id);
-  const run = async (ms: number) => {
-    for (let t = 0; t < ms; t += TICK_MS) {
-      timers.advance(TICK_MS);
-      await sched.drain();
-    }
-  };
-  const leader = () => [...engines.values()].find((e) => e.status().softState.role === "leader");
-  const closeAll = async () => {
-    for (const e of engines.values()) await e.close();
-  };
-  return { sched, timers, network, machines, engines, disks, open, run, leader, closeAll };
-}
-
-type Cluster = Awaited<ReturnType<typeof cluster>>;
-
-/** Runs the cluster until `p` settles or `ms` pass; returns whether it settled. */
-async function settlesWithin(c: Cluster, p: Promise<unknown>, ms: number): Promise<boolean> {
-  let done = false;
-  p.then(
-    () => {
-      done = true;
-    },
-    () => {
-      done = true;
-    },
-  );
-  for (let t = 0; t < ms && !done; t += TICK_MS) await c.run(TICK_MS);
-  return done;
-}
+import { MessageType } from "../../src/raft/types.js";
+import { engineCluster, ids, settlesWithin } from "./cluster.js";
 
 describe("engine review", () => {
   it("a follower's linearizable read is answered (or refused) even when its forwarded read-index request is lost", async () => {
-    const c = await cluster(11);
+    const c = await engineCluster(11);
     await c.run(3000);
     const leader = c.leader()!;
     const follower = [...c.engines.values()].find((e) => e !== leader)!;
@@ -139,7 +34,7 @@ describe("engine review", () => {
   });
 
   it("maxPendingReads bounds reads waiting inside raft, not just those not yet handed to it", async () => {
-    const c = await cluster(12, { maxPendingReads: 2 });
+    const c = await engineCluster(12, { maxPendingReads: 2 });
     await c.run(3000);
     const leader = c.leader()!;
     const others = ids.filter((i) => i !== leader.id);
@@ -168,7 +63,7 @@ describe("engine review", () => {
   });
 
   it("a fail-stopped engine stops accepting peer traffic, so its peers see it as unreachable", async () => {
-    const c = await cluster(13);
+    const c = await engineCluster(13);
     await c.run(3000);
     const leader = c.leader()!;
     const victim = [...c.engines.values()].find((e) => e !== leader)!;
@@ -188,7 +83,7 @@ describe("engine review", () => {
   });
 
   it("close() after a fail-stop still closes the transport and the storage", async () => {
-    const c = await cluster(14);
+    const c = await engineCluster(14);
     await c.run(3000);
     const leader = c.leader()!;
     const victim = [...c.engines.values()].find((e) => e !== leader)!;
@@ -205,7 +100,7 @@ describe("engine review", () => {
   });
 
   it("a second close() resolves only once the engine is actually closed", async () => {
-    const c = await cluster(15);
+    const c = await engineCluster(15);
     await c.run(3000);
     const e = c.engines.get(1)!;
     const first = e.close();
@@ -220,7 +115,7 @@ describe("engine review", () => {
   });
 
   it("closing every engine leaves no timer behind", async () => {
-    const c = await cluster(16);
+    const c = await engineCluster(16);
     await c.run(3000);
     const leader = c.leader()!;
     const others = ids.filter((i) => i !== leader.id);
@@ -232,7 +127,7 @@ describe("engine review", () => {
   });
 
   it("removing a peer closes its dispatch worker and stops traffic to it", async () => {
-    const c = await cluster(17);
+    const c = await engineCluster(17);
     await c.run(3000);
     const leader = c.leader()!;
     const removed = ids.find((i) => i !== leader.id)!;

@@ -1,100 +1,9 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { Engine, type EngineOptions } from "../../src/engine/engine.js";
-import type { StateMachine } from "../../src/engine/state-machine.js";
-import { SeededRandom } from "../../src/raft/rand.js";
-import type { Entry, Message } from "../../src/raft/types.js";
-import { MessageType } from "../../src/raft/types.js";
-import { SimFileSystem } from "../../src/storage/sim-fs.js";
-import { MemoryNetwork, MemoryTransport } from "../../src/transport/memory-transport.js";
-import { ManualScheduler, ManualTimers, settle } from "./helpers.js";
-
-/** Like engine.test.ts's ListMachine, but its snapshot also says which index it was taken at. */
-class ListMachine implements StateMachine<number> {
-  applied: string[] = [];
-  durableIndex = 0;
-  lastApplied = 0;
-  apply(entries: readonly Entry[]): number[] {
-    return entries.map((e) => {
-      this.applied.push(Buffer.from(e.data).toString());
-      this.lastApplied = e.index;
-      return e.index;
-    });
-  }
-  appliedIndex(): number {
-    return this.durableIndex;
-  }
-  snapshot(): Uint8Array {
-    return Buffer.from(JSON.stringify({ at: this.lastApplied, applied: this.applied }));
-  }
-  restore(data: Uint8Array, index: number): void {
-    const s = JSON.parse(Buffer.from(data).toString()) as { at: number; applied: string[] };
-    this.applied = s.applied ?? [];
-    this.lastApplied = index;
-  }
-}
-
-const TICK_MS = 100;
-const ids = [1, 2, 3];
-type Extra = Partial<Pick<EngineOptions<number>, "snapshotEveryEntries" | "raft">>;
-
-async function cluster(seed = 1, extra: Extra = {}) {
-  const sched = new ManualScheduler();
-  const timers = new ManualTimers();
-  const network = new MemoryNetwork({ schedule: sched.schedule });
-  const machines = new Map<number, ListMachine>();
-  const disks = new Map<number, SimFileSystem>();
-  const engines = new Map<number, Engine<number>>();
-  const open = async (id: number, sm: ListMachine = new ListMachine(), join = false) => {
-    const fs = disks.get(id) ?? new SimFileSystem(seed * 100 + id);
-    disks.set(id, fs);
-    machines.set(id, sm);
-    const transport = new MemoryTransport({
-      id,
-      network,
-      clusterId: "test",
-      fs,
-      snapshotDir: "/data/incoming",
-      snapshotSource: { open: (meta, signal) => engines.get(id)!.snapshotSource().open(meta, signal) },
-    });
-    const engine = await Engine.open<number>({
-      id,
-      initialVoters: ids,
-      join,
-      addresses: new Map(ids.map((i) => [i, `node${i}:7000`])),
-      fs,
-      dir: "/data/raft",
-      stateMachine: sm,
-      transport,
-      timers,
-      schedule: sched.schedule,
-      random: new SeededRandom(seed * 10 + id),
-      tickMs: TICK_MS,
-      ...extra,
-    });
-    engines.set(id, engine);
-    return engine;
-  };
-  for (const id of ids) await open(id);
-  const run = async (ms: number) => {
-    for (let t = 0; t < ms; t += TICK_MS) {
-      timers.advance(TICK_MS);
-      await sched.drain();
-    }
-  };
-  const leader = () => [...engines.values()].find((e) => e.status().softState.role === "leader");
-  return { sched, timers, network, machines, engines, disks, open, run, leader };
-}
-
-async function settleWith<T>(c: Awaited<ReturnType<typeof cluster>>, p: Promise<T>, ms = 2000): Promise<T> {
-  let done = false;
-  const tracked = p.finally(() => {
-    done = true;
-  });
-  tracked.catch(() => {});
-  for (let t = 0; t < ms && !done; t += TICK_MS) await c.run(TICK_MS);
-  return tracked;
-}
+import type { Engine } from "../../src/engine/engine.js";
+import { type Message, MessageType } from "../../src/raft/types.js";
+import { type ClusterOptions, engineCluster, ids, ListMachine, settleWith } from "./cluster.js";
+import { settle } from "./helpers.js";
 
 /** Reaches into the engine's storage to observe its snapshot (white-box). */
 const storageOf = (e: Engine<number>) =>
@@ -102,7 +11,7 @@ const storageOf = (e: Engine<number>) =>
 
 describe("engine review 2", () => {
   it("a node restarted with a state machine that holds nothing (appliedIndex 0) after its log was compacted ends in the leader's state", async () => {
-    const c = await cluster(21, { snapshotEveryEntries: 5 });
+    const c = await engineCluster(21, { snapshotEveryEntries: 5 });
     await c.run(3000);
     const leader = c.leader()!;
     for (let i = 0; i < 20; i++) await settleWith(c, leader.propose(Buffer.from(`w${i}`)));
@@ -121,8 +30,8 @@ describe("engine review 2", () => {
   });
 
   it("a local snapshot taken while a restarted node replays its log holds the state at the snapshot's index", async () => {
-    const extra: Extra = { snapshotEveryEntries: 0, raft: { maxApplyingBytes: 1 } };
-    const c = await cluster(22, extra);
+    const extra: ClusterOptions = { snapshotEveryEntries: 0, raft: { maxApplyingBytes: 1 } };
+    const c = await engineCluster(22, extra);
     await c.run(3000);
     const leader = c.leader()!;
     for (let i = 0; i < 12; i++) await settleWith(c, leader.propose(Buffer.from(`w${i}`)));
@@ -146,7 +55,7 @@ describe("engine review 2", () => {
   });
 
   it("a received snapshot still waiting in the inbox when the engine closes is settled and its spooled file removed", async () => {
-    const c = await cluster(23);
+    const c = await engineCluster(23);
     await c.run(3000);
     const e = c.engines.get(1)!;
     const fs = c.disks.get(1)!;
