@@ -8,7 +8,7 @@ import { SeededRandom } from "../../src/raft/rand.js";
 import type { Entry } from "../../src/raft/types.js";
 import { SimFileSystem } from "../../src/storage/sim-fs.js";
 import { MemoryNetwork, MemoryTransport } from "../../src/transport/memory-transport.js";
-import { ManualScheduler, ManualTimers } from "./helpers.js";
+import { ManualScheduler, ManualTimers } from "../helpers/virtual-time.js";
 
 export const TICK_MS = 100;
 export const ids = [1, 2, 3];

@@ -8,7 +8,7 @@ import {
 } from "../../src/engine/dispatch.js";
 import { type DispatchReport, ReportQueue } from "../../src/engine/reports.js";
 import { EMPTY_SNAPSHOT, type Message, MessageType, message } from "../../src/raft/types.js";
-import { ManualTimers, settle } from "./helpers.js";
+import { ManualTimers, settle } from "../helpers/virtual-time.js";
 
 /** A sender whose sends stay pending until the test settles them. */
 class ManualSender implements PeerSender {

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Engine } from "../../src/engine/engine.js";
 import { type Message, MessageType } from "../../src/raft/types.js";
+import { settle } from "../helpers/virtual-time.js";
 import { type ClusterOptions, engineCluster, ids, ListMachine, settleWith } from "./cluster.js";
-import { settle } from "./helpers.js";
 
 /** Reaches into the engine's storage to observe its snapshot (white-box). */
 const storageOf = (e: Engine<number>) =>

@@ -11,6 +11,7 @@ import { StorageError, WalClosedError, WalCorruptError } from "../../src/storage
 import { SimFileSystem } from "../../src/storage/sim-fs.js";
 import { Wal } from "../../src/storage/wal.js";
 import { FRAME_HEADER_BYTES, RecordWriter, sealFrame } from "../../src/storage/wal-format.js";
+import { settle } from "../helpers/virtual-time.js";
 
 const DIR = "/data/wal";
 const cs = (voters: number[]): ConfState => ({ ...EMPTY_CONF_STATE, voters });
@@ -35,8 +36,6 @@ function gate(): { wait: () => Promise<void>; open: () => void } {
   });
   return { wait: () => p, open };
 }
-
-const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 function segments(sim: SimFileSystem, dir = DIR): string[] {
   return sim

@@ -12,6 +12,7 @@ import {
   PAGE_SIZE_BYTES,
   SimFileSystem,
 } from "../../src/storage/sim-fs.js";
+import { settle } from "../helpers/virtual-time.js";
 
 const enc = (s: string): Uint8Array => new TextEncoder().encode(s);
 const text = (b: Uint8Array): string => new TextDecoder().decode(b);
@@ -52,7 +53,6 @@ function gate(): { wait: () => Promise<void>; open: () => void } {
 }
 
 /** Lets pending promise callbacks run. */
-const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** A file with `content` written and datasynced, its directory and every one above it synced: fully durable. */
 async function durableFile(fs: SimFileSystem, file: string, content: string): Promise<FileHandle> {

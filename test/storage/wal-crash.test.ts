@@ -18,6 +18,7 @@ import { WalFailedError } from "../../src/storage/errors.js";
 import type { FileHandle, FileSystem } from "../../src/storage/fs.js";
 import { type CrashMode, type FaultCode, type FaultOp, SimFileSystem } from "../../src/storage/sim-fs.js";
 import { Wal } from "../../src/storage/wal.js";
+import { settle } from "../helpers/virtual-time.js";
 
 const DIR = "/data/wal";
 // Fixed for CI; RAFTKV_WAL_SEED / RAFTKV_WAL_RUNS explore further.
@@ -96,7 +97,6 @@ function readAll(wal: Wal): Entry[] {
 }
 
 /** Lets pending promise callbacks and the WAL's flush loop run (no timers, no clock). */
-const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 async function microticks(n: number): Promise<void> {
   for (let i = 0; i < n; i++) await Promise.resolve();

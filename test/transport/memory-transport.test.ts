@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { PeerDispatcher, SendTimeoutError, type Timers } from "../../src/engine/dispatch.js";
+import { PeerDispatcher, SendTimeoutError } from "../../src/engine/dispatch.js";
 import { ReportQueue } from "../../src/engine/reports.js";
 import { SeededRandom } from "../../src/raft/rand.js";
 import {
@@ -27,6 +27,7 @@ import {
   TRAILER_BODY_BYTES,
 } from "../../src/transport/snapshot-stream.js";
 import type { InboundHandler, ReceivedSnapshot, SnapshotSource } from "../../src/transport/transport.js";
+import { ManualTimers, settle } from "../helpers/virtual-time.js";
 
 const CLUSTER = "cluster-mem";
 const META: SnapshotMetadata = {
@@ -45,11 +46,11 @@ class ManualScheduler {
   };
   /** Runs one scheduled task, letting microtasks settle around it; false when none was queued. */
   async step(): Promise<boolean> {
-    await flush();
+    await settle();
     const fn = this.queue.shift();
     if (fn === undefined) return false;
     fn();
-    await flush();
+    await settle();
     return true;
   }
   /** Runs tasks until none is left. */
@@ -58,32 +59,6 @@ class ManualScheduler {
     throw new Error("scheduler did not quiesce");
   }
 }
-
-/** Virtual time for the dispatcher: timers fire only when the test advances. */
-class ManualTimers implements Timers {
-  private now = 0;
-  private next = 1;
-  private readonly pending = new Map<number, { at: number; fn: () => void }>();
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.next++;
-    this.pending.set(id, { at: this.now + ms, fn });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.pending.delete(handle as number);
-  }
-  advance(ms: number): void {
-    this.now += ms;
-    for (const [id, t] of [...this.pending]) {
-      if (t.at <= this.now) {
-        this.pending.delete(id);
-        t.fn();
-      }
-    }
-  }
-}
-
-const flush = () => new Promise<void>((r) => setImmediate(r));
 
 class RecordingHandler implements InboundHandler {
   readonly batches: { from: NodeId; batch: readonly Message[] }[] = [];
@@ -172,7 +147,7 @@ describe("MemoryTransport messages", () => {
     const signal = new AbortController().signal;
     const p1 = capture(s.send([a, b], signal));
     const p2 = capture(s.send([c], signal));
-    await flush();
+    await settle();
     assert.equal(h2.batches.length, 0, "never delivered before the scheduler runs");
     assert.equal(p1.result(), null);
     await sched.drain();
@@ -234,7 +209,7 @@ describe("PeerDispatcher over a MemoryTransport", () => {
     await sched.drain();
     assert.equal(reports.size, 0, "a blackhole never settles by itself");
     timers.advance(99);
-    await flush();
+    await settle();
     assert.equal(reports.size, 0);
     timers.advance(1);
     await sched.drain();
@@ -401,7 +376,7 @@ describe("MemoryTransport snapshots", () => {
     assert.ok(sent > 0 && sent < total, `mid-stream (${sent} of ${total})`);
     const reason = new Error("gave up");
     ac.abort(reason);
-    await flush();
+    await settle();
     assert.deepEqual(p.result(), { ok: false, error: reason });
     await sched.drain();
     assert.ok(network.stats.snapshotBytes <= sent + 1500, "streaming stopped");
@@ -419,7 +394,7 @@ describe("MemoryTransport snapshots", () => {
     assert.equal(p.result(), null);
     const reason = new Error("timeout");
     ac.abort(reason);
-    await flush();
+    await settle();
     assert.deepEqual(p.result(), { ok: false, error: reason });
     await assert.rejects(
       t1.sender(5).sendSnapshot(snapMsg(), new AbortController().signal),
