@@ -166,6 +166,19 @@ export class RaftLog {
     return stored.concat(tail);
   }
 
+  /**
+   * Whether any entry in [lo, hi) satisfies `test`, reading in pages of at most `pageBytes` so that a
+   * long range never materialises at once.
+   */
+  someEntry(lo: number, hi: number, pageBytes: number, test: (e: Entry) => boolean): boolean {
+    for (let i = lo; i < hi; ) {
+      const page = this.slice(i, hi, pageBytes);
+      for (const e of page) if (test(e)) return true;
+      i += page.length;
+    }
+    return false;
+  }
+
   commitTo(toCommit: number): void {
     if (toCommit <= this.committed) return;
     invariant(

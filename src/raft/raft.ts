@@ -490,37 +490,30 @@ export class Raft {
    * entries count as yes.
    */
   private unappliedConfChangeMayRemoveSelf(): boolean {
-    const hi = this.log.lastIndex() + 1;
-    for (let i = this.log.applied + 1; i < hi; ) {
-      const page = this.log.slice(i, hi, this.opts.maxApplyingBytes);
-      for (const e of page) {
-        if (e.type !== EntryType.ConfChange) continue;
+    return this.log.someEntry(
+      this.log.applied + 1,
+      this.log.lastIndex() + 1,
+      this.opts.maxApplyingBytes,
+      (e) => {
+        if (e.type !== EntryType.ConfChange) return false;
         let cc: ConfChange;
         try {
           cc = decodeConfChange(e.data);
         } catch {
           return true;
         }
-        if (isLeaveJoint(cc)) return true;
-        for (const c of cc.changes) if (c.nodeId === this.id && c.type !== "addVoter") return true;
-      }
-      i += page.length;
-    }
-    return false;
+        return isLeaveJoint(cc) || cc.changes.some((c) => c.nodeId === this.id && c.type !== "addVoter");
+      },
+    );
   }
 
   private hasUnappliedConfChanges(): boolean {
-    if (this.log.applied >= this.log.committed) return false;
-    const lo = this.log.applied + 1;
-    const hi = this.log.committed + 1;
-    let found = false;
-    // Scan in bounded pages so that a long committed tail does not materialise at once.
-    for (let i = lo; i < hi && !found; ) {
-      const page = this.log.slice(i, hi, this.opts.maxApplyingBytes);
-      for (const e of page) if (e.type === EntryType.ConfChange) found = true;
-      i += page.length;
-    }
-    return found;
+    return this.log.someEntry(
+      this.log.applied + 1,
+      this.log.committed + 1,
+      this.opts.maxApplyingBytes,
+      (e) => e.type === EntryType.ConfChange,
+    );
   }
 
   private campaign(t: CampaignType): void {

@@ -36,21 +36,6 @@ export const ENTRIES_RECORD_HEADER_BYTES = 1 + 8 + 8 + 4;
 /** Fixed bytes of each entry inside an ENTRIES record, before its data. */
 export const ENTRY_HEADER_BYTES = 1 + 4;
 
-/**
- * Bytes to encode `entries` as ENTRIES records (one per run of equal terms), excluding their data.
- */
-export function entriesOverheadBytes(entries: readonly Entry[]): number {
-  let records = 0;
-  let term = -1;
-  for (let i = 0; i < entries.length; i++) {
-    const t = entries[i]!.term;
-    if (t !== term) {
-      records++;
-      term = t;
-    }
-  }
-  return records * ENTRIES_RECORD_HEADER_BYTES + entries.length * ENTRY_HEADER_BYTES;
-}
 const HARD_STATE_RECORD_BYTES = 1 + 24;
 const SEGMENT_RECORD_BYTES = 1 + 4 + 2 + 8;
 

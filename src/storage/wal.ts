@@ -12,7 +12,8 @@ import { WalClosedError, WalCorruptError, WalFailedError, WalLimitError } from "
 import { ensureDurableDir, type FileHandle, type FileSystem, join } from "./fs.js";
 import {
   checkFrame,
-  entriesOverheadBytes,
+  ENTRIES_RECORD_HEADER_BYTES,
+  ENTRY_HEADER_BYTES,
   FRAME_HEADER_BYTES,
   hardStateRecordBytes,
   MalformedRecordError,
@@ -246,8 +247,10 @@ export class Wal {
     if (this.closing) return Promise.reject(new WalClosedError());
     if (this.failure) return Promise.reject(this.failure);
     if (entries.length === 0 && !hardState) return this.sync();
-    let size = hardState ? hardStateRecordBytes() : 0;
+    // One pass for the limit check, the payload and the record count (a record per run of one term).
     let payload = 0;
+    let records = 0;
+    let term = -1;
     for (let i = 0; i < entries.length; i++) {
       const e = entries[i]!;
       if (e.data.byteLength > this.maxEntryBytes) {
@@ -258,8 +261,16 @@ export class Wal {
         );
       }
       payload += e.data.byteLength;
+      if (e.term !== term) {
+        records++;
+        term = e.term;
+      }
     }
-    size += entriesOverheadBytes(entries) + payload;
+    const size =
+      (hardState ? hardStateRecordBytes() : 0) +
+      records * ENTRIES_RECORD_HEADER_BYTES +
+      entries.length * ENTRY_HEADER_BYTES +
+      payload;
     if (entries.length > 0) {
       const first = entries[0]!.index;
       if (first > this.lastIndex() + 1) {
