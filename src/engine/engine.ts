@@ -76,6 +76,13 @@ export interface EngineOptions<R> {
   maxProposalBytes?: number;
   /** A local snapshot is taken once this many entries were applied since the last one; 0: never. */
   snapshotEveryEntries?: number;
+  /**
+   * Entries kept before a local snapshot when it compacts the log, so that a follower a little behind
+   * is sent entries rather than the whole state.
+   */
+  trailingEntries?: number;
+  /** Snapshot files kept; the log after the oldest stays too, so a corrupt newest can fall back. */
+  keepSnapshots?: number;
   maxPendingReads?: number;
   reportQueueCapacity?: number;
   dispatch?: DispatchOptions;
@@ -91,6 +98,8 @@ export const ENGINE_DEFAULTS = {
   maxPendingProposals: 10_000,
   maxProposalBytes: 16 * 1024 * 1024,
   snapshotEveryEntries: 10_000,
+  trailingEntries: 5_000,
+  keepSnapshots: 2,
   /** Snapshot payload bytes per piece handed to the transport. */
   snapshotChunkBytes: 1024 * 1024,
   maxPendingReads: 10_000,
@@ -188,7 +197,13 @@ export class Engine<R = unknown> {
 
   static async open<R>(o: EngineOptions<R>): Promise<Engine<R>> {
     const logger = o.logger ?? silentLogger;
-    const storage = await DiskStorage.open({ fs: o.fs, dir: o.dir, logger });
+    const storage = await DiskStorage.open({
+      fs: o.fs,
+      dir: o.dir,
+      logger,
+      trailingEntries: o.trailingEntries ?? ENGINE_DEFAULTS.trailingEntries,
+      snapshots: { keep: o.keepSnapshots ?? ENGINE_DEFAULTS.keepSnapshots },
+    });
     if (storage.isEmpty() && !o.join) {
       await storage.bootstrap({ ...EMPTY_CONF_STATE, voters: [...o.initialVoters] });
     }

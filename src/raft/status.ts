@@ -21,6 +21,8 @@ export interface Status {
   readonly applied: number;
   readonly lastIndex: number;
   readonly firstIndex: number;
+  /** The index of the newest snapshot (stable or about to be persisted). */
+  readonly snapshotIndex: number;
   readonly config: ConfState;
   /** Per-peer progress; present only on the leader. */
   readonly progress: ReadonlyMap<NodeId, PeerProgress> | null;
@@ -52,6 +54,7 @@ export function getStatus(r: Raft): Status {
     applied: r.log.applied,
     lastIndex: r.log.lastIndex(),
     firstIndex: r.log.firstIndex(),
+    snapshotIndex: r.log.snapshot().metadata.index,
     config: r.trk.confState(),
     progress,
     leadTransferee: r.leadTransferee,

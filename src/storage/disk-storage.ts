@@ -21,6 +21,11 @@ export interface DiskStorageOptions {
   dir: string;
   wal?: Omit<WalOptions, "fs" | "dir" | "logger">;
   snapshots?: Omit<SnapshotStoreOptions, "logger">;
+  /**
+   * Entries kept before the newest snapshot when it compacts the log, so that a follower a little behind
+   * is sent entries rather than a whole snapshot. Default 0.
+   */
+  trailingEntries?: number;
   logger?: RaftLogger;
 }
 
@@ -42,6 +47,7 @@ export class DiskStorage implements Storage {
     readonly snapshots: SnapshotStore,
     private snap: Snapshot,
     private readonly logger: RaftLogger,
+    private readonly trailingEntries: number,
   ) {}
 
   static async open(o: DiskStorageOptions): Promise<DiskStorage> {
@@ -87,7 +93,13 @@ export class DiskStorage implements Storage {
         `log in ${o.dir} starts at ${wal.firstIndex()} but the snapshot ends at ${s}: entries are missing`,
       );
     }
-    return new DiskStorage(wal, snapshots, snap, logger);
+    const trailing = o.trailingEntries ?? 0;
+    if (!Number.isSafeInteger(trailing) || trailing < 0)
+      throw new RangeError(`trailingEntries must be a non-negative integer, not ${trailing}`);
+    const storage = new DiskStorage(wal, snapshots, snap, logger, trailing);
+    // Segments hold more than was kept before the restart; release the same.
+    if (marker) await storage.releaseLog();
+    return storage;
   }
 
   /** Whether nothing was ever written: a new node, to be bootstrapped or to join. */
@@ -117,7 +129,7 @@ export class DiskStorage implements Storage {
   }
 
   entries(lo: number, hi: number, maxBytes: number): Entry[] {
-    if (lo <= this.snap.metadata.index) throw new CompactedError(lo, this.firstIndex());
+    if (lo < this.firstIndex()) throw new CompactedError(lo, this.firstIndex());
     if (hi > this.lastIndex() + 1) throw new UnavailableError(hi - 1);
     if (lo >= hi) return [];
     return this.wal.entries(lo, hi, maxBytes);
@@ -126,14 +138,21 @@ export class DiskStorage implements Storage {
   term(i: number): number {
     const s = this.snap.metadata;
     if (i === s.index) return s.term;
-    if (i < s.index) throw new CompactedError(i, s.index + 1);
+    const first = this.firstIndex();
+    if (i < first - 1) throw new CompactedError(i, first);
     const t = this.wal.termOf(i);
     if (t === undefined) throw new UnavailableError(i);
     return t;
   }
 
+  /**
+   * The first index served: after the snapshot, or earlier when the log still holds a trailing window of
+   * entries before it. The log's oldest entry is not served itself: it anchors the term of the one after.
+   */
   firstIndex(): number {
-    return this.snap.metadata.index + 1;
+    const s = this.snap.metadata.index;
+    const held = this.wal.firstIndex();
+    return held < s && this.wal.lastIndex() >= s ? held + 1 : s + 1;
   }
 
   lastIndex(): number {
@@ -184,8 +203,19 @@ export class DiskStorage implements Storage {
   /** With the snapshot durably recorded: prune older snapshot files, then the log they no longer need. */
   private async afterSnapshotRecorded(): Promise<void> {
     await this.snapshots.pruneThrough(this.snap.metadata.index);
-    // Keep the entries after the oldest retained snapshot, so a corrupt newest one can fall back.
-    await this.wal.releaseBefore(this.snapshots.oldestRetainedIndex() + 1);
+    await this.releaseLog();
+  }
+
+  /**
+   * Releases the log no snapshot needs. Kept: the entries after the oldest retained snapshot, so that a
+   * corrupt newest one can fall back, and a trailing window before the newest, so that a follower a
+   * little behind is sent entries (the window's first entry only anchors the term of the next).
+   */
+  private releaseLog(): Promise<void> {
+    const s = this.snap.metadata.index;
+    const window = this.trailingEntries > 0 ? s - this.trailingEntries : s + 1;
+    const keepFrom = Math.min(this.snapshots.oldestRetainedIndex() + 1, window);
+    return this.wal.releaseBefore(Math.max(1, keepFrom));
   }
 
   close(): Promise<void> {

@@ -11,7 +11,7 @@ const storageOf = (e: Engine<number>) =>
 
 describe("engine review 2", () => {
   it("a node restarted with a state machine that holds nothing (appliedIndex 0) after its log was compacted ends in the leader's state", async () => {
-    const c = await engineCluster(21, { snapshotEveryEntries: 5 });
+    const c = await engineCluster(21, { snapshotEveryEntries: 5, trailingEntries: 0, keepSnapshots: 1 });
     await c.run(3000);
     const leader = c.leader()!;
     for (let i = 0; i < 20; i++) await settleWith(c, leader.propose(Buffer.from(`w${i}`)));

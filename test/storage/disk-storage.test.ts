@@ -89,18 +89,51 @@ describe("raft's Storage on disk", () => {
 
   it("a local snapshot releases the log before it; reopening starts after the snapshot", async () => {
     const fs = new SimFileSystem(4);
-    const s = await bootstrapped(fs);
+    const s = await DiskStorage.open({ fs, dir, snapshots: { keep: 1 } });
+    await s.bootstrap(cs([1]));
     const ents = Array.from({ length: 20 }, (_, i) => entry(i + 2, 1));
     await s.append(ents, { term: 1, vote: 1, commit: 21 });
     await s.createSnapshot(10, cs([1]), Buffer.from("state@10"));
     assert.equal(s.firstIndex(), 11);
     assert.throws(() => s.entries(10, 12, 1000), CompactedError);
     fs.crash("lose-all-unsynced");
-    const again = await DiskStorage.open({ fs, dir });
+    const again = await DiskStorage.open({ fs, dir, snapshots: { keep: 1 } });
     assert.equal(again.firstIndex(), 11);
     assert.equal(again.lastIndex(), 21);
     assert.equal(Buffer.from(again.snapshot().data).toString(), "state@10");
     assert.equal(again.entries(11, 22, 1 << 20).length, 11);
+  });
+
+  it("keeps a trailing window of entries before the snapshot, and the log an older kept snapshot needs", async () => {
+    for (const [keep, trailingEntries, first] of [
+      [1, 5, 6], // the window: entries 5..10 held, 5 anchors the term of 6
+      [1, 0, 11],
+      [2, 0, 3], // the previous snapshot (bootstrap, at 1) is kept: the log from 2 stays, and is served
+    ] as const) {
+      const fs = new SimFileSystem(40 + first);
+      const s = await DiskStorage.open({ fs, dir, snapshots: { keep }, trailingEntries });
+      await s.bootstrap(cs([1]));
+      await s.append(
+        Array.from({ length: 20 }, (_, i) => entry(i + 2, 1)),
+        { term: 1, vote: 1, commit: 21 },
+      );
+      await s.createSnapshot(10, cs([1]), Buffer.from("state@10"));
+      const check = (st: DiskStorage) => {
+        assert.equal(st.firstIndex(), first, `keep ${keep}, window ${trailingEntries}`);
+        assert.equal(st.term(first - 1), 1);
+        assert.throws(() => st.term(first - 2), CompactedError);
+        assert.throws(() => st.entries(first - 1, 12, 1 << 20), CompactedError);
+        const got = st.entries(first, 22, 1 << 20);
+        assert.deepEqual(
+          got.map((e) => e.index),
+          Array.from({ length: 22 - first }, (_, i) => first + i),
+        );
+        assert.equal(st.term(10), 1, "the snapshot's own term");
+      };
+      check(s);
+      fs.crash("lose-all-unsynced");
+      check(await DiskStorage.open({ fs, dir, snapshots: { keep }, trailingEntries }));
+    }
   });
 
   it("a crash after the snapshot file is saved but before the log records it leaves the old state", async () => {
@@ -145,7 +178,8 @@ describe("raft's Storage on disk", () => {
     fs.corrupt(file, 40);
     const again = await DiskStorage.open({ fs, dir });
     assert.equal(again.snapshot().metadata.index, 10);
-    assert.equal(again.firstIndex(), 11);
+    // Three snapshots are kept (1, 10, 20): the log after the oldest, the bootstrap one, is served.
+    assert.equal(again.firstIndex(), 3);
     assert.equal(
       again.entries(11, 32, 1 << 20).length,
       21,
