@@ -22,6 +22,7 @@ import type { Status } from "../raft/status.js";
 import {
   type ConfChange,
   type ConfState,
+  EMPTY_BYTES,
   EMPTY_CONF_STATE,
   type Entry,
   EntryType,
@@ -29,11 +30,13 @@ import {
   NONE,
   type NodeId,
   type ReadState,
+  type Snapshot,
+  type SnapshotMetadata,
   type SoftState,
   StateRole,
 } from "../raft/types.js";
 import { DiskStorage } from "../storage/disk-storage.js";
-import type { FileSystem } from "../storage/fs.js";
+import { type FileSystem, readFileChunks } from "../storage/fs.js";
 import type { InboundHandler, ReceivedSnapshot, SnapshotSource, Transport } from "../transport/transport.js";
 import { type DispatchOptions, PeerDispatcher, realTimers, type Timers } from "./dispatch.js";
 import {
@@ -165,6 +168,8 @@ export class Engine<R = unknown> {
   /** Distinguishes this run's read contexts from an earlier run's, whose answers may still arrive. */
   private readonly readPrefix: string;
   private readsAwaitingApply: { index: number; waiters: Waiter<number>[] }[] = [];
+  /** Snapshots received and handed to raft, by index@term: their spooled payload files. */
+  private readonly spooled = new Map<string, string>();
   private nextReadContext = 1;
 
   private running = false;
@@ -217,7 +222,7 @@ export class Engine<R = unknown> {
     // (The bootstrap snapshot at index 1 stands for the empty initial state: nothing to restore.)
     let smApplied = o.stateMachine.appliedIndex();
     if (smApplied < applied && applied > BOOTSTRAP_INDEX) {
-      await o.stateMachine.restore(snapshot.data, applied);
+      await o.stateMachine.restore((await storage.snapshotPayload()).chunks(), applied);
       smApplied = applied;
       logger.info("state machine restored from the local snapshot", { id: o.id, index: applied });
     }
@@ -456,6 +461,7 @@ export class Engine<R = unknown> {
       }
     }
 
+    this.releaseSpools();
     for (const report of this.reports.drain()) routeReport(report, node);
 
     if (this.proposals.length > 0) this.feedProposals();
@@ -564,13 +570,7 @@ export class Engine<R = unknown> {
     // A leader's appends may leave before its own write completes (raft thesis §10.2.1).
     for (const m of rd.messages) this.dispatch(m);
     if (rd.snapshot) {
-      // A snapshot from the leader: make it durable (file, then the WAL's record), then the state.
-      await this.storage.installSnapshot(rd.snapshot, rd.hardState);
-      if (rd.snapshot.metadata.index > BOOTSTRAP_INDEX) {
-        await this.sm.restore(rd.snapshot.data, rd.snapshot.metadata.index);
-      }
-      this.retireDispatchers(rd.snapshot.metadata.confState);
-      this.logger.info("installed snapshot", { id: this.id, index: rd.snapshot.metadata.index });
+      await this.installSnapshot(rd as Ready & { snapshot: Snapshot });
       if (rd.entries.length > 0) await this.storage.append(rd.entries, null);
     } else if (rd.entries.length > 0 || rd.hardState) {
       // Nothing new to make durable (a Ready of messages or commits to apply only): no fdatasync.
@@ -603,13 +603,17 @@ export class Engine<R = unknown> {
       return;
     this.snapshotting = true;
     const confState = this.node.raft.trk.confState();
-    const data = this.sm.snapshot();
-    this.storage.createSnapshot(applied, confState, data).then(
-      () => {
-        this.snapshotting = false;
-      },
-      (err: unknown) => this.failStop(err),
-    );
+    // Captured now, on the loop, consistent with `applied`; streamed to disk off it.
+    const handle = this.sm.snapshot();
+    this.storage
+      .createSnapshot(applied, confState, handle.read())
+      .finally(() => handle.release())
+      .then(
+        () => {
+          this.snapshotting = false;
+        },
+        (err: unknown) => this.failStop(err),
+      );
   }
 
   /**
@@ -626,19 +630,18 @@ export class Engine<R = unknown> {
     return false;
   }
 
-  /** Where the transport reads the payload of the snapshot raft asked it to send. */
+  /**
+   * Where the transport reads the payload of the snapshot raft asked it to send: streamed from the
+   * snapshot's file. If a newer snapshot replaced it meanwhile, the transfer fails, raft is told, and it
+   * sends the new one.
+   */
   snapshotSource(): SnapshotSource {
-    const chunk = this.opts.snapshotChunkBytes;
-    const storage = this.storage;
+    const payloadOf = (meta: SnapshotMetadata) => this.storage.snapshots.payload(meta.index, meta.term);
     return {
       async *open(meta) {
-        const snap = storage.snapshot();
-        if (snap.metadata.index !== meta.index || snap.metadata.term !== meta.term) {
-          // A newer snapshot replaced it: this transfer fails, raft is told, and it sends the new one.
-          throw new Error(`snapshot ${meta.index}@${meta.term} is no longer the current one`);
-        }
-        for (let at = 0; at < snap.data.byteLength; at += chunk) yield snap.data.subarray(at, at + chunk);
+        yield* (await payloadOf(meta)).chunks();
       },
+      payloadBytes: async (meta) => (await payloadOf(meta)).bytes,
     };
   }
 
@@ -650,26 +653,62 @@ export class Engine<R = unknown> {
    */
   private onSnapshotReceived(from: NodeId, message: Message, received: ReceivedSnapshot): Promise<void> {
     if (this.closed) return Promise.reject(this.refusal() ?? new EngineClosedError());
-    const data = this.opts.fs.readFile(received.path);
-    const withPayload: Message = { ...message, snapshot: { metadata: received.metadata, data } };
-    const removeSpool = () => {
-      this.opts.fs.unlink(received.path).catch(() => {});
-    };
+    // Raft sees the metadata only; the payload stays in the spooled file until it is installed.
+    const snap: Message = { ...message, snapshot: { metadata: received.metadata, data: EMPTY_BYTES } };
     return new Promise<void>((resolve, reject) => {
       this.inbox.push({
         from,
-        batch: [withPayload],
+        batch: [snap],
         taken: () => {
+          this.spooled.set(snapshotKey(received.metadata), received.path);
           resolve();
-          removeSpool();
         },
         refused: (e) => {
           reject(e);
-          removeSpool();
+          this.removeSpool(received.path);
         },
       });
       this.wake();
     });
+  }
+
+  /** Removes spooled snapshots raft did not take (stale, or superseded), keeping the one it holds. */
+  private releaseSpools(): void {
+    if (this.spooled.size === 0) return;
+    const pending = this.node.raft.log.unstable.snapshot;
+    const keep = pending ? snapshotKey(pending.metadata) : "";
+    for (const [key, path] of this.spooled) {
+      if (key === keep) continue;
+      this.spooled.delete(key);
+      this.removeSpool(path);
+    }
+  }
+
+  private removeSpool(path: string): void {
+    this.opts.fs.unlink(path).catch((err: unknown) => {
+      this.logger.warn("could not remove a spooled snapshot", { path, error: String(err) });
+    });
+  }
+
+  /**
+   * Installs a snapshot from the leader: its payload is copied from the spooled file into the snapshot
+   * store and recorded in the WAL (durable), then streamed from the store into the state machine.
+   */
+  private async installSnapshot(rd: Ready & { snapshot: Snapshot }): Promise<void> {
+    const meta = rd.snapshot.metadata;
+    const key = snapshotKey(meta);
+    const spool = this.spooled.get(key);
+    const payload = spool !== undefined ? readFileChunks(this.opts.fs, spool) : rd.snapshot.data;
+    await this.storage.installSnapshot(rd.snapshot, rd.hardState, payload);
+    if (spool !== undefined) {
+      this.spooled.delete(key);
+      this.removeSpool(spool);
+    }
+    if (meta.index > BOOTSTRAP_INDEX) {
+      await this.sm.restore((await this.storage.snapshotPayload()).chunks(), meta.index);
+    }
+    this.retireDispatchers(meta.confState);
+    this.logger.info("installed snapshot", { id: this.id, index: meta.index, term: meta.term });
   }
 
   private async apply(entries: readonly Entry[]): Promise<void> {
@@ -820,6 +859,10 @@ export class Engine<R = unknown> {
     // silent sink; close() awaits the rest.
     this.transportClosing = this.transport.close().catch(() => {});
   }
+}
+
+function snapshotKey(meta: SnapshotMetadata): string {
+  return `${meta.index}@${meta.term}`;
 }
 
 /**

@@ -1,6 +1,17 @@
 import type { Entry } from "../raft/types.js";
 
 /**
+ * A consistent image of the state machine, captured quickly and read later, off the loop (a read
+ * transaction, in a store that has them). The engine reads it once and then releases it.
+ */
+export interface SnapshotHandle {
+  /** The image's bytes, in order, in pieces of any size. */
+  read(): AsyncIterable<Uint8Array>;
+  /** Frees what the handle holds; called exactly once, after reading or after a failure. */
+  release(): void;
+}
+
+/**
  * The replicated state machine an engine drives. Apply must be deterministic: every replica applies the
  * same entries in the same order and must end in the same state.
  */
@@ -16,13 +27,42 @@ export interface StateMachine<R = unknown> {
    */
   appliedIndex(): number;
   /**
-   * The whole state as of the last entry applied, as bytes. Called on the loop right after an apply, so
-   * it must be quick (a consistent read handle, not a walk of the store, in a real implementation).
+   * Captures the state as of the last entry applied. Called on the loop right after an apply, so it
+   * must be quick: take a handle, and let the engine stream it to disk afterwards.
    */
-  snapshot(): Uint8Array;
+  snapshot(): SnapshotHandle;
   /**
-   * Replaces the whole state with a snapshot's bytes, taken at `index`; durably before resolving. Never
-   * called for a new cluster's bootstrap snapshot (index 1), which stands for the empty initial state.
+   * Replaces the whole state with a snapshot's bytes, taken at `index`, durably before resolving, and
+   * atomically: if it fails (the stream may end in an error), or the process dies, the old state must
+   * remain. Never called for a new cluster's bootstrap snapshot (index 1), the empty initial state.
    */
-  restore(data: Uint8Array, index: number): Promise<void> | void;
+  restore(payload: AsyncIterable<Uint8Array>, index: number): Promise<void>;
+}
+
+/** A handle over bytes already in memory: for small state machines and tests. */
+export function bytesSnapshot(data: Uint8Array): SnapshotHandle {
+  return {
+    async *read() {
+      yield data;
+    },
+    release() {},
+  };
+}
+
+/** Reads a whole payload into one array: for small state machines and tests. */
+export async function readAll(payload: AsyncIterable<Uint8Array>): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let n = 0;
+  for await (const p of payload) {
+    parts.push(p);
+    n += p.byteLength;
+  }
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
 }

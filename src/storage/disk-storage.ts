@@ -12,7 +12,7 @@ import {
 } from "../raft/types.js";
 import { StorageError } from "./errors.js";
 import { ensureDurableDir, type FileSystem, join } from "./fs.js";
-import { SnapshotStore, type SnapshotStoreOptions } from "./snapshot-store.js";
+import { type SnapshotPayload, SnapshotStore, type SnapshotStoreOptions } from "./snapshot-store.js";
 import { Wal, type WalOptions } from "./wal.js";
 
 export interface DiskStorageOptions {
@@ -68,7 +68,8 @@ export class DiskStorage implements Storage {
       const usable = (index: number, term: number) =>
         (index === marker.index && term === marker.term) ||
         (index < marker.index && wal.termOf(index) === term && wal.firstIndex() <= index + 1);
-      const loaded = await snapshots.loadNewest(usable);
+      // Verified whole, but not held: the payload is streamed from the file when needed.
+      const loaded = await snapshots.loadNewest(usable, { withData: false });
       if (!loaded) {
         throw new StorageError(
           `no usable snapshot in ${o.dir}: the log's snapshot ${marker.index}@${marker.term} is missing or corrupt` +
@@ -81,7 +82,7 @@ export class DiskStorage implements Storage {
           using: loaded.metadata.index,
         });
       }
-      snap = { metadata: loaded.metadata, data: loaded.data };
+      snap = { metadata: loaded.metadata, data: EMPTY_BYTES };
     } else {
       // No snapshot was ever recorded: any file present is an orphan of a crash between saving it and
       // recording it. Passing over it lets a later save at a lower index go ahead.
@@ -159,8 +160,18 @@ export class DiskStorage implements Storage {
     return Math.max(this.wal.lastIndex(), this.snap.metadata.index);
   }
 
+  /**
+   * The newest snapshot's metadata. Its `data` is empty: the payload lives in its file, read with
+   * {@link snapshotPayload}, so that a large state is never held in memory.
+   */
   snapshot(): Snapshot {
     return this.snap;
+  }
+
+  /** The newest snapshot's payload, to stream (to a peer, or into the state machine). */
+  snapshotPayload(): Promise<SnapshotPayload> {
+    const { index, term } = this.snap.metadata;
+    return this.snapshots.payload(index, term);
   }
 
   // ------------------------------------------------------------------ writes
@@ -170,12 +181,19 @@ export class DiskStorage implements Storage {
     return this.wal.append(entries, hardState);
   }
 
-  /** Installs a snapshot received from the leader: file first, then the WAL's marker. */
-  async installSnapshot(s: Snapshot, hardState: HardState | null = null): Promise<void> {
-    await this.snapshots.save(s.metadata, s.data);
+  /**
+   * Installs a snapshot received from the leader: file first, then the WAL's marker. The payload is
+   * `payload` when given (streamed from the received file), else the snapshot's own data.
+   */
+  async installSnapshot(
+    s: Snapshot,
+    hardState: HardState | null = null,
+    payload: Uint8Array | AsyncIterable<Uint8Array> = s.data,
+  ): Promise<void> {
+    await this.snapshots.save(s.metadata, payload);
     // The WAL's index switches to the snapshot when the record is made: switch our view with it.
     const recorded = this.wal.recordSnapshot(s.metadata, hardState);
-    this.snap = s;
+    this.snap = { metadata: s.metadata, data: EMPTY_BYTES };
     await recorded;
     await this.afterSnapshotRecorded();
   }
@@ -184,19 +202,23 @@ export class DiskStorage implements Storage {
    * Records a snapshot of the applied state at `index` (≤ lastIndex): file first, then the marker;
    * entries before the oldest kept snapshot are released and whole segments deleted.
    */
-  async createSnapshot(index: number, confState: ConfState, data: Uint8Array): Promise<Snapshot> {
+  async createSnapshot(
+    index: number,
+    confState: ConfState,
+    data: Uint8Array | AsyncIterable<Uint8Array>,
+  ): Promise<Snapshot> {
     if (index <= this.snap.metadata.index) {
       throw new StorageError(
         `snapshot at ${index} is not newer than the current one at ${this.snap.metadata.index}`,
       );
     }
-    const s: Snapshot = { metadata: { index, term: this.term(index), confState }, data };
-    await this.snapshots.save(s.metadata, s.data);
+    const s: Snapshot = { metadata: { index, term: this.term(index), confState }, data: EMPTY_BYTES };
+    const saved = await this.snapshots.save(s.metadata, data);
     const recorded = this.wal.recordSnapshot(s.metadata);
     this.snap = s;
     await recorded;
     await this.afterSnapshotRecorded();
-    this.logger.info("snapshot created", { index, term: s.metadata.term, bytes: data.byteLength });
+    this.logger.info("snapshot created", { index, term: s.metadata.term, bytes: saved.bytes });
     return s;
   }
 

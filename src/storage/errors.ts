@@ -85,3 +85,15 @@ export class SnapshotOutOfOrderError extends StorageError {
     super(`snapshot at index ${index} refused: the store already holds one at index ${newestIndex}`);
   }
 }
+
+/** No snapshot file at (index, term): it was pruned (a newer one replaced it) or never saved. */
+export class SnapshotMissingError extends StorageError {
+  override name = "SnapshotMissingError";
+  constructor(
+    readonly index: number,
+    readonly term: number,
+    dir: string,
+  ) {
+    super(`no snapshot ${index}@${term} in ${dir}: a newer one replaced it, or it was never saved`);
+  }
+}

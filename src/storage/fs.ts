@@ -180,3 +180,24 @@ export async function ensureDurableDir(fsys: FileSystem, dir: string): Promise<v
   // Top down: a parent's entry must be durable before its child's matters.
   for (const d of [...toSync].sort((a, b) => a.length - b.length)) await fsys.syncDir(d);
 }
+
+/** Streams a file in fresh pieces of at most `chunkBytes`, without holding it whole. */
+export async function* readFileChunks(
+  fsys: FileSystem,
+  file: string,
+  chunkBytes = 1024 * 1024,
+): AsyncGenerator<Uint8Array, void, undefined> {
+  const h = fsys.open(file);
+  try {
+    const size = h.size();
+    for (let at = 0; at < size; ) {
+      const piece = new Uint8Array(Math.min(chunkBytes, size - at));
+      const n = h.readSync(piece, 0, piece.length, at);
+      if (n !== piece.length) throw new Error(`${file}: read ${n} of ${piece.length} bytes at ${at}`);
+      at += n;
+      yield piece;
+    }
+  } finally {
+    await h.close().catch(() => undefined);
+  }
+}

@@ -42,7 +42,12 @@ import type { RaftLogger } from "../raft/config.js";
 import { silentLogger } from "../raft/config.js";
 import type { ConfState, NodeId, SnapshotMetadata } from "../raft/types.js";
 import { crc32c } from "./crc32c.js";
-import { SnapshotCorruptError, SnapshotOutOfOrderError, SnapshotTooLargeError } from "./errors.js";
+import {
+  SnapshotCorruptError,
+  SnapshotMissingError,
+  SnapshotOutOfOrderError,
+  SnapshotTooLargeError,
+} from "./errors.js";
 import type { FileHandle, FileSystem } from "./fs.js";
 import { ensureDurableDir, join } from "./fs.js";
 
@@ -67,6 +72,8 @@ const TWO_32 = 0x1_0000_0000;
 const MAX_BUFFER_BYTES = 2 ** 32;
 /** Chunk size for reading a snapshot back. */
 const READ_CHUNK_BYTES = 4 * 1024 * 1024;
+/** Size of the pieces a payload is streamed in. */
+const PAYLOAD_CHUNK_BYTES = 1024 * 1024;
 
 export const SNAPSHOT_STORE_DEFAULTS = {
   keep: 3,
@@ -105,12 +112,30 @@ export interface SnapshotListing extends SnapshotInfo {
   readonly metadata: SnapshotMetadata;
 }
 
-/** A loaded snapshot: the raft {@link Snapshot} shape plus where it came from. */
+/**
+ * A loaded snapshot: the raft {@link Snapshot} shape plus where it came from. `data` is empty when it was
+ * loaded without its data (verified whole, but read back with {@link SnapshotStore.payload}).
+ */
 export interface LoadedSnapshot {
   readonly metadata: SnapshotMetadata;
   readonly data: Uint8Array;
+  readonly dataBytes: number;
   readonly path: string;
 }
+
+/** A snapshot's data, to be read as a stream (verified against the file's checksum as it ends). */
+export interface SnapshotPayload {
+  readonly bytes: number;
+  /** Yields the data in fresh arrays; throws SnapshotCorruptError at the end if it does not verify. */
+  chunks(): AsyncGenerator<Uint8Array, void, undefined>;
+}
+
+export interface LoadOptions {
+  /** Keep the data in memory (default). Without it the whole file is still read and verified. */
+  withData?: boolean;
+}
+
+const EMPTY_DATA = new Uint8Array(0);
 
 interface Entry {
   readonly index: number;
@@ -232,7 +257,11 @@ export class SnapshotStore {
    * reading it); a file it refuses is passed over like a corrupt one (e.g. a snapshot made durable
    * just before a crash that the log never recorded).
    */
-  loadNewest(accept?: (index: number, term: number) => boolean): Promise<LoadedSnapshot | null> {
+  loadNewest(
+    accept?: (index: number, term: number) => boolean,
+    options: LoadOptions = {},
+  ): Promise<LoadedSnapshot | null> {
+    const mode = options.withData === false ? "verify" : "data";
     return this.exclusive(async () => {
       for (const e of this.entries) {
         const path = join(this.dir, e.name);
@@ -246,9 +275,9 @@ export class SnapshotStore {
           continue;
         }
         try {
-          const { metadata, data, dataBytes } = await this.read(path, e, true);
+          const { metadata, data, dataBytes } = await this.read(path, e, mode);
           this.logger.info("snapshot loaded", { file: path, index: e.index, term: e.term, bytes: dataBytes });
-          return { metadata, data: data!, path };
+          return { metadata, data: data ?? EMPTY_DATA, dataBytes, path };
         } catch (err) {
           if (!(err instanceof SnapshotCorruptError)) throw err;
           this.passedOver.add(e.name);
@@ -285,7 +314,7 @@ export class SnapshotStore {
       for (const e of this.entries) {
         const path = join(this.dir, e.name);
         try {
-          const { metadata, dataBytes, fileBytes } = await this.read(path, e, false);
+          const { metadata, dataBytes, fileBytes } = await this.read(path, e, "header");
           out.push({ index: e.index, term: e.term, path, bytes: dataBytes, fileBytes, metadata });
         } catch (err) {
           if (!(err instanceof SnapshotCorruptError)) throw err;
@@ -524,13 +553,37 @@ export class SnapshotStore {
   }
 
   /**
-   * Reads and verifies the file of `entry`: the header always, the data and the trailer if `withData`.
+   * The data of the snapshot at (index, term), to stream without holding it in memory: to a peer, or
+   * into the state machine. The header is verified now; the data as it is read.
+   */
+  async payload(index: number, term: number): Promise<SnapshotPayload> {
+    const entry = this.entries.find((e) => e.index === index && e.term === term);
+    if (entry === undefined) throw new SnapshotMissingError(index, term, this.dir);
+    const path = join(this.dir, entry.name);
+    const { dataBytes } = await this.read(path, entry, "header");
+    const fs = this.fs;
+    return {
+      bytes: dataBytes,
+      async *chunks() {
+        const h = fs.open(path);
+        try {
+          yield* streamVerified(h, path, entry);
+        } finally {
+          await h.close().catch(() => undefined);
+        }
+      },
+    };
+  }
+
+  /**
+   * Reads and verifies the file of `entry`: the header always; in "verify" mode also the data and the
+   * trailer, without keeping the data; in "data" mode keeping it.
    * Throws SnapshotCorruptError for anything that does not verify; file-system errors pass through.
    */
-  private async read(path: string, entry: Entry, withData: boolean): Promise<VerifiedFile> {
+  private async read(path: string, entry: Entry, mode: ReadMode): Promise<VerifiedFile> {
     const h = this.fs.open(path);
     try {
-      return readVerified(h, path, entry, withData, Math.min(this.maxSnapshotBytes, MAX_BUFFER_BYTES));
+      return readVerified(h, path, entry, mode, Math.min(this.maxSnapshotBytes, MAX_BUFFER_BYTES));
     } finally {
       try {
         await h.close();
@@ -543,10 +596,13 @@ export class SnapshotStore {
 
 interface VerifiedFile {
   readonly metadata: SnapshotMetadata;
-  /** Present when read with data. */
+  /** Present when read in "data" mode. */
   readonly data?: Uint8Array;
   readonly dataBytes: number;
   readonly fileBytes: number;
+  readonly dataStart: number;
+  /** The running CRC-32C of the bytes before the data. */
+  readonly headerCrc: number;
 }
 
 function checkMetadata(m: SnapshotMetadata): void {
@@ -624,11 +680,36 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 
+type ReadMode = "header" | "verify" | "data";
+
+/** Streams the data of a file whose header verifies, checking the whole-file checksum at the end. */
+async function* streamVerified(h: FileHandle, path: string, entry: Entry): AsyncGenerator<Uint8Array> {
+  const { dataBytes, dataStart, headerCrc } = readVerified(h, path, entry, "header", Number.MAX_SAFE_INTEGER);
+  let crc = headerCrc;
+  for (let off = 0; off < dataBytes; off += PAYLOAD_CHUNK_BYTES) {
+    const len = Math.min(PAYLOAD_CHUNK_BYTES, dataBytes - off);
+    const chunk = new Uint8Array(len);
+    readExactly(h, path, chunk, dataStart + off, "data");
+    crc = crc32c(chunk, crc);
+    yield chunk;
+  }
+  checkTrailer(h, path, dataStart + dataBytes, crc);
+}
+
+function checkTrailer(h: FileHandle, path: string, at: number, crc: number): void {
+  const trailer = new Uint8Array(TRAILER_BYTES);
+  readExactly(h, path, trailer, at, "trailer");
+  if (!equalBytes(trailer.subarray(4), TRAILER_MAGIC))
+    throw new SnapshotCorruptError(path, "bad trailer magic");
+  if (crc !== new DataView(trailer.buffer).getUint32(0, true))
+    throw new SnapshotCorruptError(path, "checksum mismatch");
+}
+
 function readVerified(
   h: FileHandle,
   path: string,
   entry: Entry,
-  withData: boolean,
+  mode: ReadMode,
   maxDataBytes: number,
 ): VerifiedFile {
   const corrupt = (reason: string): SnapshotCorruptError => new SnapshotCorruptError(path, reason);
@@ -656,8 +737,8 @@ function readVerified(
   const header = new Uint8Array(headerLen + HEADER_CRC_BYTES);
   readExactly(h, path, header, PREFIX_BYTES, "header");
   const hv = new DataView(header.buffer);
-  const headerCrc = maskCrc(crc32c(header, crc32c(prefix), 0, headerLen));
-  if (headerCrc !== hv.getUint32(headerLen, true)) throw corrupt("header checksum mismatch");
+  const headerCheck = maskCrc(crc32c(header, crc32c(prefix), 0, headerLen));
+  if (headerCheck !== hv.getUint32(headerLen, true)) throw corrupt("header checksum mismatch");
 
   let p = 0;
   const u64 = (what: string): number => {
@@ -711,22 +792,23 @@ function readVerified(
     );
   }
   const metadata: SnapshotMetadata = { index, term, confState };
-  if (!withData) return { metadata, dataBytes, fileBytes };
+  const headerCrc = crc32c(header, crc32c(prefix));
+  const verified = { metadata, dataBytes, fileBytes, dataStart, headerCrc };
+  if (mode === "header") return verified;
 
-  if (dataBytes > maxDataBytes) throw new SnapshotTooLargeError(dataBytes, maxDataBytes, path);
-  const data = new Uint8Array(dataBytes);
-  let crc = crc32c(header, crc32c(prefix));
+  const keep = mode === "data";
+  if (keep && dataBytes > maxDataBytes) throw new SnapshotTooLargeError(dataBytes, maxDataBytes, path);
+  const data = new Uint8Array(keep ? dataBytes : Math.min(dataBytes, READ_CHUNK_BYTES));
+  let crc = headerCrc;
   for (let off = 0; off < dataBytes; off += READ_CHUNK_BYTES) {
     const len = Math.min(READ_CHUNK_BYTES, dataBytes - off);
-    const n = h.readSync(data, off, len, dataStart + off);
+    const at = keep ? off : 0;
+    const n = h.readSync(data, at, len, dataStart + off);
     if (n !== len) throw corrupt(`truncated: data at offset ${dataStart + off} needs ${len} bytes, got ${n}`);
-    crc = crc32c(data, crc, off, off + len);
+    crc = crc32c(data, crc, at, at + len);
   }
-  const trailer = new Uint8Array(TRAILER_BYTES);
-  readExactly(h, path, trailer, dataStart + dataBytes, "trailer");
-  if (!equalBytes(trailer.subarray(4), TRAILER_MAGIC)) throw corrupt("bad trailer magic");
-  if (crc !== new DataView(trailer.buffer).getUint32(0, true)) throw corrupt("checksum mismatch");
-  return { metadata, data, dataBytes, fileBytes };
+  checkTrailer(h, path, dataStart + dataBytes, crc);
+  return keep ? { ...verified, data } : verified;
 }
 
 // CRC-32C of a concatenation from the CRCs of its parts (zlib's crc32_combine, Castagnoli polynomial):

@@ -371,10 +371,11 @@ export class MemoryTransport implements Transport {
     const target = this.route(to, [message], "snapshot");
     if (!("deliver" in target)) return this.refuse(to, target, "a snapshot", signal);
     const faults = this.network.takeSnapshotFaults(this.id, to);
+    const expectedBytes = (await this.opts.snapshotSource.payloadBytes?.(meta)) ?? -1;
     // Start on a later macrotask, as a connection would: never re-entrant into the receiver.
     await this.tick();
     signal.throwIfAborted();
-    const stream = this.pipe(to, target, meta, signal, faults);
+    const stream = this.pipe(to, target, meta, expectedBytes, signal, faults);
     try {
       await target.acceptSnapshot(this.id, copyMessage(message), stream);
     } catch (err) {
@@ -393,11 +394,13 @@ export class MemoryTransport implements Transport {
     to: NodeId,
     target: Endpoint,
     meta: NonNullable<Message["snapshot"]>["metadata"],
+    expectedBytes: number,
     signal: AbortSignal,
     faults: { cutAt: number; corruptAt: number },
   ): AsyncGenerator<Uint8Array> {
     const frames = encodeSnapshotStream(meta, this.opts.snapshotSource.open(meta, signal), {
       clusterId: this.opts.clusterId,
+      expectedBytes,
       chunkBytes: this.chunkBytes,
       peer: to,
       ...(this.opts.logger ? { logger: this.opts.logger } : {}),

@@ -20,6 +20,8 @@ export interface PeerSender {
  */
 export interface SnapshotSource {
   open(meta: SnapshotMetadata, signal: AbortSignal): AsyncIterable<Uint8Array>;
+  /** The payload's size, when known, announced in the stream's header so a cut can be measured. */
+  payloadBytes?(meta: SnapshotMetadata): Promise<number>;
 }
 
 /** A snapshot the receiving transport spooled, verified and made durable. */

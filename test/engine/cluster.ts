@@ -3,7 +3,12 @@
  * simulated disk, on virtual time (manual timers) with a manual task scheduler.
  */
 import { Engine, type EngineOptions } from "../../src/engine/engine.js";
-import type { StateMachine } from "../../src/engine/state-machine.js";
+import {
+  bytesSnapshot,
+  readAll,
+  type SnapshotHandle,
+  type StateMachine,
+} from "../../src/engine/state-machine.js";
 import { SeededRandom } from "../../src/raft/rand.js";
 import type { Entry } from "../../src/raft/types.js";
 import { SimFileSystem } from "../../src/storage/sim-fs.js";
@@ -35,11 +40,17 @@ export class ListMachine implements StateMachine<number> {
   appliedIndex(): number {
     return this.durableIndex;
   }
-  snapshot(): Uint8Array {
-    return Buffer.from(JSON.stringify({ at: this.lastApplied, applied: this.applied }));
+  /** Handles taken and not yet released. */
+  openHandles = 0;
+  snapshot(): SnapshotHandle {
+    this.openHandles++;
+    const image = bytesSnapshot(Buffer.from(JSON.stringify({ at: this.lastApplied, applied: this.applied })));
+    return { read: image.read, release: () => this.openHandles-- };
   }
-  restore(data: Uint8Array, index: number): void {
-    this.applied = (JSON.parse(Buffer.from(data).toString()) as { applied: string[] }).applied;
+  async restore(payload: AsyncIterable<Uint8Array>, index: number): Promise<void> {
+    // Parsed whole before anything changes: a stream that fails leaves the old state.
+    const image = JSON.parse(Buffer.from(await readAll(payload)).toString()) as { applied: string[] };
+    this.applied = image.applied;
     this.lastApplied = index;
   }
 }
@@ -67,7 +78,12 @@ export async function engineCluster(seed = 1, extra: ClusterOptions = {}) {
       fs,
       snapshotDir: "/data/incoming",
       // The engine is the source; it exists only once opened, hence the late binding.
-      snapshotSource: { open: (meta, signal) => engines.get(id)!.snapshotSource().open(meta, signal) },
+      snapshotSource: {
+        open: (meta, signal) => engines.get(id)!.snapshotSource().open(meta, signal),
+        payloadBytes: (meta) => engines.get(id)!.snapshotSource().payloadBytes!(meta),
+      },
+      // A logger given to the cluster hears the transports too (snapshot streams sent and received).
+      ...(extra.logger ? { logger: extra.logger } : {}),
     });
     const engine = await Engine.open<number>({
       id,

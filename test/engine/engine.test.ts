@@ -245,6 +245,7 @@ describe("the trailing window", () => {
     assert.deepEqual(c.machines.get(lagging)!.applied, c.machines.get(leader.id)!.applied);
     assert.equal(c.machines.get(lagging)!.applied.length, 20);
     assert.equal(c.network.stats.snapshotsConfirmed, 0, "no snapshot was needed");
+    for (const m of c.machines.values()) assert.equal(m.openHandles, 0, "every snapshot handle released");
     for (const e of c.engines.values()) await e.close();
   });
 });

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Engine } from "../../src/engine/engine.js";
+import { readAll } from "../../src/engine/state-machine.js";
 import { type Message, MessageType } from "../../src/raft/types.js";
 import { settle } from "../helpers/virtual-time.js";
 import { type ClusterOptions, engineCluster, ids, ListMachine, settleWith } from "./cluster.js";
@@ -49,7 +50,8 @@ describe("engine review 2", () => {
     await c.run(1000);
     const snap = storageOf(restarted).snapshot();
     assert.ok(snap.metadata.index > 1, "a local snapshot was taken");
-    const at = (JSON.parse(Buffer.from(snap.data).toString()) as { at: number }).at;
+    const payload = await readAll((await storageOf(restarted).snapshotPayload()).chunks());
+    const at = (JSON.parse(Buffer.from(payload).toString()) as { at: number }).at;
     assert.equal(at, snap.metadata.index, "the snapshot's bytes are the state at its index");
     for (const e of c.engines.values()) await e.close();
   });

@@ -9,6 +9,7 @@ import type { ConfState, SnapshotMetadata } from "../../src/raft/types.js";
 import { crc32c } from "../../src/storage/crc32c.js";
 import {
   SnapshotCorruptError,
+  SnapshotMissingError,
   SnapshotOutOfOrderError,
   SnapshotTooLargeError,
   StorageError,
@@ -1002,5 +1003,53 @@ describe("snapshot store: power loss (SimFileSystem)", () => {
       sim.corrupt(info.path, off); // restores the byte
     }
     assert.deepEqual((await restart(sim)).loaded?.data, NEW);
+  });
+});
+
+describe("snapshot store: streaming a payload", () => {
+  const collect = async (it: AsyncIterable<Uint8Array>) => {
+    const parts: Uint8Array[] = [];
+    for await (const c of it) parts.push(c);
+    return { parts, all: concat(parts) };
+  };
+
+  it("streams the data back in pieces of at most 1 MiB, byte for byte, for every size", async () => {
+    const dir = tempDir();
+    const store = await open(dir);
+    const MiB = 1024 * 1024;
+    for (const [i, size] of [0, 1, MiB, 2 * MiB, 2 * MiB + 1].entries()) {
+      const data = bytes(size, 40 + i);
+      await store.save(meta(10 + i), chunks([data.subarray(0, 7), data.subarray(7)]));
+      const payload = await store.payload(10 + i, 1);
+      assert.equal(payload.bytes, size);
+      const { parts, all } = await collect(payload.chunks());
+      assert.deepEqual(all, data);
+      assert.ok(parts.every((p) => p.length <= MiB && p.length > 0));
+      assert.equal(parts.length, Math.ceil(size / MiB));
+    }
+  });
+
+  it("a flipped data byte fails the stream with SnapshotCorruptError; loading without data passes it over", async () => {
+    const dir = tempDir();
+    const store = await open(dir, { keep: 2 });
+    await store.save(meta(5), bytes(3000, 1));
+    await store.save(meta(9), bytes(3000, 2));
+    const file = nodePath.join(dir, snapshotFileName(9, 1));
+    const raw = nodeFs.readFileSync(file);
+    raw[raw.length - 100]! ^= 0x01;
+    nodeFs.writeFileSync(file, raw);
+    const payload = await store.payload(9, 1);
+    await assert.rejects(collect(payload.chunks()), SnapshotCorruptError);
+    const loaded = await (await open(dir, { keep: 2 })).loadNewest(undefined, { withData: false });
+    assert.equal(loaded?.metadata.index, 5, "the corrupt newest was passed over");
+    assert.equal(loaded?.data.length, 0, "and the data was not kept");
+    assert.equal(loaded?.dataBytes, 3000);
+  });
+
+  it("a snapshot that is not there is a SnapshotMissingError", async () => {
+    const store = await open(tempDir());
+    await store.save(meta(5), bytes(10, 1));
+    await assert.rejects(store.payload(5, 2), SnapshotMissingError);
+    await assert.rejects(store.payload(6, 1), SnapshotMissingError);
   });
 });
