@@ -48,7 +48,7 @@ import {
   ProposalRefusedError,
   ReadIndexTimeoutError,
 } from "./errors.js";
-import { createEngineMetrics } from "./metrics.js";
+import { createEngineMetrics, type LatencyRecorders } from "./metrics.js";
 import { REPORT_QUEUE_DEFAULT_CAPACITY, ReportQueue, routeReport } from "./reports.js";
 import type { StateMachine } from "./state-machine.js";
 
@@ -138,7 +138,8 @@ export class Engine<R = unknown> {
   private readonly logger: RaftLogger;
   private readonly opts: EngineOptions<R> & typeof ENGINE_DEFAULTS;
   private readonly dispatchers = new Map<NodeId, PeerDispatcher>();
-  private registry: Registry | null = null;
+  private readonly registry: Registry;
+  private readonly latency: LatencyRecorders;
 
   // Events posted to the loop.
   private inbox: {
@@ -198,6 +199,16 @@ export class Engine<R = unknown> {
     this.reports.onPosted = () => this.wake();
     this.smAppliedAtOpen = smAppliedAtOpen;
     this.readPrefix = (o.random ? o.random.intn(0x7fff_ffff) : randomInt(0x7fff_ffff)).toString(36);
+    const { registry, latency } = createEngineMetrics({
+      status: () => this.node.status(),
+      dispatchStats: () => new Map([...this.dispatchers].map(([peer, d]) => [peer, d.stats])),
+      reportStats: () => this.reports.stats,
+      walStats: () => this.storage.wal.stats,
+      snapshotStats: () => this.transport.snapshotStats,
+    });
+    this.registry = registry;
+    this.latency = latency;
+    storage.wal.onSync = latency.fsync;
   }
 
   static async open<R>(o: EngineOptions<R>): Promise<Engine<R>> {
@@ -266,8 +277,13 @@ export class Engine<R = unknown> {
         ),
       );
     }
+    const started = performance.now();
     return new Promise<Proposed<R>>((resolve, reject) => {
-      this.proposals.push({ data, waiter: settleOnce(resolve, reject, signal) });
+      const done = (p: Proposed<R>) => {
+        this.latency.proposal((performance.now() - started) / 1000);
+        resolve(p);
+      };
+      this.proposals.push({ data, waiter: settleOnce(done, reject, signal) });
       this.wake();
     });
   }
@@ -282,8 +298,13 @@ export class Engine<R = unknown> {
       return Promise.reject(new EngineOverloadedError(`${this.opts.maxPendingReads} reads pending`));
     }
     this.readsOutstanding++;
+    const started = performance.now();
     return new Promise<number>((resolve, reject) => {
-      this.reads.push(settleOnce(resolve, reject, signal, () => this.readsOutstanding--));
+      const done = (index: number) => {
+        this.latency.read((performance.now() - started) / 1000);
+        resolve(index);
+      };
+      this.reads.push(settleOnce(done, reject, signal, () => this.readsOutstanding--));
       this.wake();
     });
   }
@@ -332,14 +353,8 @@ export class Engine<R = unknown> {
     return this.node.status();
   }
 
-  /** This engine's Prometheus registry (raftkv_* metrics), created on first use. */
+  /** This engine's Prometheus registry (raftkv_* metrics). */
   metrics(): Registry {
-    this.registry ??= createEngineMetrics({
-      status: () => this.node.status(),
-      dispatchStats: () => new Map([...this.dispatchers].map(([peer, d]) => [peer, d.stats])),
-      reportStats: () => this.reports.stats,
-      walStats: () => this.storage.wal.stats,
-    });
     return this.registry;
   }
 

@@ -1,11 +1,13 @@
 /**
  * Prometheus metrics of one engine, in a registry of its own. Values are read from the engine's state
  * and counters when scraped, so the hot paths pay nothing for them. Counters sourced from running totals
- * advance by the difference since the last scrape, so they stay monotonic.
+ * advance by the difference since the last scrape, so they stay monotonic. Latencies are the exception:
+ * histograms observed as requests complete.
  */
-import { Counter, Gauge, Registry } from "prom-client";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { Status } from "../raft/status.js";
 import type { NodeId } from "../raft/types.js";
+import type { SnapshotStats } from "../transport/snapshot-stream.js";
 
 export interface EngineMetricsSource {
   status(): Status;
@@ -15,7 +17,20 @@ export interface EngineMetricsSource {
   >;
   reportStats(): { readonly posted: number; readonly dropped: number; readonly abandoned: number };
   walStats(): { readonly syncs: number; readonly bytesWritten: number; readonly appends: number };
+  snapshotStats(): SnapshotStats | undefined;
 }
+
+/** Where the engine records latencies, in seconds. */
+export interface LatencyRecorders {
+  proposal(seconds: number): void;
+  read(seconds: number): void;
+  fsync(seconds: number): void;
+}
+
+/** From 100 µs to 10 s: a WAL sync on a fast disk to a write stuck behind an election. */
+const LATENCY_BUCKETS = [
+  0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
 
 const ROLES = ["follower", "pre-candidate", "candidate", "leader"] as const;
 const PROGRESS_STATES = ["probe", "replicate", "snapshot"] as const;
@@ -45,7 +60,10 @@ function totalCounter(
   });
 }
 
-export function createEngineMetrics(source: EngineMetricsSource, registry = new Registry()): Registry {
+export function createEngineMetrics(
+  source: EngineMetricsSource,
+  registry = new Registry(),
+): { registry: Registry; latency: LatencyRecorders } {
   const gauge = (name: string, help: string, value: (s: Status) => number) =>
     new Gauge({
       name,
@@ -60,7 +78,12 @@ export function createEngineMetrics(source: EngineMetricsSource, registry = new 
   gauge("raftkv_raft_commit_index", "Highest log index known committed.", (s) => s.hardState.commit);
   gauge("raftkv_raft_applied_index", "Highest log index applied.", (s) => s.applied);
   gauge("raftkv_raft_last_index", "Highest log index held.", (s) => s.lastIndex);
-  gauge("raftkv_raft_snapshot_index", "Index of the snapshot the log starts after.", (s) => s.firstIndex - 1);
+  gauge("raftkv_raft_snapshot_index", "Index of the newest snapshot.", (s) => s.snapshotIndex);
+  gauge(
+    "raftkv_raft_first_index",
+    "Lowest log index held (entries before it need a snapshot).",
+    (s) => s.firstIndex,
+  );
   new Gauge({
     name: "raftkv_raft_role",
     help: "1 for this node's current role.",
@@ -152,5 +175,56 @@ export function createEngineMetrics(source: EngineMetricsSource, registry = new 
   totalCounter(registry, "raftkv_wal_appends_total", "Batches appended to the WAL.", [], () => [
     [{}, source.walStats().appends],
   ]);
-  return registry;
+  const snapshotTotal = (name: string, help: string, read: (s: SnapshotStats) => number) =>
+    totalCounter(registry, name, help, [], () => {
+      const s = source.snapshotStats();
+      return s ? [[{}, read(s)]] : [];
+    });
+  snapshotTotal("raftkv_snapshot_sent_total", "Snapshots sent and confirmed by the peer.", (s) => s.sent);
+  snapshotTotal("raftkv_snapshot_sent_bytes_total", "Snapshot payload bytes sent.", (s) => s.bytesSent);
+  snapshotTotal(
+    "raftkv_snapshot_received_total",
+    "Snapshots received whole, verified and durable.",
+    (s) => s.received,
+  );
+  snapshotTotal(
+    "raftkv_snapshot_received_bytes_total",
+    "Snapshot payload bytes received.",
+    (s) => s.bytesReceived,
+  );
+  const byKind = (map: (s: SnapshotStats) => ReadonlyMap<string, number>) => () => {
+    const s = source.snapshotStats();
+    return s ? [...map(s)].map(([kind, n]) => [{ kind }, n] as [Record<string, string>, number]) : [];
+  };
+  totalCounter(
+    registry,
+    "raftkv_snapshot_send_failures_total",
+    "Snapshot sends that failed, by kind (truncated, corrupt, too-large, cluster-mismatch, io, other).",
+    ["kind"],
+    byKind((s) => s.sendFailures),
+  );
+  totalCounter(
+    registry,
+    "raftkv_snapshot_receive_failures_total",
+    "Snapshot receptions that failed, by kind (truncated, corrupt, too-large, cluster-mismatch, io, other).",
+    ["kind"],
+    byKind((s) => s.receiveFailures),
+  );
+
+  const histogram = (name: string, help: string) => {
+    const h = new Histogram({ name, help, buckets: LATENCY_BUCKETS, registers: [registry] });
+    return (seconds: number) => h.observe(seconds);
+  };
+  const latency: LatencyRecorders = {
+    proposal: histogram(
+      "raftkv_proposal_duration_seconds",
+      "From propose() to the entry applied, for proposals that succeeded.",
+    ),
+    read: histogram(
+      "raftkv_read_index_duration_seconds",
+      "From linearizableRead() to the read index applied, for reads that succeeded.",
+    ),
+    fsync: histogram("raftkv_wal_fsync_duration_seconds", "One WAL fdatasync."),
+  };
+  return { registry, latency };
 }

@@ -148,6 +148,8 @@ export class Wal {
   private purging: Promise<void> = Promise.resolve();
   /** Counters, for metrics and tests. */
   readonly stats = { writes: 0, syncs: 0, bytesWritten: 0, appends: 0 };
+  /** Told how long each fdatasync took, in seconds (for a latency histogram). */
+  onSync: ((seconds: number) => void) | null = null;
 
   private constructor(o: WalOptions) {
     this.fs = o.fs;
@@ -566,7 +568,9 @@ export class Wal {
     }
     const handle = seg.handle ?? this.reopen(seg);
     await handle.write(frame, g.start);
+    const syncStart = performance.now();
     await handle.datasync();
+    this.onSync?.((performance.now() - syncStart) / 1000);
     if (g.createsSegment) {
       await this.fs.syncDir(this.dir);
       seg.headerDurable = true;

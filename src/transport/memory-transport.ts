@@ -17,7 +17,7 @@ import type { RaftLogger } from "../raft/config.js";
 import type { Message, NodeId } from "../raft/types.js";
 import type { FileSystem } from "../storage/fs.js";
 import { MessageDroppedError, PeerUnreachableError, TransportClosedError, TransportError } from "./errors.js";
-import { encodeSnapshotStream, spoolSnapshot } from "./snapshot-stream.js";
+import { encodeSnapshotStream, SnapshotStats, spoolSnapshot } from "./snapshot-stream.js";
 import type { InboundHandler, PeerSender, SnapshotSource, Transport } from "./transport.js";
 
 /** Runs `fn` on a later macrotask. */
@@ -272,6 +272,7 @@ export class MemoryTransport implements Transport {
   private readonly endpoint: Endpoint;
   private readonly chunkBytes: number;
   private readonly sliceBytes: number;
+  readonly snapshotStats = new SnapshotStats();
 
   constructor(private readonly opts: MemoryTransportOptions) {
     this.id = opts.id;
@@ -299,7 +300,8 @@ export class MemoryTransport implements Transport {
   sender(peer: NodeId): PeerSender {
     return {
       send: (batch, signal) => this.send(peer, batch, signal),
-      sendSnapshot: (message, signal) => abortable(this.sendSnapshot(peer, message, signal), signal),
+      sendSnapshot: (message, signal) =>
+        this.snapshotStats.countSend(abortable(this.sendSnapshot(peer, message, signal), signal)),
     };
   }
 
@@ -401,6 +403,7 @@ export class MemoryTransport implements Transport {
     const frames = encodeSnapshotStream(meta, this.opts.snapshotSource.open(meta, signal), {
       clusterId: this.opts.clusterId,
       expectedBytes,
+      stats: this.snapshotStats,
       chunkBytes: this.chunkBytes,
       peer: to,
       ...(this.opts.logger ? { logger: this.opts.logger } : {}),
@@ -437,6 +440,7 @@ export class MemoryTransport implements Transport {
   ): Promise<void> {
     const spooled = await spoolSnapshot(this.opts.fs, this.opts.snapshotDir, stream, {
       clusterId: this.opts.clusterId,
+      stats: this.snapshotStats,
       peer: from,
       ...(this.opts.maxSnapshotBytes !== undefined ? { maxSnapshotBytes: this.opts.maxSnapshotBytes } : {}),
       ...(this.opts.maxChunkBytes !== undefined ? { maxChunkBytes: this.opts.maxChunkBytes } : {}),

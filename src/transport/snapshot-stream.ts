@@ -64,6 +64,40 @@ export const SNAPSHOT_STREAM_DEFAULTS = {
   maxSnapshotBytes: 8 * 1024 * 1024 * 1024,
 } as const;
 
+/**
+ * Running totals of snapshot transfers, kept by a transport for its engine's metrics: payload bytes as
+ * they pass, transfers confirmed, and failures by kind ({@link snapshotFailureKind}).
+ */
+export class SnapshotStats {
+  sent = 0;
+  bytesSent = 0;
+  readonly sendFailures = new Map<string, number>();
+  received = 0;
+  bytesReceived = 0;
+  readonly receiveFailures = new Map<string, number>();
+
+  sendFailed(err: unknown): void {
+    const kind = snapshotFailureKind(err);
+    this.sendFailures.set(kind, (this.sendFailures.get(kind) ?? 0) + 1);
+  }
+
+  receiveFailed(err: unknown): void {
+    const kind = snapshotFailureKind(err);
+    this.receiveFailures.set(kind, (this.receiveFailures.get(kind) ?? 0) + 1);
+  }
+
+  /** Counts one send's outcome. */
+  async countSend(transfer: Promise<void>): Promise<void> {
+    try {
+      await transfer;
+      this.sent++;
+    } catch (err) {
+      this.sendFailed(err);
+      throw err;
+    }
+  }
+}
+
 const TWO_32 = 0x1_0000_0000;
 
 function putU64(view: DataView, off: number, n: number): void {
@@ -91,6 +125,8 @@ export interface EncodeSnapshotOptions {
   logger?: RaftLogger;
   /** The receiving peer, for log lines. */
   peer?: NodeId;
+  /** Payload bytes are added to `bytesSent` as they are framed. */
+  stats?: SnapshotStats;
 }
 
 /** What a stream carried; the encoder's return value and {@link SnapshotStreamReceiver.end}'s result. */
@@ -209,6 +245,7 @@ export async function* encodeSnapshotStream(
     const f = encodeDataFrame(seq, chunk);
     seq++;
     total += chunk.length;
+    if (opts.stats) opts.stats.bytesSent += chunk.length;
     crc = crc32c(chunk, crc);
     if (expected >= 0 && total > expected)
       throw new TransportError(
@@ -578,6 +615,8 @@ function hex(n: number): string {
 
 export interface SpoolSnapshotOptions extends Omit<SnapshotReceiverOptions, "onHeader" | "sink"> {
   logger?: RaftLogger;
+  /** Counts the outcome and the payload bytes received. */
+  stats?: SnapshotStats;
   /** The sending peer, for log lines. */
   peer?: NodeId;
 }
@@ -658,6 +697,10 @@ export async function spoolSnapshot(
       await fs.unlink(finalPath).catch(() => undefined);
       throw err;
     }
+    if (opts.stats) {
+      opts.stats.received++;
+      opts.stats.bytesReceived += summary.payloadBytes;
+    }
     logger.info("snapshot received", {
       index,
       term,
@@ -672,6 +715,10 @@ export async function spoolSnapshot(
     if (open !== null) await open.close().catch(() => undefined);
     const tmp = tmpPath as string | null;
     if (tmp !== null && fs.exists(tmp)) await fs.unlink(tmp).catch(() => undefined);
+    if (opts.stats) {
+      opts.stats.receiveFailed(err);
+      opts.stats.bytesReceived += receiver.receivedPayloadBytes;
+    }
     logger.warn("snapshot receive failed", {
       index: receiver.header?.metadata.index,
       term: receiver.header?.metadata.term,

@@ -5,6 +5,7 @@
  * engine hands the transport an {@link InboundHandler} and a {@link SnapshotSource}.
  */
 import type { Message, NodeId, SnapshotMetadata } from "../raft/types.js";
+import type { SnapshotStats } from "./snapshot-stream.js";
 
 /** What a dispatch worker needs from the transport for one peer. */
 export interface PeerSender {
@@ -50,4 +51,6 @@ export interface Transport {
   sender(peer: NodeId): PeerSender;
   /** Stops: inbound streams are failed, later sends rejected with {@link TransportClosedError}. */
   close(): Promise<void>;
+  /** Snapshot transfer totals, for the engine's metrics. */
+  readonly snapshotStats?: SnapshotStats;
 }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import type { Engine } from "../../src/engine/engine.js";
 import { EngineClosedError, LeadershipLostError, NotLeaderError } from "../../src/engine/errors.js";
 import { engineCluster, ids, ListMachine, settleWith } from "./cluster.js";
 
@@ -188,6 +189,20 @@ describe("metrics", () => {
     await c.run(1000); // heartbeats go out
     assert.ok((await value("raftkv_dispatch_sent_total", `{peer="${peer}"}`)) > sent, "the counter advanced");
     assert.equal(await value("raftkv_dispatch_reports_dropped_total"), 0);
+    assert.equal(await value("raftkv_raft_snapshot_index"), leader.status().snapshotIndex);
+    await settleWith(c, leader.linearizableRead());
+    assert.equal(await value("raftkv_proposal_duration_seconds_count"), 1, "one proposal timed");
+    assert.equal(await value("raftkv_read_index_duration_seconds_count"), 1, "one read timed");
+    // Syncs made while opening (before the engine existed) are not timed; every one after is.
+    const timed = await value("raftkv_wal_fsync_duration_seconds_count");
+    const total = await value("raftkv_wal_fsyncs_total");
+    await settleWith(c, leader.propose(Buffer.from("n")));
+    assert.ok((await value("raftkv_wal_fsyncs_total")) > total);
+    assert.equal(
+      (await value("raftkv_wal_fsync_duration_seconds_count")) - timed,
+      (await value("raftkv_wal_fsyncs_total")) - total,
+      "every fdatasync timed",
+    );
     for (const e of c.engines.values()) await e.close();
   });
 });
@@ -223,6 +238,23 @@ describe("snapshots between engines", () => {
     assert.ok(c.engines.get(lagging)!.status().firstIndex > 1, "its log now starts after the snapshot");
     assert.equal(c.leader(), leader, "no leader change was needed");
     assert.ok(c.network.stats.snapshotsConfirmed >= 1, "a snapshot was streamed, spooled and confirmed");
+    const scrape = async (e: Engine<number>, name: string) =>
+      Number(
+        (await e.metrics().metrics())
+          .split("\n")
+          .find((l) => l.startsWith(`${name} `))
+          ?.split(" ")[1] ?? Number.NaN,
+      );
+    const follower = c.engines.get(lagging)!;
+    assert.ok((await scrape(leader, "raftkv_snapshot_sent_total")) >= 1);
+    const bytes = await scrape(leader, "raftkv_snapshot_sent_bytes_total");
+    assert.ok(bytes > 0);
+    assert.equal(await scrape(follower, "raftkv_snapshot_received_total"), 1);
+    assert.equal(
+      await scrape(follower, "raftkv_snapshot_received_bytes_total"),
+      bytes,
+      "both ends count the same bytes",
+    );
     for (const e of c.engines.values()) await e.close();
   });
 });
