@@ -89,6 +89,12 @@ export interface EngineOptions<R> {
   maxPendingReads?: number;
   reportQueueCapacity?: number;
   dispatch?: DispatchOptions;
+  /**
+   * Test-only switches that break the engine on purpose, to show what its other defences still do.
+   * `dropDispatchReports`: dispatch failures and snapshot confirmations are never told to raft, as in
+   * the elastickv bug this project re-creates; raft's own snapshot timeout must then recover.
+   */
+  testing?: { dropDispatchReports?: boolean };
   /** Raft options beyond id, storage, applied, random and logger. */
   raft?: Omit<RaftOptions, "id" | "storage" | "applied" | "random" | "logger">;
 }
@@ -202,6 +208,7 @@ export class Engine<R = unknown> {
     const { registry, latency } = createEngineMetrics({
       status: () => this.node.status(),
       dispatchStats: () => new Map([...this.dispatchers].map(([peer, d]) => [peer, d.stats])),
+      dispatchQueued: () => new Map([...this.dispatchers].map(([peer, d]) => [peer, d.queued])),
       reportStats: () => this.reports.stats,
       walStats: () => this.storage.wal.stats,
       snapshotStats: () => this.transport.snapshotStats,
@@ -353,6 +360,11 @@ export class Engine<R = unknown> {
     return this.node.status();
   }
 
+  /** Ticks this engine has given raft since it opened: its clock, in the unit raft's timeouts use. */
+  get tickCount(): number {
+    return this.ticks;
+  }
+
   /** This engine's Prometheus registry (raftkv_* metrics). */
   metrics(): Registry {
     return this.registry;
@@ -477,7 +489,8 @@ export class Engine<R = unknown> {
     }
 
     this.releaseSpools();
-    for (const report of this.reports.drain()) routeReport(report, node);
+    const reports = this.reports.drain();
+    if (!this.opts.testing?.dropDispatchReports) for (const report of reports) routeReport(report, node);
 
     if (this.proposals.length > 0) this.feedProposals();
     if (this.reads.length > 0) this.feedReads();

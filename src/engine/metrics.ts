@@ -15,6 +15,8 @@ export interface EngineMetricsSource {
     NodeId,
     { readonly sent: number; readonly failed: number; readonly dropped: number }
   >;
+  /** Messages waiting in each peer's lanes. */
+  dispatchQueued(): ReadonlyMap<NodeId, { readonly priority: number; readonly normal: number }>;
   reportStats(): { readonly posted: number; readonly dropped: number; readonly abandoned: number };
   walStats(): { readonly syncs: number; readonly bytesWritten: number; readonly appends: number };
   snapshotStats(): SnapshotStats | undefined;
@@ -124,6 +126,19 @@ export function createEngineMetrics(
       this.reset();
       for (const [peer, p] of source.status().progress ?? []) {
         for (const st of PROGRESS_STATES) this.set({ peer: String(peer), state: st }, p.state === st ? 1 : 0);
+      }
+    },
+  });
+  new Gauge({
+    name: "raftkv_dispatch_queued_messages",
+    help: "Messages waiting in the peer's dispatch lane (bounded by the lane's capacity).",
+    labelNames: ["peer", "lane"],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [peer, q] of source.dispatchQueued()) {
+        this.set({ peer: String(peer), lane: "priority" }, q.priority);
+        this.set({ peer: String(peer), lane: "normal" }, q.normal);
       }
     },
   });

@@ -17,7 +17,7 @@ import type { RaftLogger } from "../raft/config.js";
 import type { Message, NodeId } from "../raft/types.js";
 import type { FileSystem } from "../storage/fs.js";
 import { MessageDroppedError, PeerUnreachableError, TransportClosedError, TransportError } from "./errors.js";
-import { encodeSnapshotStream, SnapshotStats, spoolSnapshot } from "./snapshot-stream.js";
+import { encodeSnapshotStream, SnapshotStats, spoolSnapshot, sweepSpoolDir } from "./snapshot-stream.js";
 import type { InboundHandler, PeerSender, SnapshotSource, Transport } from "./transport.js";
 
 /** Runs `fn` on a later macrotask. */
@@ -294,6 +294,7 @@ export class MemoryTransport implements Transport {
     if (this.closed) throw new TransportClosedError(this.id);
     if (this.handler !== null)
       throw new TransportError(`the transport of node ${this.id} is already started`);
+    await sweepSpoolDir(this.opts.fs, this.opts.snapshotDir, this.opts.logger);
     this.handler = handler;
   }
 

@@ -638,6 +638,24 @@ export function receivedSnapshotName(index: number, term: number): string {
   return `received-${index}-${term}.snap`;
 }
 
+/**
+ * Removes what an earlier run left in a spool directory: receptions cut short by a crash
+ * (`incoming-*.tmp`) and snapshots received but never installed (`received-*.snap`; the leader sends
+ * again if it must). A transport calls this as it starts, before any snapshot can arrive.
+ */
+export async function sweepSpoolDir(
+  fs: FileSystem,
+  dir: string,
+  logger: RaftLogger = silentLogger,
+): Promise<void> {
+  if (!fs.exists(dir)) return;
+  for (const name of fs.readdir(dir)) {
+    if (!/^incoming-\d+-\d+\.tmp$/.test(name) && !/^received-\d+-\d+\.snap$/.test(name)) continue;
+    await fs.unlink(join(dir, name));
+    logger.info("removed a snapshot spool file left by an earlier run", { file: join(dir, name) });
+  }
+}
+
 /** Classifies a failure for logs and metrics: truncated, corrupt, too-large, cluster-mismatch or io. */
 export function snapshotFailureKind(err: unknown): string {
   if (err instanceof SnapshotTruncatedError) return "truncated";

@@ -190,6 +190,7 @@ describe("metrics", () => {
     assert.ok((await value("raftkv_dispatch_sent_total", `{peer="${peer}"}`)) > sent, "the counter advanced");
     assert.equal(await value("raftkv_dispatch_reports_dropped_total"), 0);
     assert.equal(await value("raftkv_raft_snapshot_index"), leader.status().snapshotIndex);
+    assert.equal(await value("raftkv_dispatch_queued_messages", `{peer="${peer}",lane="normal"}`), 0);
     await settleWith(c, leader.linearizableRead());
     assert.equal(await value("raftkv_proposal_duration_seconds_count"), 1, "one proposal timed");
     assert.equal(await value("raftkv_read_index_duration_seconds_count"), 1, "one read timed");

@@ -402,3 +402,19 @@ describe("MemoryTransport snapshots", () => {
     );
   });
 });
+
+describe("MemoryTransport start", () => {
+  it("sweeps spool files an earlier run left (cut receptions, snapshots never installed), and nothing else", async () => {
+    const { fs2, t2, h2 } = cluster();
+    fs2.mkdirp(SNAP_DIR);
+    for (const name of ["incoming-5-1.tmp", "received-7-2.snap", "notes.txt"]) {
+      const h = fs2.create(`${SNAP_DIR}/${name}`);
+      await h.write(new Uint8Array([1, 2, 3]), 0);
+      await h.datasync();
+      await h.close();
+    }
+    await t2.start(h2);
+    assert.deepEqual(leftovers(fs2), ["notes.txt"]);
+    await t2.close();
+  });
+});
