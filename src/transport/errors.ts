@@ -114,3 +114,78 @@ export class MessageDroppedError extends TransportError {
     super(`${what} from ${from} to ${to} was dropped by the network (fault injection)`);
   }
 }
+
+/**
+ * A raft message or batch that fails validation: a local message type, an integer above 2^53 - 1, an
+ * unknown enum value, a message addressed to another node, bytes that are not a valid encoding. The
+ * sender refuses it before it goes out; a receiver ends the stream (gRPC INVALID_ARGUMENT) and stays up.
+ * It means a bug or a foreign client, never a network fault: do not retry the same batch.
+ */
+export class MalformedMessageError extends TransportError {
+  override name = "MalformedMessageError";
+  constructor(
+    readonly reason: string,
+    /** Where in the request, e.g. `messages[2].entries[0].index`; empty for the whole request. */
+    readonly path: string,
+  ) {
+    super(`malformed raft message${path === "" ? "" : ` at ${path}`}: ${reason}`);
+  }
+}
+
+/**
+ * An encoded batch (or snapshot piece) over a gRPC message-size limit, this node's or the peer's.
+ * The batch was not delivered; raise `maxMessageBytes` on both ends or lower raft's `maxMessageBytes`
+ * so that appends stay well below it.
+ */
+export class MessageTooLargeError extends TransportError {
+  override name = "MessageTooLargeError";
+  constructor(
+    /** Encoded bytes, or -1 when the peer refused it without saying. */
+    readonly bytes: number,
+    /** The limit that refused it, or -1 when unknown. */
+    readonly limit: number,
+    /** "sender" when this node refused to send it, "receiver" when the peer refused it. */
+    readonly side: "sender" | "receiver",
+  ) {
+    super(
+      `raft batch of ${bytes < 0 ? "unknown size" : `${bytes} bytes`} refused by the ${side}: over its ` +
+        `maxMessageBytes limit${limit < 0 ? "" : ` of ${limit}`}; raise maxMessageBytes on both nodes or lower raft's maxMessageBytes`,
+    );
+  }
+}
+
+/** The peer at an address is not the node the sender meant: the peer address map is wrong. */
+export class WrongNodeError extends TransportError {
+  override name = "WrongNodeError";
+  constructor(
+    /** The node the sender addressed. */
+    readonly addressed: NodeId,
+    /** The node that answered. */
+    readonly actual: NodeId,
+  ) {
+    super(
+      `traffic for node ${addressed} reached node ${actual}: check the peer addresses (the address configured for node ${addressed} belongs to node ${actual})`,
+    );
+  }
+}
+
+/** The receiver could not store a snapshot (its file system failed); `code` is the file system's, e.g. ENOSPC. */
+export class SnapshotIoError extends TransportError {
+  override name = "SnapshotIoError";
+  constructor(
+    readonly code: string,
+    detail: string,
+  ) {
+    super(
+      `the receiver failed to store the snapshot (${code}): ${detail}; check its disk, the leader will resend`,
+    );
+  }
+}
+
+/** The receiver stored the snapshot but its raft did not take it (for instance it is closing). */
+export class SnapshotRejectedError extends TransportError {
+  override name = "SnapshotRejectedError";
+  constructor(readonly reason: string) {
+    super(`the receiver did not take the snapshot: ${reason}; the leader will resend it if it must`);
+  }
+}
