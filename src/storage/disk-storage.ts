@@ -50,6 +50,9 @@ export class DiskStorage implements Storage {
     private readonly trailingEntries: number,
   ) {}
 
+  /** A commit-only hard state not yet written (see append). */
+  private heldHardState: HardState | null = null;
+
   static async open(o: DiskStorageOptions): Promise<DiskStorage> {
     const logger = o.logger ?? silentLogger;
     await ensureDurableDir(o.fs, o.dir);
@@ -126,7 +129,10 @@ export class DiskStorage implements Storage {
   // ------------------------------------------------------------------ raft's Storage
 
   initialState(): { hardState: HardState; confState: ConfState } {
-    return { hardState: this.wal.hardState, confState: this.snap.metadata.confState };
+    const hs = this.wal.hardState;
+    // A snapshot holds only committed entries; the commit index written last may be older (see append).
+    const commit = Math.max(hs.commit, this.snap.metadata.index);
+    return { hardState: { ...hs, commit }, confState: this.snap.metadata.confState };
   }
 
   entries(lo: number, hi: number, maxBytes: number): Entry[] {
@@ -176,9 +182,25 @@ export class DiskStorage implements Storage {
 
   // ------------------------------------------------------------------ writes
 
-  /** Persists a Ready's entries and hard state with one write and one fdatasync. */
+  /**
+   * Persists a Ready's entries and hard state with one write and one fdatasync. A hard state whose only
+   * change is the commit index is not worth an fdatasync of its own (a node that loses it learns the
+   * commit index again from the leader, and the commit index is never below the snapshot): it is held
+   * and written with the next write that must be durable, or at close.
+   */
   append(entries: readonly Entry[], hardState: HardState | null): Promise<void> {
-    return this.wal.append(entries, hardState);
+    if (entries.length === 0 && hardState !== null && this.onlyCommitChanged(hardState)) {
+      this.heldHardState = hardState;
+      return Promise.resolve();
+    }
+    const hs = hardState ?? this.heldHardState;
+    this.heldHardState = null;
+    return this.wal.append(entries, hs);
+  }
+
+  private onlyCommitChanged(hs: HardState): boolean {
+    const written = this.wal.hardState;
+    return hs.term === written.term && hs.vote === written.vote;
   }
 
   /**
@@ -240,7 +262,10 @@ export class DiskStorage implements Storage {
     return this.wal.releaseBefore(Math.max(1, keepFrom));
   }
 
-  close(): Promise<void> {
-    return this.wal.close();
+  async close(): Promise<void> {
+    const held = this.heldHardState;
+    this.heldHardState = null;
+    if (held !== null) await this.wal.append([], held).catch(() => undefined);
+    await this.wal.close();
   }
 }

@@ -84,14 +84,56 @@ describe("raft's Storage on disk", () => {
     fs.crash("random");
     const reopened = await DiskStorage.open({ fs, dir });
     const restarted = new RawNode({ id: 1, storage: reopened, applied: 1 });
+    // The commit index alone is not synced (it is learned again), so the entries come back committed
+    // once the node leads again; every one of them was made durable before it was applied.
+    assert.equal(reopened.lastIndex(), 5, "the entries are there");
+    restarted.campaign();
     const replayed: string[] = [];
     while (restarted.hasReady()) {
       const rd = restarted.ready();
+      await reopened.append(rd.entries, rd.hardState);
       for (const e of rd.committedEntries)
         if (e.data.byteLength) replayed.push(Buffer.from(e.data).toString());
       restarted.advance(rd);
     }
-    assert.deepEqual(replayed, ["a", "b", "c"], "every applied entry was committed durably and comes back");
+    assert.deepEqual(replayed, ["a", "b", "c"], "every applied entry was durable and comes back");
+  });
+
+  it("a change of the commit index alone costs no fdatasync; it is written with the next write, or at close", async () => {
+    const fs = new SimFileSystem(31);
+    const s = await bootstrapped(fs);
+    await s.append([entry(2, 1), entry(3, 1)], { term: 1, vote: 1, commit: 1 });
+    const syncs = s.wal.stats.syncs;
+    await s.append([], { term: 1, vote: 1, commit: 3 });
+    assert.equal(s.wal.stats.syncs, syncs, "no fdatasync for the commit index alone");
+    await s.append([], { term: 2, vote: 0, commit: 3 });
+    assert.equal(s.wal.stats.syncs, syncs + 1, "a new term is synced");
+    await s.append([], { term: 2, vote: 0, commit: 3 });
+    await s.append([entry(4, 2)], null);
+    fs.crash("lose-all-unsynced");
+    let again = await DiskStorage.open({ fs, dir });
+    assert.deepEqual(again.initialState().hardState, { term: 2, vote: 0, commit: 3 });
+    await again.append([], { term: 2, vote: 0, commit: 4 });
+    await again.close();
+    fs.crash("lose-all-unsynced");
+    again = await DiskStorage.open({ fs, dir });
+    assert.equal(again.initialState().hardState.commit, 4, "written at close");
+  });
+
+  it("the commit index at restart is never below the snapshot, whatever was written last", async () => {
+    const fs = new SimFileSystem(32);
+    const s = await bootstrapped(fs);
+    await s.append(
+      Array.from({ length: 9 }, (_, i) => entry(i + 2, 1)),
+      { term: 1, vote: 1, commit: 2 },
+    );
+    await s.append([], { term: 1, vote: 1, commit: 10 }); // held, not written
+    await s.createSnapshot(8, cs([1]), Buffer.from("state@8"));
+    fs.crash("lose-all-unsynced");
+    const again = await DiskStorage.open({ fs, dir });
+    assert.equal(again.initialState().hardState.commit, 8);
+    const node = new RawNode({ id: 1, storage: again, applied: 8 });
+    assert.equal(node.raft.log.committed, 8, "raft starts with the snapshot committed");
   });
 
   it("a local snapshot releases the log before it; reopening starts after the snapshot", async () => {
