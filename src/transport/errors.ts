@@ -78,7 +78,7 @@ export class ClusterIdMismatchError extends TransportError {
     readonly received: string,
   ) {
     super(
-      `refused a peer of cluster ${JSON.stringify(received)}: this node belongs to cluster ${JSON.stringify(expected)}; ` +
+      `a node of cluster ${JSON.stringify(expected)} refused a peer of cluster ${JSON.stringify(received)}; ` +
         "check the clusterId setting and the peer addresses",
     );
   }

@@ -458,20 +458,6 @@ function isPrematureClose(err: unknown): boolean {
   return (err as { code?: unknown } | null)?.code === "ERR_STREAM_PREMATURE_CLOSE";
 }
 
-/** A logger that fills in `fallback` for the fields a line leaves out (or undefined). */
-function withFallbackFields(logger: RaftLogger, fallback: Record<string, unknown>): RaftLogger {
-  const merge = (fields?: Record<string, unknown>): Record<string, unknown> => {
-    const out = { ...fallback };
-    if (fields !== undefined) for (const [k, v] of Object.entries(fields)) if (v !== undefined) out[k] = v;
-    return out;
-  };
-  return {
-    debug: (msg, fields) => logger.debug(msg, merge(fields)),
-    info: (msg, fields) => logger.info(msg, merge(fields)),
-    warn: (msg, fields) => logger.warn(msg, merge(fields)),
-  };
-}
-
 function sameMetadata(a: SnapshotMetadata, b: SnapshotMetadata): boolean {
   return a.index === b.index && a.term === b.term;
 }
@@ -830,8 +816,8 @@ export class GrpcTransport implements Transport {
         spooled = await spoolSnapshot(this.opts.fs, this.opts.snapshotDir, frames(), {
           clusterId: this.opts.clusterId,
           peer,
-          // Its failure line lacks the index when the stream's header never arrived; the Snap has it.
-          logger: withFallbackFields(this.logger, { index: meta.index, term: meta.term }),
+          logger: this.logger,
+          announced: meta,
           stats: this.snapshotStats,
           ...(this.opts.maxSnapshotBytes !== undefined
             ? { maxSnapshotBytes: this.opts.maxSnapshotBytes }

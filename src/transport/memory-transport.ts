@@ -443,6 +443,7 @@ export class MemoryTransport implements Transport {
       clusterId: this.opts.clusterId,
       stats: this.snapshotStats,
       peer: from,
+      ...(message.snapshot ? { announced: message.snapshot.metadata } : {}),
       ...(this.opts.maxSnapshotBytes !== undefined ? { maxSnapshotBytes: this.opts.maxSnapshotBytes } : {}),
       ...(this.opts.maxChunkBytes !== undefined ? { maxChunkBytes: this.opts.maxChunkBytes } : {}),
       ...(this.opts.logger ? { logger: this.opts.logger } : {}),

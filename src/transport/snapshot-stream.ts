@@ -468,7 +468,8 @@ export class SnapshotStreamReceiver {
       const payload = length - DATA_OVERHEAD_BYTES;
       if (payload < 1 || payload > this.maxChunkBytes)
         throw this.corrupt(
-          `data frame length ${length}: payload of ${payload} bytes outside [1, ${this.maxChunkBytes}] (maxChunkBytes)`,
+          `data frame length ${length}: payload of ${payload} bytes outside [1, ${this.maxChunkBytes}]: a damaged ` +
+            "length, or a sender whose chunkBytes exceeds this node's maxChunkBytes",
         );
       const after = this.received + payload;
       if (after > this.maxSnapshotBytes) throw new SnapshotTooLargeError(this.maxSnapshotBytes, after);
@@ -617,6 +618,8 @@ export interface SpoolSnapshotOptions extends Omit<SnapshotReceiverOptions, "onH
   logger?: RaftLogger;
   /** Counts the outcome and the payload bytes received. */
   stats?: SnapshotStats;
+  /** The snapshot the Snap message announced: logged when a stream fails before its header arrives. */
+  announced?: { index: number; term: number };
   /** The sending peer, for log lines. */
   peer?: NodeId;
 }
@@ -630,8 +633,11 @@ export interface SpooledSnapshot {
 
 /** Name of a spool file while it is being received. */
 export function incomingSnapshotName(index: number, term: number): string {
-  return `incoming-${index}-${term}.tmp`;
+  // A number of its own per reception, so that two receptions of one snapshot never share a file.
+  return `incoming-${index}-${term}-${++receptions}.tmp`;
 }
+
+let receptions = 0;
 
 /** Name of a received snapshot's payload once it has verified and is durable. */
 export function receivedSnapshotName(index: number, term: number): string {
@@ -650,7 +656,7 @@ export async function sweepSpoolDir(
 ): Promise<void> {
   if (!fs.exists(dir)) return;
   for (const name of fs.readdir(dir)) {
-    if (!/^incoming-\d+-\d+\.tmp$/.test(name) && !/^received-\d+-\d+\.snap$/.test(name)) continue;
+    if (!/^incoming-\d+-\d+(-\d+)?\.tmp$/.test(name) && !/^received-\d+-\d+\.snap$/.test(name)) continue;
     await fs.unlink(join(dir, name));
     logger.info("removed a snapshot spool file left by an earlier run", { file: join(dir, name) });
   }
@@ -738,8 +744,8 @@ export async function spoolSnapshot(
       opts.stats.bytesReceived += receiver.receivedPayloadBytes;
     }
     logger.warn("snapshot receive failed", {
-      index: receiver.header?.metadata.index,
-      term: receiver.header?.metadata.term,
+      index: receiver.header?.metadata.index ?? opts.announced?.index,
+      term: receiver.header?.metadata.term ?? opts.announced?.term,
       peer: opts.peer,
       payload_bytes: receiver.receivedPayloadBytes,
       expected_bytes: receiver.header?.expectedBytes,
