@@ -602,7 +602,7 @@ export class Engine<R = unknown> {
       if (rd.entries.length > 0) await this.storage.append(rd.entries, null);
     } else if (rd.entries.length > 0 || rd.hardState) {
       // Nothing new to make durable (a Ready of messages or commits to apply only): no fdatasync.
-      await this.storage.append(rd.entries, rd.hardState);
+      await this.storage.append(rd.entries, rd.hardState, rd.mustSync);
     }
     // Votes and acknowledgements vouch for what was just made durable.
     for (const m of rd.messagesAfterPersist) this.dispatch(m);

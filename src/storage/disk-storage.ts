@@ -183,24 +183,20 @@ export class DiskStorage implements Storage {
   // ------------------------------------------------------------------ writes
 
   /**
-   * Persists a Ready's entries and hard state with one write and one fdatasync. A hard state whose only
-   * change is the commit index is not worth an fdatasync of its own (a node that loses it learns the
-   * commit index again from the leader, and the commit index is never below the snapshot): it is held
-   * and written with the next write that must be durable, or at close.
+   * Persists a Ready's entries and hard state with one write and one fdatasync. Unless `mustSync` (raft's
+   * Ready.mustSync: entries, or a new term or vote), the hard state changed only its commit index, which
+   * is not worth an fdatasync of its own (a node that loses it learns it again from the leader, and it
+   * is never taken below the snapshot at restart): it is held and written with the next durable write,
+   * or at close.
    */
-  append(entries: readonly Entry[], hardState: HardState | null): Promise<void> {
-    if (entries.length === 0 && hardState !== null && this.onlyCommitChanged(hardState)) {
+  append(entries: readonly Entry[], hardState: HardState | null, mustSync = true): Promise<void> {
+    if (!mustSync && entries.length === 0 && hardState !== null) {
       this.heldHardState = hardState;
       return Promise.resolve();
     }
     const hs = hardState ?? this.heldHardState;
     this.heldHardState = null;
     return this.wal.append(entries, hs);
-  }
-
-  private onlyCommitChanged(hs: HardState): boolean {
-    const written = this.wal.hardState;
-    return hs.term === written.term && hs.vote === written.vote;
   }
 
   /**

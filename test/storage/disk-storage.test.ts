@@ -70,7 +70,7 @@ describe("raft's Storage on disk", () => {
       while (node.hasReady()) {
         const rd = node.ready();
         if (rd.snapshot) await storage.installSnapshot(rd.snapshot, rd.hardState);
-        await storage.append(rd.entries, rd.hardState);
+        await storage.append(rd.entries, rd.hardState, rd.mustSync);
         for (const e of rd.committedEntries)
           if (e.data.byteLength) applied.push(Buffer.from(e.data).toString());
         node.advance(rd);
@@ -91,7 +91,7 @@ describe("raft's Storage on disk", () => {
     const replayed: string[] = [];
     while (restarted.hasReady()) {
       const rd = restarted.ready();
-      await reopened.append(rd.entries, rd.hardState);
+      await reopened.append(rd.entries, rd.hardState, rd.mustSync);
       for (const e of rd.committedEntries)
         if (e.data.byteLength) replayed.push(Buffer.from(e.data).toString());
       restarted.advance(rd);
@@ -104,20 +104,24 @@ describe("raft's Storage on disk", () => {
     const s = await bootstrapped(fs);
     await s.append([entry(2, 1), entry(3, 1)], { term: 1, vote: 1, commit: 1 });
     const syncs = s.wal.stats.syncs;
-    await s.append([], { term: 1, vote: 1, commit: 3 });
+    await s.append([], { term: 1, vote: 1, commit: 3 }, false);
     assert.equal(s.wal.stats.syncs, syncs, "no fdatasync for the commit index alone");
-    await s.append([], { term: 2, vote: 0, commit: 3 });
+    await s.append([], { term: 2, vote: 0, commit: 3 }, true);
     assert.equal(s.wal.stats.syncs, syncs + 1, "a new term is synced");
-    await s.append([], { term: 2, vote: 0, commit: 3 });
-    await s.append([entry(4, 2)], null);
+    await s.append([], { term: 2, vote: 0, commit: 4 }, false);
+    await s.append([entry(4, 2)], null, true);
     fs.crash("lose-all-unsynced");
     let again = await DiskStorage.open({ fs, dir });
-    assert.deepEqual(again.initialState().hardState, { term: 2, vote: 0, commit: 3 });
-    await again.append([], { term: 2, vote: 0, commit: 4 });
+    assert.deepEqual(
+      again.initialState().hardState,
+      { term: 2, vote: 0, commit: 4 },
+      "the held commit went out with the entry",
+    );
+    await again.append([], { term: 2, vote: 0, commit: 5 }, false);
     await again.close();
     fs.crash("lose-all-unsynced");
     again = await DiskStorage.open({ fs, dir });
-    assert.equal(again.initialState().hardState.commit, 4, "written at close");
+    assert.equal(again.initialState().hardState.commit, 5, "written at close");
   });
 
   it("the commit index at restart is never below the snapshot, whatever was written last", async () => {
@@ -127,7 +131,7 @@ describe("raft's Storage on disk", () => {
       Array.from({ length: 9 }, (_, i) => entry(i + 2, 1)),
       { term: 1, vote: 1, commit: 2 },
     );
-    await s.append([], { term: 1, vote: 1, commit: 10 }); // held, not written
+    await s.append([], { term: 1, vote: 1, commit: 10 }, false); // held, not written
     await s.createSnapshot(8, cs([1]), Buffer.from("state@8"));
     fs.crash("lose-all-unsynced");
     const again = await DiskStorage.open({ fs, dir });
