@@ -80,14 +80,23 @@ type Verdict = { kind: "pass" } | { kind: "drop"; mode: DropMode } | { kind: "un
 
 const linkKey = (from: NodeId, to: NodeId): string => `${from}->${to}`;
 
+/** A timer source for link delays (the engine's injected timers fit; default: the real clock). */
+export interface DelayTimers {
+  setTimeout(fn: () => void, ms: number): unknown;
+}
+
 export interface MemoryNetworkOptions {
   /** Default {@link defaultScheduler} (setImmediate); tests pass one they drain by hand. */
   schedule?: Scheduler;
+  /** Times link delays; tests pass virtual timers. Default: the real clock. */
+  timers?: DelayTimers;
 }
 
 /** The shared medium of a set of {@link MemoryTransport}s, with deterministic fault injection. */
 export class MemoryNetwork {
   readonly schedule: Scheduler;
+  private readonly timers: DelayTimers;
+  private readonly delays = new Map<string, number>();
   /** Totals over every link. */
   readonly stats: LinkStats = emptyStats();
   private readonly endpoints = new Map<NodeId, Endpoint>();
@@ -99,6 +108,25 @@ export class MemoryNetwork {
 
   constructor(options: MemoryNetworkOptions = {}) {
     this.schedule = options.schedule ?? defaultScheduler;
+    this.timers = options.timers ?? { setTimeout: (fn, ms) => setTimeout(fn, ms) };
+  }
+
+  /**
+   * Delays every batch from `from` to `to`, and the start of every snapshot stream, by `ms` (on the
+   * network's timers), until set back to 0. Batches on one link keep their order.
+   */
+  delay(from: NodeId, to: NodeId, ms: number): void {
+    if (!Number.isSafeInteger(ms) || ms < 0)
+      throw new RangeError(`delay must be a whole number of ms >= 0, got ${ms}`);
+    if (ms === 0) this.delays.delete(linkKey(from, to));
+    else this.delays.set(linkKey(from, to), ms);
+  }
+
+  /** Runs `fn` on a later task, after the link's delay if it has one. */
+  scheduleOn(from: NodeId, to: NodeId, fn: () => void): void {
+    const ms = this.delays.get(linkKey(from, to));
+    if (ms === undefined) this.schedule(fn);
+    else this.timers.setTimeout(() => this.schedule(fn), ms);
   }
 
   /** Counters of one directed link. */
@@ -344,7 +372,7 @@ export class MemoryTransport implements Transport {
         reject(signal.reason);
       };
       signal.addEventListener("abort", onAbort, { once: true });
-      this.network.schedule(() => {
+      this.network.scheduleOn(this.id, to, () => {
         if (done) return;
         done = true;
         signal.removeEventListener("abort", onAbort);
@@ -375,8 +403,9 @@ export class MemoryTransport implements Transport {
     if (!("deliver" in target)) return this.refuse(to, target, "a snapshot", signal);
     const faults = this.network.takeSnapshotFaults(this.id, to);
     const expectedBytes = (await this.opts.snapshotSource.payloadBytes?.(meta)) ?? -1;
-    // Start on a later macrotask, as a connection would: never re-entrant into the receiver.
-    await this.tick();
+    // Start on a later macrotask (after the link's delay), as a connection would: never re-entrant
+    // into the receiver.
+    await new Promise<void>((resolve) => this.network.scheduleOn(this.id, to, resolve));
     signal.throwIfAborted();
     const stream = this.pipe(to, target, meta, expectedBytes, signal, faults);
     try {

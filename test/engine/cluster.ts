@@ -62,7 +62,7 @@ export type ClusterOptions = Partial<
 export async function engineCluster(seed = 1, extra: ClusterOptions = {}) {
   const sched = new ManualScheduler();
   const timers = new ManualTimers();
-  const network = new MemoryNetwork({ schedule: sched.schedule });
+  const network = new MemoryNetwork({ schedule: sched.schedule, timers });
   const machines = new Map<number, ListMachine>();
   const disks = new Map<number, SimFileSystem>();
   const engines = new Map<number, Engine<number>>();

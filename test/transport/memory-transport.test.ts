@@ -197,6 +197,55 @@ describe("MemoryTransport messages", () => {
   });
 });
 
+describe("MemoryNetwork delays", () => {
+  it("a delayed link delivers after its delay on the network's timers, in order; other links are not held up", async () => {
+    const sched = new ManualScheduler();
+    const timers = new ManualTimers();
+    const network = new MemoryNetwork({ schedule: sched.schedule, timers });
+    const mk = (id: NodeId) =>
+      new MemoryTransport({
+        id,
+        network,
+        clusterId: CLUSTER,
+        snapshotSource: sourceOf(new Uint8Array(0)),
+        fs: new SimFileSystem(id),
+        snapshotDir: SNAP_DIR,
+      });
+    const [t1, t2, t3] = [mk(1), mk(2), mk(3)];
+    const [h2, h3] = [new RecordingHandler(), new RecordingHandler()];
+    await t2.start(h2);
+    await t3.start(h3);
+    network.delay(1, 2, 50);
+    const signal = new AbortController().signal;
+    const hb = (to: NodeId, commit: number) => [
+      message({ type: MessageType.Heartbeat, from: 1, to, commit }),
+    ];
+    const first = capture(t1.sender(2).send(hb(2, 1), signal));
+    const second = capture(t1.sender(2).send(hb(2, 2), signal));
+    const other = capture(t1.sender(3).send(hb(3, 1), signal));
+    await sched.drain();
+    assert.deepEqual(other.result(), { ok: true, value: undefined }, "the undelayed link delivered");
+    assert.equal(h2.batches.length, 0, "nothing before the delay");
+    timers.advance(49);
+    await sched.drain();
+    assert.equal(h2.batches.length, 0);
+    timers.advance(1);
+    await sched.drain();
+    assert.deepEqual(
+      h2.batches.map((b) => b.batch[0]!.commit),
+      [1, 2],
+      "delivered after 50 ms, in order",
+    );
+    assert.deepEqual(first.result(), { ok: true, value: undefined });
+    assert.deepEqual(second.result(), { ok: true, value: undefined });
+    network.delay(1, 2, 0);
+    const undelayed = capture(t1.sender(2).send(hb(2, 3), signal));
+    await sched.drain();
+    assert.deepEqual(undelayed.result(), { ok: true, value: undefined }, "a delay set back to 0 is gone");
+    assert.throws(() => network.delay(1, 2, -1), RangeError);
+  });
+});
+
 describe("PeerDispatcher over a MemoryTransport", () => {
   it("a blackholed peer: the send times out and a report is posted", async () => {
     const { sched, network, t1, t2, h2 } = cluster();
