@@ -72,6 +72,11 @@ export interface EngineOptions<R> {
   schedule?: (fn: () => void) => void;
   random?: RandomSource;
   logger?: RaftLogger;
+  /**
+   * The Prometheus registry the engine's raftkv_* metrics go into (e.g. a server's, to scrape with its
+   * own); default a registry of its own. One engine per registry: the names carry no node label.
+   */
+  metricsRegistry?: Registry;
   tickMs?: number;
   /** Proposals waiting to enter raft, plus those proposed and not yet applied. */
   maxPendingProposals?: number;
@@ -205,14 +210,17 @@ export class Engine<R = unknown> {
     this.reports.onPosted = () => this.wake();
     this.smAppliedAtOpen = smAppliedAtOpen;
     this.readPrefix = (o.random ? o.random.intn(0x7fff_ffff) : randomInt(0x7fff_ffff)).toString(36);
-    const { registry, latency } = createEngineMetrics({
-      status: () => this.node.status(),
-      dispatchStats: () => new Map([...this.dispatchers].map(([peer, d]) => [peer, d.stats])),
-      dispatchQueued: () => new Map([...this.dispatchers].map(([peer, d]) => [peer, d.queued])),
-      reportStats: () => this.reports.stats,
-      walStats: () => this.storage.wal.stats,
-      snapshotStats: () => this.transport.snapshotStats,
-    });
+    const { registry, latency } = createEngineMetrics(
+      {
+        status: () => this.node.status(),
+        dispatchStats: () => new Map([...this.dispatchers].map(([peer, d]) => [peer, d.stats])),
+        dispatchQueued: () => new Map([...this.dispatchers].map(([peer, d]) => [peer, d.queued])),
+        reportStats: () => this.reports.stats,
+        walStats: () => this.storage.wal.stats,
+        snapshotStats: () => this.transport.snapshotStats,
+      },
+      o.metricsRegistry,
+    );
     this.registry = registry;
     this.latency = latency;
     storage.wal.onSync = latency.fsync;
