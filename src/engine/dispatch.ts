@@ -29,7 +29,9 @@ export interface DispatchOptions {
   normalLaneMessages?: number;
   /** Messages sent in one batch. */
   maxBatchMessages?: number;
+  /** A batch not delivered within this is given up and reported. */
   sendTimeoutMs?: number;
+  /** A snapshot stream that makes no progress for this long is given up and reported. */
   snapshotTimeoutMs?: number;
 }
 
@@ -38,7 +40,7 @@ export const DISPATCH_DEFAULTS: Required<DispatchOptions> = {
   normalLaneMessages: 1024,
   maxBatchMessages: 64,
   sendTimeoutMs: 5_000,
-  snapshotTimeoutMs: 10 * 60_000,
+  snapshotTimeoutMs: 60_000,
 };
 
 export class LaneFullError extends Error {
@@ -75,6 +77,8 @@ export class PeerDispatcher {
   private readonly priority: Lane;
   private readonly normal: Lane;
   private snapshotInFlight = false;
+  /** The snapshot stream advanced since the loop last asked (see takeSnapshotProgress). */
+  private snapshotProgress = false;
   private closed = false;
   private readonly inFlight = new Set<AbortController>();
   /** Counters for the metrics layer (raftkv_dispatch_*), per peer. */
@@ -112,6 +116,16 @@ export class PeerDispatcher {
     return true;
   }
 
+  /**
+   * Whether the snapshot stream to this peer advanced since the last call; the loop tells raft, which
+   * then does not give up on a transfer that is slow but alive.
+   */
+  takeSnapshotProgress(): boolean {
+    const p = this.snapshotProgress;
+    this.snapshotProgress = false;
+    return p;
+  }
+
   /** Messages waiting (not in flight) in each lane. */
   get queued(): { priority: number; normal: number } {
     return { priority: this.priority.queue.length, normal: this.normal.queue.length };
@@ -139,8 +153,13 @@ export class PeerDispatcher {
 
   private async runSnapshot(m: Message): Promise<void> {
     try {
-      await this.withTimeout("snapshot", this.opts.snapshotTimeoutMs, (signal) =>
-        this.sender.sendSnapshot(m, signal),
+      // The timeout is one of silence: every bit of progress restarts it, so a large snapshot on a
+      // slow link is not given up while it still moves.
+      await this.withTimeout("snapshot", this.opts.snapshotTimeoutMs, (signal, touch) =>
+        this.sender.sendSnapshot(m, signal, () => {
+          touch();
+          this.snapshotProgress = true;
+        }),
       );
       if (this.closed) return;
       this.stats.sent++;
@@ -181,16 +200,29 @@ export class PeerDispatcher {
     this.reports.post({ kind: "failed", peer: this.peer, messageType: type, error });
   }
 
-  /** Runs a send with an abort signal that fires after `ms`; the returned promise never outlives it. */
-  private withTimeout(what: string, ms: number, run: (signal: AbortSignal) => Promise<void>): Promise<void> {
+  /**
+   * Runs a send with an abort signal that fires after `ms` (restarted by each `touch()`); the returned
+   * promise never outlives it.
+   */
+  private withTimeout(
+    what: string,
+    ms: number,
+    run: (signal: AbortSignal, touch: () => void) => Promise<void>,
+  ): Promise<void> {
     const controller = new AbortController();
     this.inFlight.add(controller);
     return new Promise<void>((resolve, reject) => {
-      const timer = this.timers.setTimeout(() => {
+      const expire = () => {
         const err = new SendTimeoutError(this.peer, what, ms);
         controller.abort(err);
         reject(err);
-      }, ms);
+      };
+      let timer = this.timers.setTimeout(expire, ms);
+      const touch = () => {
+        if (controller.signal.aborted) return;
+        this.timers.clearTimeout(timer);
+        timer = this.timers.setTimeout(expire, ms);
+      };
       const settle = () => {
         this.timers.clearTimeout(timer);
         this.inFlight.delete(controller);
@@ -199,7 +231,7 @@ export class PeerDispatcher {
         settle();
         reject(controller.signal.reason);
       });
-      run(controller.signal).then(
+      run(controller.signal, touch).then(
         () => {
           settle();
           resolve();

@@ -50,7 +50,7 @@ import {
 } from "./errors.js";
 import { createEngineMetrics, type LatencyRecorders } from "./metrics.js";
 import { REPORT_QUEUE_DEFAULT_CAPACITY, ReportQueue, routeReport } from "./reports.js";
-import type { StateMachine } from "./state-machine.js";
+import type { SnapshotHandle, StateMachine } from "./state-machine.js";
 
 export interface EngineOptions<R> {
   id: NodeId;
@@ -151,6 +151,7 @@ export class Engine<R = unknown> {
   private readonly dispatchers = new Map<NodeId, PeerDispatcher>();
   private readonly registry: Registry;
   private readonly latency: LatencyRecorders;
+  private readonly metricNames: readonly string[];
 
   // Events posted to the loop.
   private inbox: {
@@ -161,6 +162,8 @@ export class Engine<R = unknown> {
   }[] = [];
   /** A local snapshot being written; one at a time. */
   private snapshotting = false;
+  /** Settles when the local snapshot being written is done (never rejects); close() awaits it. */
+  private snapshotWrite: Promise<void> = Promise.resolve();
   private proposals: { data: Uint8Array; waiter: Waiter<Proposed<R>> }[] = [];
   private confChanges: { cc: ConfChange; waiter: Waiter<ConfState> }[] = [];
   private transfers: { to: NodeId; waiter: Waiter<void>; issuedAt: number }[] = [];
@@ -210,7 +213,7 @@ export class Engine<R = unknown> {
     this.reports.onPosted = () => this.wake();
     this.smAppliedAtOpen = smAppliedAtOpen;
     this.readPrefix = (o.random ? o.random.intn(0x7fff_ffff) : randomInt(0x7fff_ffff)).toString(36);
-    const { registry, latency } = createEngineMetrics(
+    const { registry, latency, names } = createEngineMetrics(
       {
         status: () => this.node.status(),
         dispatchStats: () => new Map([...this.dispatchers].map(([peer, d]) => [peer, d.stats])),
@@ -222,6 +225,7 @@ export class Engine<R = unknown> {
       o.metricsRegistry,
     );
     this.registry = registry;
+    this.metricNames = names;
     this.latency = latency;
     storage.wal.onSync = latency.fsync;
   }
@@ -235,6 +239,21 @@ export class Engine<R = unknown> {
       trailingEntries: o.trailingEntries ?? ENGINE_DEFAULTS.trailingEntries,
       snapshots: { keep: o.keepSnapshots ?? ENGINE_DEFAULTS.keepSnapshots },
     });
+    try {
+      return await Engine.start(o, storage, logger);
+    } catch (err) {
+      // Nothing of a failed open may stay behind (start() unregisters its metrics): a caller may
+      // retry in this process.
+      await storage.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private static async start<R>(
+    o: EngineOptions<R>,
+    storage: DiskStorage,
+    logger: RaftLogger,
+  ): Promise<Engine<R>> {
     if (storage.isEmpty() && !o.join) {
       await storage.bootstrap({ ...EMPTY_CONF_STATE, voters: [...o.initialVoters] });
     }
@@ -263,7 +282,12 @@ export class Engine<R = unknown> {
       logger,
     });
     const engine = new Engine(o, storage, node, smApplied);
-    await o.transport.start(engine.inboundHandler());
+    try {
+      await o.transport.start(engine.inboundHandler());
+    } catch (err) {
+      engine.unregisterMetrics();
+      throw err;
+    }
     engine.scheduleTick();
     engine.wake();
     return engine;
@@ -391,7 +415,17 @@ export class Engine<R = unknown> {
     this.halt(new EngineClosedError());
     await this.idle;
     await (this.transportClosing ?? this.transport.close());
+    // A local snapshot still being written finishes (or fails) before the storage closes under it.
+    await this.snapshotWrite;
+    for (const path of this.spooled.values()) this.removeSpool(path);
+    this.spooled.clear();
     await this.storage.close();
+    this.unregisterMetrics();
+  }
+
+  /** Takes this engine's metrics out of the registry (one shared with others, or a later engine). */
+  private unregisterMetrics(): void {
+    for (const name of this.metricNames) this.registry.removeSingleMetric(name);
   }
 
   /** Stops the loop, the ticks and the dispatchers, and fails every request with `err`. */
@@ -470,6 +504,11 @@ export class Engine<R = unknown> {
   /** Hands everything posted since the last turn to raft. */
   private feedEvents(): void {
     const node = this.node;
+    // Before the ticks: a snapshot still streaming must not be timed out by them.
+    for (const [peer, d] of this.dispatchers) {
+      if (d.takeSnapshotProgress() && !this.opts.testing?.dropDispatchReports)
+        node.reportSnapshotProgress(peer);
+    }
     for (; this.ticksDue > 0; this.ticksDue--) {
       node.tick();
       this.ticks++;
@@ -639,16 +678,19 @@ export class Engine<R = unknown> {
       return;
     this.snapshotting = true;
     const confState = this.node.raft.trk.confState();
-    // Captured now, on the loop, consistent with `applied`; streamed to disk off it.
-    const handle = this.sm.snapshot();
-    this.storage
-      .createSnapshot(applied, confState, handle.read())
-      .finally(() => handle.release())
+    // Captured now, on the loop, consistent with `applied`; streamed to disk off it, and released as
+    // soon as it is read.
+    const image = releasedAfterReading(this.sm.snapshot());
+    this.snapshotWrite = this.storage
+      .createSnapshot(applied, confState, image.stream)
+      .finally(image.release)
       .then(
         () => {
           this.snapshotting = false;
         },
-        (err: unknown) => this.failStop(err),
+        (err: unknown) => {
+          if (!this.closed) this.failStop(err);
+        },
       );
   }
 
@@ -688,7 +730,10 @@ export class Engine<R = unknown> {
    * again).
    */
   private onSnapshotReceived(from: NodeId, message: Message, received: ReceivedSnapshot): Promise<void> {
-    if (this.closed) return Promise.reject(this.refusal() ?? new EngineClosedError());
+    if (this.closed) {
+      this.removeSpool(received.path);
+      return Promise.reject(this.refusal() ?? new EngineClosedError());
+    }
     // Raft sees the metadata only; the payload stays in the spooled file until it is installed.
     const snap: Message = { ...message, snapshot: { metadata: received.metadata, data: EMPTY_BYTES } };
     return new Promise<void>((resolve, reject) => {
@@ -734,12 +779,13 @@ export class Engine<R = unknown> {
     const meta = rd.snapshot.metadata;
     const key = snapshotKey(meta);
     const spool = this.spooled.get(key);
-    const payload = spool !== undefined ? readFileChunks(this.opts.fs, spool) : rd.snapshot.data;
-    await this.storage.installSnapshot(rd.snapshot, rd.hardState, payload);
-    if (spool !== undefined) {
-      this.spooled.delete(key);
-      this.removeSpool(spool);
+    if (spool === undefined) {
+      // Raft only takes snapshots that came through the transport, spooled: an invariant, not input.
+      throw new Error(`engine invariant: no spooled payload for the snapshot ${key} raft is installing`);
     }
+    await this.storage.installSnapshot(rd.snapshot, rd.hardState, readFileChunks(this.opts.fs, spool));
+    this.spooled.delete(key);
+    this.removeSpool(spool);
     if (meta.index > BOOTSTRAP_INDEX) {
       await this.sm.restore((await this.storage.snapshotPayload()).chunks(), meta.index);
     }
@@ -895,6 +941,30 @@ export class Engine<R = unknown> {
     // silent sink; close() awaits the rest.
     this.transportClosing = this.transport.close().catch(() => {});
   }
+}
+
+/**
+ * A snapshot handle's stream that releases the handle as soon as it has been read (or abandoned), and a
+ * release to call in any case afterwards; the handle is released exactly once.
+ */
+function releasedAfterReading(handle: SnapshotHandle): {
+  stream: AsyncIterable<Uint8Array>;
+  release: () => void;
+} {
+  let released = false;
+  const release = () => {
+    if (released) return;
+    released = true;
+    handle.release();
+  };
+  async function* stream(): AsyncGenerator<Uint8Array> {
+    try {
+      yield* handle.read();
+    } finally {
+      release();
+    }
+  }
+  return { stream: stream(), release };
 }
 
 function snapshotKey(meta: SnapshotMetadata): string {

@@ -65,7 +65,8 @@ function totalCounter(
 export function createEngineMetrics(
   source: EngineMetricsSource,
   registry = new Registry(),
-): { registry: Registry; latency: LatencyRecorders } {
+): { registry: Registry; latency: LatencyRecorders; names: readonly string[] } {
+  const before = new Set(registry.getMetricsAsArray().map((m) => m.name));
   const gauge = (name: string, help: string, value: (s: Status) => number) =>
     new Gauge({
       name,
@@ -214,7 +215,7 @@ export function createEngineMetrics(
   totalCounter(
     registry,
     "raftkv_snapshot_send_failures_total",
-    "Snapshot sends that failed, by kind (truncated, corrupt, too-large, cluster-mismatch, io, other).",
+    "Snapshot sends that failed, by kind (truncated, corrupt, too-large, cluster-mismatch, io, local-corrupt, missing, other).",
     ["kind"],
     byKind((s) => s.sendFailures),
   );
@@ -241,5 +242,9 @@ export function createEngineMetrics(
     ),
     fsync: histogram("raftkv_wal_fsync_duration_seconds", "One WAL fdatasync."),
   };
-  return { registry, latency };
+  const names = registry
+    .getMetricsAsArray()
+    .map((m) => m.name)
+    .filter((n) => !before.has(n));
+  return { registry, latency, names };
 }

@@ -209,6 +209,8 @@ export class DiskStorage implements Storage {
     payload: Uint8Array | AsyncIterable<Uint8Array> = s.data,
   ): Promise<void> {
     await this.snapshots.save(s.metadata, payload);
+    // A held commit index belongs to the log the snapshot replaces (and may predate its term).
+    this.heldHardState = null;
     // The WAL's index switches to the snapshot when the record is made: switch our view with it.
     const recorded = this.wal.recordSnapshot(s.metadata, hardState);
     this.snap = { metadata: s.metadata, data: EMPTY_BYTES };

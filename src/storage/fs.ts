@@ -8,6 +8,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { StorageError } from "./errors.js";
 
 export interface FileHandle {
   readonly path: string;
@@ -193,7 +194,8 @@ export async function* readFileChunks(
     for (let at = 0; at < size; ) {
       const piece = new Uint8Array(Math.min(chunkBytes, size - at));
       const n = h.readSync(piece, 0, piece.length, at);
-      if (n !== piece.length) throw new Error(`${file}: read ${n} of ${piece.length} bytes at ${at}`);
+      if (n !== piece.length)
+        throw new StorageError(`${file} shrank while being read: ${n} of ${piece.length} bytes at ${at}`);
       at += n;
       yield piece;
     }

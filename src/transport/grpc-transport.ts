@@ -150,6 +150,8 @@ interface OutboundSnapshot {
   payloadBytes: number;
   /** Wakes a pump waiting for 'drain' once the call is over. */
   wake: (() => void) | null;
+  /** Told the payload bytes written after each frame is handed to the call. */
+  onProgress: ((payloadBytes: number) => void) | null;
   /** Settles the send once: null for success, else what it rejects with (an abort's reason as it is). */
   finish(failure: { error: unknown } | null): void;
 }
@@ -270,7 +272,11 @@ class PeerLink {
     this.pending.clear();
   }
 
-  sendSnapshot(message: Message, signal: AbortSignal): Promise<void> {
+  sendSnapshot(
+    message: Message,
+    signal: AbortSignal,
+    onProgress?: (payloadBytes: number) => void,
+  ): Promise<void> {
     if (this.closedWith !== null) return Promise.reject(this.closedWith);
     if (signal.aborted) return Promise.reject(signal.reason);
     let start: pb.SnapshotPiece;
@@ -293,6 +299,7 @@ class PeerLink {
         streamBytes: 0,
         payloadBytes: 0,
         wake: null,
+        onProgress: onProgress ?? null,
         finish: (failure) => {
           if (state.done) return;
           state.done = true;
@@ -426,6 +433,7 @@ async function pumpSnapshot(
       if (frame[0] === FRAME_DATA)
         state.payloadBytes += Math.max(0, bytes.length - FRAME_PREFIX_BYTES - DATA_OVERHEAD_BYTES);
       if (!more) await drained(call, state);
+      if (!state.done) state.onProgress?.(state.payloadBytes);
     }
     if (cut) {
       logger.warn("snapshot stream cut (fault injection)", { peer, stream_bytes: state.streamBytes });
@@ -590,10 +598,10 @@ export class GrpcTransport implements Transport {
         const link = this.link(peer);
         return link instanceof PeerLink ? link.send(batch, signal) : Promise.reject(link);
       },
-      sendSnapshot: (message, signal) => {
+      sendSnapshot: (message, signal, onProgress) => {
         const link = this.link(peer);
         return this.snapshotStats.countSend(
-          link instanceof PeerLink ? link.sendSnapshot(message, signal) : Promise.reject(link),
+          link instanceof PeerLink ? link.sendSnapshot(message, signal, onProgress) : Promise.reject(link),
         );
       },
     };

@@ -17,7 +17,15 @@ import type { RaftLogger } from "../raft/config.js";
 import type { Message, NodeId } from "../raft/types.js";
 import type { FileSystem } from "../storage/fs.js";
 import { MessageDroppedError, PeerUnreachableError, TransportClosedError, TransportError } from "./errors.js";
-import { encodeSnapshotStream, SnapshotStats, spoolSnapshot, sweepSpoolDir } from "./snapshot-stream.js";
+import {
+  DATA_OVERHEAD_BYTES,
+  encodeSnapshotStream,
+  FRAME_DATA,
+  FRAME_PREFIX_BYTES,
+  SnapshotStats,
+  spoolSnapshot,
+  sweepSpoolDir,
+} from "./snapshot-stream.js";
 import type { InboundHandler, PeerSender, SnapshotSource, Transport } from "./transport.js";
 
 /** Runs `fn` on a later macrotask. */
@@ -329,8 +337,8 @@ export class MemoryTransport implements Transport {
   sender(peer: NodeId): PeerSender {
     return {
       send: (batch, signal) => this.send(peer, batch, signal),
-      sendSnapshot: (message, signal) =>
-        this.snapshotStats.countSend(abortable(this.sendSnapshot(peer, message, signal), signal)),
+      sendSnapshot: (message, signal, onProgress) =>
+        this.snapshotStats.countSend(abortable(this.sendSnapshot(peer, message, signal, onProgress), signal)),
     };
   }
 
@@ -395,7 +403,12 @@ export class MemoryTransport implements Transport {
     });
   }
 
-  private async sendSnapshot(to: NodeId, message: Message, signal: AbortSignal): Promise<void> {
+  private async sendSnapshot(
+    to: NodeId,
+    message: Message,
+    signal: AbortSignal,
+    onProgress: ((payloadBytes: number) => void) | undefined,
+  ): Promise<void> {
     signal.throwIfAborted();
     const meta = message.snapshot?.metadata;
     if (meta === undefined) throw new TransportError("sendSnapshot needs a message carrying a snapshot");
@@ -407,7 +420,7 @@ export class MemoryTransport implements Transport {
     // into the receiver.
     await new Promise<void>((resolve) => this.network.scheduleOn(this.id, to, resolve));
     signal.throwIfAborted();
-    const stream = this.pipe(to, target, meta, expectedBytes, signal, faults);
+    const stream = this.pipe(to, target, meta, expectedBytes, signal, faults, onProgress);
     try {
       await target.acceptSnapshot(this.id, copyMessage(message), stream);
     } catch (err) {
@@ -415,10 +428,6 @@ export class MemoryTransport implements Transport {
       throw err;
     }
     this.network.count(this.id, to, (s) => s.snapshotsConfirmed++);
-  }
-
-  private tick(): Promise<void> {
-    return new Promise<void>((resolve) => this.network.schedule(resolve));
   }
 
   /** The wire: frames the source, slices it, applies the link's faults, one scheduler turn per slice. */
@@ -429,6 +438,7 @@ export class MemoryTransport implements Transport {
     expectedBytes: number,
     signal: AbortSignal,
     faults: { cutAt: number; corruptAt: number },
+    onProgress: ((payloadBytes: number) => void) | undefined,
   ): AsyncGenerator<Uint8Array> {
     const frames = encodeSnapshotStream(meta, this.opts.snapshotSource.open(meta, signal), {
       clusterId: this.opts.clusterId,
@@ -439,6 +449,7 @@ export class MemoryTransport implements Transport {
       ...(this.opts.logger ? { logger: this.opts.logger } : {}),
     });
     let offset = 0;
+    let payloadBytes = 0;
     for await (const frame of frames) {
       let bytes = frame;
       if (faults.corruptAt >= offset && faults.corruptAt < offset + frame.length) {
@@ -458,7 +469,12 @@ export class MemoryTransport implements Transport {
           s.snapshotBytes += n;
         });
         yield slice;
-        await this.tick();
+        // One turn per slice, after the link's delay if it has one: a delayed link is a slow one.
+        await new Promise<void>((resolve) => this.network.scheduleOn(this.id, to, resolve));
+      }
+      if (frame[0] === FRAME_DATA) {
+        payloadBytes += frame.length - FRAME_PREFIX_BYTES - DATA_OVERHEAD_BYTES;
+        onProgress?.(payloadBytes);
       }
     }
   }

@@ -31,6 +31,10 @@ import type { RaftLogger } from "../raft/config.js";
 import { silentLogger } from "../raft/config.js";
 import type { ConfState, NodeId, SnapshotMetadata } from "../raft/types.js";
 import { crc32c } from "../storage/crc32c.js";
+import {
+  SnapshotMissingError,
+  SnapshotCorruptError as StoredSnapshotCorruptError,
+} from "../storage/errors.js";
 import type { FileHandle, FileSystem } from "../storage/fs.js";
 import { ensureDurableDir, join } from "../storage/fs.js";
 import {
@@ -631,17 +635,29 @@ export interface SpooledSnapshot {
   payloadBytes: number;
 }
 
-/** Name of a spool file while it is being received. */
-export function incomingSnapshotName(index: number, term: number): string {
-  // A number of its own per reception, so that two receptions of one snapshot never share a file.
-  return `incoming-${index}-${term}-${++receptions}.tmp`;
-}
-
+/**
+ * Spool file names carry a number of their own per reception (in this process), so that two
+ * receptions of one snapshot never share a file, and the failure of one never removes the other's.
+ */
 let receptions = 0;
 
+/** Name of a spool file while it is being received. */
+export function incomingSnapshotName(index: number, term: number, reception: number): string {
+  return `incoming-${index}-${term}-${reception}.tmp`;
+}
+
 /** Name of a received snapshot's payload once it has verified and is durable. */
-export function receivedSnapshotName(index: number, term: number): string {
-  return `received-${index}-${term}.snap`;
+export function receivedSnapshotName(index: number, term: number, reception: number): string {
+  return `received-${index}-${term}-${reception}.snap`;
+}
+
+const SPOOL_NAME = /^(incoming|received)-(\d+)-(\d+)-\d+\.(tmp|snap)$/;
+
+/** The index and term a spool file name stands for, and whether it is complete; null for other names. */
+export function parseSpoolName(name: string): { index: number; term: number; received: boolean } | null {
+  const m = SPOOL_NAME.exec(name);
+  if (m === null || (m[1] === "incoming") !== (m[4] === "tmp")) return null;
+  return { index: Number(m[2]), term: Number(m[3]), received: m[1] === "received" };
 }
 
 /**
@@ -656,18 +672,24 @@ export async function sweepSpoolDir(
 ): Promise<void> {
   if (!fs.exists(dir)) return;
   for (const name of fs.readdir(dir)) {
-    if (!/^incoming-\d+-\d+(-\d+)?\.tmp$/.test(name) && !/^received-\d+-\d+\.snap$/.test(name)) continue;
+    if (parseSpoolName(name) === null) continue;
     await fs.unlink(join(dir, name));
     logger.info("removed a snapshot spool file left by an earlier run", { file: join(dir, name) });
   }
 }
 
-/** Classifies a failure for logs and metrics: truncated, corrupt, too-large, cluster-mismatch or io. */
+/**
+ * Classifies a failure for logs and metrics: truncated, corrupt, too-large, cluster-mismatch, io,
+ * local-corrupt or missing (the sender's stored snapshot), or other.
+ */
 export function snapshotFailureKind(err: unknown): string {
   if (err instanceof SnapshotTruncatedError) return "truncated";
   if (err instanceof SnapshotCorruptError) return "corrupt";
   if (err instanceof SnapshotTooLargeError) return "too-large";
   if (err instanceof ClusterIdMismatchError) return "cluster-mismatch";
+  // The sender's own snapshot file: damaged at rest, or replaced by a newer one meanwhile.
+  if (err instanceof StoredSnapshotCorruptError) return "local-corrupt";
+  if (err instanceof SnapshotMissingError) return "missing";
   if (typeof (err as { code?: unknown } | null)?.code === "string") return "io";
   return "other";
 }
@@ -688,10 +710,11 @@ export async function spoolSnapshot(
   let handle: FileHandle | null = null;
   let tmpPath: string | null = null;
   let position = 0;
+  const reception = ++receptions;
   const receiver = new SnapshotStreamReceiver({
     ...opts,
     onHeader: (h) => {
-      tmpPath = join(dir, incomingSnapshotName(h.metadata.index, h.metadata.term));
+      tmpPath = join(dir, incomingSnapshotName(h.metadata.index, h.metadata.term, reception));
       handle = fs.create(tmpPath);
     },
     sink: async (chunk) => {
@@ -711,7 +734,7 @@ export async function spoolSnapshot(
     await h.datasync();
     await h.close();
     handle = null;
-    const finalPath = join(dir, receivedSnapshotName(index, term));
+    const finalPath = join(dir, receivedSnapshotName(index, term, reception));
     await fs.rename(tmpPath, finalPath);
     tmpPath = null;
     try {

@@ -11,8 +11,16 @@ import type { SnapshotStats } from "./snapshot-stream.js";
 export interface PeerSender {
   /** Sends a batch of messages on the peer's message stream; rejects if they were not delivered. */
   send(batch: readonly Message[], signal: AbortSignal): Promise<void>;
-  /** Streams a snapshot; resolves once the receiver confirmed it whole, verified and durable. */
-  sendSnapshot(message: Message, signal: AbortSignal): Promise<void>;
+  /**
+   * Streams a snapshot; resolves once the receiver confirmed it whole, verified and durable.
+   * `onProgress` is told the payload bytes written so far as the stream advances (at least once per
+   * chunk), so that the caller can tell raft a long transfer is alive.
+   */
+  sendSnapshot(
+    message: Message,
+    signal: AbortSignal,
+    onProgress?: (payloadBytes: number) => void,
+  ): Promise<void>;
 }
 
 /**

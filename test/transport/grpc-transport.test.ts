@@ -46,7 +46,7 @@ import {
   DATA_OVERHEAD_BYTES,
   encodeHeaderFrame,
   FRAME_PREFIX_BYTES,
-  receivedSnapshotName,
+  parseSpoolName,
   TRAILER_BODY_BYTES,
 } from "../../src/transport/snapshot-stream.js";
 import type { InboundHandler, ReceivedSnapshot, SnapshotSource } from "../../src/transport/transport.js";
@@ -518,7 +518,7 @@ describe("GrpcTransport snapshots", () => {
       assert.equal(got.from, 1);
       assert.deepEqual(got.message.snapshot?.metadata, { index, term: 2, confState: CONF });
       assert.equal(received.payloadBytes, size);
-      assert.equal(path.basename(received.path), receivedSnapshotName(index, 2));
+      assert.deepEqual(parseSpoolName(path.basename(received.path)), { index, term: 2, received: true });
       assert.deepEqual(got.bytes, Buffer.from(payload));
       assert.deepEqual(
         snapFiles(b).filter((f) => f.endsWith(".tmp")),
@@ -738,8 +738,8 @@ describe("GrpcTransport close", () => {
 
   it("start removes the spool files an earlier run left behind", async () => {
     const dir = nodeFs.mkdtempSync(path.join(tmpRoot, "leftovers-"));
-    nodeFs.writeFileSync(path.join(dir, "incoming-5-1.tmp"), "cut short by a crash");
-    nodeFs.writeFileSync(path.join(dir, "received-4-1.snap"), "never installed");
+    nodeFs.writeFileSync(path.join(dir, "incoming-5-1-2.tmp"), "cut short by a crash");
+    nodeFs.writeFileSync(path.join(dir, "received-4-1-3.snap"), "never installed");
     nodeFs.writeFileSync(path.join(dir, "unrelated.txt"), "kept");
     const n = await startNode(41, { snapshotDir: dir });
     assert.deepEqual(nodeFs.readdirSync(dir), ["unrelated.txt"]);

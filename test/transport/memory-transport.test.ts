@@ -23,7 +23,7 @@ import {
   DATA_OVERHEAD_BYTES,
   encodeHeaderFrame,
   FRAME_PREFIX_BYTES,
-  receivedSnapshotName,
+  parseSpoolName,
   TRAILER_BODY_BYTES,
 } from "../../src/transport/snapshot-stream.js";
 import type { InboundHandler, ReceivedSnapshot, SnapshotSource } from "../../src/transport/transport.js";
@@ -343,12 +343,13 @@ describe("MemoryTransport snapshots", () => {
     await sched.drain();
     assert.deepEqual(p.result(), { ok: true, value: undefined });
     const got = taken[0]!;
-    assert.equal(got.path, `${SNAP_DIR}/${receivedSnapshotName(META.index, META.term)}`);
+    const name = got.path.slice(SNAP_DIR.length + 1);
+    assert.deepEqual(parseSpoolName(name), { index: META.index, term: META.term, received: true });
     assert.deepEqual(got.metadata, META);
     assert.equal(got.payloadBytes, payload.length);
     assert.ok(fs2.exists(got.path));
     assert.deepEqual(fs2.readFile(got.path), payload);
-    assert.deepEqual(leftovers(fs2), [receivedSnapshotName(META.index, META.term)]);
+    assert.deepEqual(leftovers(fs2), [name]);
     assert.equal(network.stats.snapshotBytes, layout(payload.length).total);
     assert.equal(network.stats.snapshotsConfirmed, 1);
   });
@@ -456,7 +457,7 @@ describe("MemoryTransport start", () => {
   it("sweeps spool files an earlier run left (cut receptions, snapshots never installed), and nothing else", async () => {
     const { fs2, t2, h2 } = cluster();
     fs2.mkdirp(SNAP_DIR);
-    for (const name of ["incoming-5-1.tmp", "received-7-2.snap", "notes.txt"]) {
+    for (const name of ["incoming-5-1-3.tmp", "received-7-2-4.snap", "notes.txt"]) {
       const h = fs2.create(`${SNAP_DIR}/${name}`);
       await h.write(new Uint8Array([1, 2, 3]), 0);
       await h.datasync();

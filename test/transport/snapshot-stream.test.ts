@@ -16,7 +16,7 @@ import {
   FRAME_DATA,
   FRAME_PREFIX_BYTES,
   FRAME_TRAILER,
-  receivedSnapshotName,
+  parseSpoolName,
   SnapshotStreamReceiver,
   type SnapshotStreamSummary,
   spoolSnapshot,
@@ -439,8 +439,12 @@ describe("spoolSnapshot on SimFileSystem", () => {
       const sim = new SimFileSystem(1);
       const payload = randomBytes(new SeededRandom(size), size);
       const got = await spoolSnapshot(sim, DIR, framesOf(payload), { clusterId: CLUSTER });
-      const finalPath = `${DIR}/${receivedSnapshotName(META.index, META.term)}`;
-      assert.equal(got.path, finalPath);
+      const finalPath = got.path;
+      assert.deepEqual(parseSpoolName(finalPath.slice(DIR.length + 1)), {
+        index: META.index,
+        term: META.term,
+        received: true,
+      });
       assert.equal(got.payloadBytes, size);
       assert.deepEqual(got.metadata, META);
       assert.deepEqual(filesIn(sim), [finalPath]);
