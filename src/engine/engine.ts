@@ -68,6 +68,13 @@ export interface EngineOptions<R> {
   stateMachine: StateMachine<R>;
   transport: Transport;
   timers?: Timers;
+  /**
+   * A monotonic clock in ms that ticks follow: after a pause (a stalled event loop, a frozen VM) the
+   * ticks missed are delivered at once, so that a leader's lease and every raft timeout count real
+   * time. Default performance.now when `timers` is not given; with injected timers and no clock, one
+   * tick per timer callback.
+   */
+  clock?: () => number;
   /** Runs the loop on a later task; default setImmediate. */
   schedule?: (fn: () => void) => void;
   random?: RandomSource;
@@ -103,6 +110,9 @@ export interface EngineOptions<R> {
   /** Raft options beyond id, storage, applied, random and logger. */
   raft?: Omit<RaftOptions, "id" | "storage" | "applied" | "random" | "logger">;
 }
+
+/** Ticks delivered at most at once after a pause. */
+const MAX_CATCH_UP_TICKS = 10_000;
 
 /** DiskStorage.bootstrap writes a new cluster's membership as a snapshot at this index. */
 const BOOTSTRAP_INDEX = 1;
@@ -191,6 +201,9 @@ export class Engine<R = unknown> {
   private rerun = false;
   private wakeScheduled = false;
   private tickTimer: unknown = null;
+  private readonly clock: (() => number) | null;
+  /** When the next tick is due, on `clock`. */
+  private nextTickAt: number | null = null;
   /** The loop is stopped (closed, or failed); `closing` is set once close() was called. */
   private closed = false;
   private closing: Promise<void> | null = null;
@@ -207,6 +220,7 @@ export class Engine<R = unknown> {
     this.sm = o.stateMachine;
     this.transport = o.transport;
     this.timers = o.timers ?? realTimers;
+    this.clock = o.clock ?? (o.timers ? null : () => performance.now());
     this.schedule = o.schedule ?? ((fn) => setImmediate(fn));
     this.logger = o.logger ?? silentLogger;
     this.reports = new ReportQueue(o.reportQueueCapacity ?? REPORT_QUEUE_DEFAULT_CAPACITY);
@@ -458,12 +472,33 @@ export class Engine<R = unknown> {
   }
 
   private scheduleTick(): void {
-    this.tickTimer = this.timers.setTimeout(() => {
-      if (this.closed) return;
-      this.ticksDue++;
-      this.wake();
-      this.scheduleTick();
-    }, this.opts.tickMs);
+    const tickMs = this.opts.tickMs;
+    const clock = this.clock;
+    if (clock === null) {
+      this.tickTimer = this.timers.setTimeout(() => {
+        if (this.closed) return;
+        this.ticksDue++;
+        this.wake();
+        this.scheduleTick();
+      }, tickMs);
+      return;
+    }
+    this.nextTickAt ??= clock() + tickMs;
+    this.tickTimer = this.timers.setTimeout(
+      () => {
+        if (this.closed) return;
+        const now = clock();
+        if (now >= this.nextTickAt!) {
+          const due = Math.floor((now - this.nextTickAt!) / tickMs) + 1;
+          // Every missed tick counts (bounded: past a few hundred election timeouts nothing differs).
+          this.ticksDue += Math.min(due, MAX_CATCH_UP_TICKS);
+          this.nextTickAt! += due * tickMs;
+          this.wake();
+        }
+        this.scheduleTick();
+      },
+      Math.max(0, this.nextTickAt - clock()),
+    );
   }
 
   private wake(): void {

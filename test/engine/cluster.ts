@@ -95,6 +95,7 @@ export async function engineCluster(seed = 1, extra: ClusterOptions = {}) {
       stateMachine: sm,
       transport,
       timers,
+      clock: () => timers.now,
       schedule: sched.schedule,
       random: new SeededRandom(seed * 10 + id),
       tickMs: TICK_MS,
