@@ -14,6 +14,7 @@
  *   aborted), partitions, a snapshot stream cut at a byte offset, a flipped snapshot byte.
  */
 import type { RaftLogger } from "../raft/config.js";
+import type { RandomSource } from "../raft/rand.js";
 import type { Message, NodeId } from "../raft/types.js";
 import type { FileSystem } from "../storage/fs.js";
 import { MessageDroppedError, PeerUnreachableError, TransportClosedError, TransportError } from "./errors.js";
@@ -93,9 +94,21 @@ export interface DelayTimers {
   setTimeout(fn: () => void, ms: number): unknown;
 }
 
+/** A lossy link, for the simulator: each batch is lost, delayed by a random jitter, or duplicated. */
+export interface LinkChaos {
+  /** Probability in [0, 1] that a batch is silently lost. */
+  readonly lossRate: number;
+  /** Probability in [0, 1] that a delivered batch is delivered a second time. */
+  readonly duplicateRate: number;
+  /** Each delivery is delayed by a uniform random 0..maxJitterMs, so batches may arrive out of order. */
+  readonly maxJitterMs: number;
+}
+
 export interface MemoryNetworkOptions {
   /** Default {@link defaultScheduler} (setImmediate); tests pass one they drain by hand. */
   schedule?: Scheduler;
+  /** Decides what a lossy link ({@link MemoryNetwork.setChaos}) does; needed only with chaos. */
+  random?: RandomSource;
   /** Times link delays; tests pass virtual timers. Default: the real clock. */
   timers?: DelayTimers;
 }
@@ -105,6 +118,8 @@ export class MemoryNetwork {
   readonly schedule: Scheduler;
   private readonly timers: DelayTimers;
   private readonly delays = new Map<string, number>();
+  private readonly chaos = new Map<string, LinkChaos>();
+  private readonly random: RandomSource | null;
   /** Totals over every link. */
   readonly stats: LinkStats = emptyStats();
   private readonly endpoints = new Map<NodeId, Endpoint>();
@@ -117,6 +132,44 @@ export class MemoryNetwork {
   constructor(options: MemoryNetworkOptions = {}) {
     this.schedule = options.schedule ?? defaultScheduler;
     this.timers = options.timers ?? { setTimeout: (fn, ms) => setTimeout(fn, ms) };
+    this.random = options.random ?? null;
+  }
+
+  /** Makes the link from `from` to `to` lossy (or reliable again with null). Needs `random`. */
+  setChaos(from: NodeId, to: NodeId, chaos: LinkChaos | null): void {
+    if (chaos === null) {
+      this.chaos.delete(linkKey(from, to));
+      return;
+    }
+    if (this.random === null) throw new RangeError("a MemoryNetwork needs a random source for lossy links");
+    for (const [name, rate] of [
+      ["lossRate", chaos.lossRate],
+      ["duplicateRate", chaos.duplicateRate],
+    ] as const) {
+      if (!(rate >= 0 && rate <= 1)) throw new RangeError(`${name} must be in [0, 1], got ${rate}`);
+    }
+    if (!Number.isSafeInteger(chaos.maxJitterMs) || chaos.maxJitterMs < 0)
+      throw new RangeError(`maxJitterMs must be a whole number >= 0, got ${chaos.maxJitterMs}`);
+    this.chaos.set(linkKey(from, to), chaos);
+  }
+
+  /** What a lossy link does with the next batch: how many copies arrive, after which delays. */
+  chaosFor(from: NodeId, to: NodeId): { copies: number; delaysMs: number[] } | null {
+    const c = this.chaos.get(linkKey(from, to));
+    if (c === undefined || this.random === null) return null;
+    const r = this.random;
+    const chance = (p: number) => p > 0 && r.intn(1_000_000) < p * 1_000_000;
+    const jitter = () => (c.maxJitterMs > 0 ? r.intn(c.maxJitterMs + 1) : 0);
+    if (chance(c.lossRate)) return { copies: 0, delaysMs: [] };
+    const delaysMs = [jitter()];
+    if (chance(c.duplicateRate)) delaysMs.push(jitter());
+    return { copies: delaysMs.length, delaysMs };
+  }
+
+  /** Runs `fn` on a later task, `ms` from now on the network's timers (0: the next task). */
+  afterDelay(ms: number, fn: () => void): void {
+    if (ms === 0) this.schedule(fn);
+    else this.timers.setTimeout(() => this.schedule(fn), ms);
   }
 
   /**
@@ -155,10 +208,11 @@ export class MemoryNetwork {
     this.partitions.push({ a: new Set(a), b: new Set(b), mode });
   }
 
-  /** Removes every drop rule and partition (pending snapshot faults stay armed). */
+  /** Removes every drop rule, partition and lossy link (pending snapshot faults and delays stay). */
   heal(): void {
     this.rules = [];
     this.partitions = [];
+    this.chaos.clear();
   }
 
   /**
@@ -373,6 +427,8 @@ export class MemoryTransport implements Transport {
     if (!("deliver" in target)) return this.refuse(to, target, "a batch", signal);
     const endpoint = target;
     const copy = batch.map(copyMessage);
+    const chaos = this.network.chaosFor(this.id, to);
+    if (chaos !== null) return this.sendThroughChaos(to, endpoint, copy, chaos);
     return new Promise<void>((resolve, reject) => {
       let done = false;
       const onAbort = () => {
@@ -401,6 +457,33 @@ export class MemoryTransport implements Transport {
         resolve();
       });
     });
+  }
+
+  /**
+   * A lossy link: the batch is taken (the send resolves) and then lost, delivered once after a random
+   * delay (so batches overtake each other), or delivered twice. Raft must cope with all three.
+   */
+  private sendThroughChaos(
+    to: NodeId,
+    endpoint: Endpoint,
+    batch: readonly Message[],
+    plan: { copies: number; delaysMs: readonly number[] },
+  ): Promise<void> {
+    this.network.count(this.id, to, (s) => {
+      if (plan.copies === 0) s.droppedBatches++;
+    });
+    for (let i = 0; i < plan.copies; i++) {
+      const copy = i === 0 ? batch : batch.map(copyMessage);
+      this.network.afterDelay(plan.delaysMs[i]!, () => {
+        if (!endpoint.open()) return;
+        endpoint.deliver(this.id, copy);
+        this.network.count(this.id, to, (s) => {
+          s.deliveredBatches++;
+          s.deliveredMessages += copy.length;
+        });
+      });
+    }
+    return new Promise<void>((resolve) => this.network.schedule(resolve));
   }
 
   private async sendSnapshot(

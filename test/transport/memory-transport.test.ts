@@ -246,6 +246,83 @@ describe("MemoryNetwork delays", () => {
   });
 });
 
+describe("MemoryNetwork lossy links", () => {
+  async function lossy(chaos: { lossRate: number; duplicateRate: number; maxJitterMs: number }) {
+    const sched = new ManualScheduler();
+    const timers = new ManualTimers();
+    const network = new MemoryNetwork({ schedule: sched.schedule, timers, random: new SeededRandom(3) });
+    const mk = (id: NodeId) =>
+      new MemoryTransport({
+        id,
+        network,
+        clusterId: CLUSTER,
+        snapshotSource: sourceOf(new Uint8Array(0)),
+        fs: new SimFileSystem(id),
+        snapshotDir: SNAP_DIR,
+      });
+    const [t1, t2] = [mk(1), mk(2)];
+    const h2 = new RecordingHandler();
+    await t2.start(h2);
+    network.setChaos(1, 2, chaos);
+    const signal = new AbortController().signal;
+    const sends = Array.from({ length: 50 }, (_, i) =>
+      capture(
+        t1.sender(2).send([message({ type: MessageType.Heartbeat, from: 1, to: 2, commit: i })], signal),
+      ),
+    );
+    for (let t = 0; t < 20; t++) {
+      await sched.drain();
+      timers.advance(10);
+    }
+    await sched.drain();
+    assert.ok(
+      sends.every((p) => p.result()?.ok),
+      "a lossy link takes every batch",
+    );
+    return { network, got: h2.batches.map((b) => b.batch[0]!.commit) };
+  }
+
+  it("loses every batch at loss rate 1, silently, and counts them", async () => {
+    const { network, got } = await lossy({ lossRate: 1, duplicateRate: 0, maxJitterMs: 0 });
+    assert.deepEqual(got, []);
+    assert.equal(network.linkStats(1, 2).droppedBatches, 50);
+  });
+
+  it("delivers every batch twice at duplicate rate 1", async () => {
+    const { got } = await lossy({ lossRate: 0, duplicateRate: 1, maxJitterMs: 0 });
+    assert.equal(got.length, 100);
+    assert.deepEqual(
+      [...new Set(got)].sort((a, b) => a - b),
+      Array.from({ length: 50 }, (_, i) => i),
+    );
+  });
+
+  it("reorders batches with jitter, and losing some at a middling rate", async () => {
+    const { got } = await lossy({ lossRate: 0.2, duplicateRate: 0, maxJitterMs: 100 });
+    assert.ok(got.length > 25 && got.length < 50, `some lost (${got.length} of 50 arrived)`);
+    assert.ok(
+      got.some((c, i) => i > 0 && c < got[i - 1]!),
+      "some batch overtook an earlier one",
+    );
+  });
+
+  it("refuses nonsense rates, and a lossy link without a random source", () => {
+    const network = new MemoryNetwork({ random: new SeededRandom(1) });
+    assert.throws(
+      () => network.setChaos(1, 2, { lossRate: 2, duplicateRate: 0, maxJitterMs: 0 }),
+      RangeError,
+    );
+    assert.throws(
+      () => network.setChaos(1, 2, { lossRate: 0, duplicateRate: 0, maxJitterMs: -1 }),
+      RangeError,
+    );
+    assert.throws(
+      () => new MemoryNetwork().setChaos(1, 2, { lossRate: 0, duplicateRate: 0, maxJitterMs: 0 }),
+      RangeError,
+    );
+  });
+});
+
 describe("PeerDispatcher over a MemoryTransport", () => {
   it("a blackholed peer: the send times out and a report is posted", async () => {
     const { sched, network, t1, t2, h2 } = cluster();
