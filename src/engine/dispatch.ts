@@ -64,6 +64,20 @@ export class DispatcherClosedError extends Error {
   }
 }
 
+/** A snapshot transfer to this peer; `superseded` once raft sent a newer one. */
+interface SnapshotTransfer {
+  readonly controller: AbortController;
+  superseded: boolean;
+}
+
+/** The snapshot in flight was abandoned for a newer one raft sent. */
+export class SnapshotSupersededError extends Error {
+  override name = "SnapshotSupersededError";
+  constructor(readonly peer: NodeId) {
+    super(`the snapshot to peer ${peer} was superseded by a newer one`);
+  }
+}
+
 /** A bounded FIFO lane with at most one send in flight. */
 interface Lane {
   readonly name: "priority" | "normal";
@@ -76,7 +90,7 @@ export class PeerDispatcher {
   private readonly opts: Required<DispatchOptions>;
   private readonly priority: Lane;
   private readonly normal: Lane;
-  private snapshotInFlight = false;
+  private snapshotInFlight: SnapshotTransfer | null = null;
   /** The snapshot stream advanced since the loop last asked (see takeSnapshotProgress). */
   private snapshotProgress = false;
   private closed = false;
@@ -139,29 +153,39 @@ export class PeerDispatcher {
     for (const c of this.inFlight) c.abort(new DispatcherClosedError());
   }
 
+  /**
+   * Raft sends one snapshot at a time: a second means it gave up on the first (its snapshot timeout,
+   * or a failure report). The one in flight is then stale, and possibly stuck on a dead connection
+   * until the dispatcher's own, longer, timeout: it is aborted, unreported (raft has moved on), and
+   * the new one goes at once.
+   */
   private startSnapshot(m: Message): boolean {
-    if (this.snapshotInFlight) {
-      // Raft sends one snapshot at a time; a second means the first was given up: refuse it loudly.
-      this.stats.dropped++;
-      this.fail(m.type, new LaneFullError(this.peer, "snapshot", 1));
-      return false;
+    const stale = this.snapshotInFlight;
+    if (stale !== null) {
+      stale.superseded = true;
+      stale.controller.abort(new SnapshotSupersededError(this.peer));
     }
-    this.snapshotInFlight = true;
-    void this.runSnapshot(m);
+    const transfer = { controller: new AbortController(), superseded: false };
+    this.snapshotInFlight = transfer;
+    void this.runSnapshot(m, transfer);
     return true;
   }
 
-  private async runSnapshot(m: Message): Promise<void> {
+  private async runSnapshot(m: Message, transfer: SnapshotTransfer): Promise<void> {
     try {
       // The timeout is one of silence: every bit of progress restarts it, so a large snapshot on a
       // slow link is not given up while it still moves.
-      await this.withTimeout("snapshot", this.opts.snapshotTimeoutMs, (signal, touch) =>
-        this.sender.sendSnapshot(m, signal, () => {
-          touch();
-          this.snapshotProgress = true;
-        }),
+      await this.withTimeout(
+        "snapshot",
+        this.opts.snapshotTimeoutMs,
+        (signal, touch) =>
+          this.sender.sendSnapshot(m, signal, () => {
+            touch();
+            if (!transfer.superseded) this.snapshotProgress = true;
+          }),
+        transfer.controller,
       );
-      if (this.closed) return;
+      if (this.closed || transfer.superseded) return;
       this.stats.sent++;
       this.reports.post({
         kind: "snapshot-confirmed",
@@ -169,9 +193,9 @@ export class PeerDispatcher {
         index: m.snapshot?.metadata.index ?? 0,
       });
     } catch (err) {
-      if (!this.closed) this.fail(m.type, asError(err));
+      if (!this.closed && !transfer.superseded) this.fail(m.type, asError(err));
     } finally {
-      this.snapshotInFlight = false;
+      if (this.snapshotInFlight === transfer) this.snapshotInFlight = null;
     }
   }
 
@@ -208,8 +232,8 @@ export class PeerDispatcher {
     what: string,
     ms: number,
     run: (signal: AbortSignal, touch: () => void) => Promise<void>,
+    controller = new AbortController(),
   ): Promise<void> {
-    const controller = new AbortController();
     this.inFlight.add(controller);
     return new Promise<void>((resolve, reject) => {
       const expire = () => {

@@ -27,6 +27,7 @@ import {
   type Entry,
   EntryType,
   type Message,
+  MessageType,
   NONE,
   type NodeId,
   type ReadState,
@@ -102,11 +103,18 @@ export interface EngineOptions<R> {
   reportQueueCapacity?: number;
   dispatch?: DispatchOptions;
   /**
-   * Test-only switches that break the engine on purpose, to show what its other defences still do.
-   * `dropDispatchReports`: dispatch failures and snapshot confirmations are never told to raft, as in
-   * the elastickv bug this project re-creates; raft's own snapshot timeout must then recover.
+   * Test-only switches that break the engine on purpose, to show what its other defences still do, or
+   * that the simulator finds the bug. Never set outside tests.
+   * - `dropDispatchReports`: dispatch failures and snapshot confirmations are never told to raft, as in
+   *   the elastickv bug this project re-creates; raft's own snapshot timeout must then recover.
+   * - `dropSnapshotFailureReports`: only failed snapshot transfers go untold.
+   * - `sendVotesBeforeFsync`: vote responses leave before the vote is durable.
    */
-  testing?: { dropDispatchReports?: boolean };
+  testing?: {
+    dropDispatchReports?: boolean;
+    dropSnapshotFailureReports?: boolean;
+    sendVotesBeforeFsync?: boolean;
+  };
   /** Raft options beyond id, storage, applied, random and logger. */
   raft?: Omit<RaftOptions, "id" | "storage" | "applied" | "random" | "logger">;
 }
@@ -406,6 +414,11 @@ export class Engine<R = unknown> {
     return this.node.status();
   }
 
+  /** The fatal error that stopped this engine, or null while it runs (or was closed normally). */
+  get failedWith(): EngineFailedError | null {
+    return this.failure;
+  }
+
   /** Ticks this engine has given raft since it opened: its clock, in the unit raft's timeouts use. */
   get tickCount(): number {
     return this.ticks;
@@ -572,7 +585,17 @@ export class Engine<R = unknown> {
 
     this.releaseSpools();
     const reports = this.reports.drain();
-    if (!this.opts.testing?.dropDispatchReports) for (const report of reports) routeReport(report, node);
+    const testing = this.opts.testing;
+    for (const report of reports) {
+      if (testing?.dropDispatchReports) break;
+      if (
+        testing?.dropSnapshotFailureReports &&
+        report.kind === "failed" &&
+        report.messageType === MessageType.Snap
+      )
+        continue;
+      routeReport(report, node);
+    }
 
     if (this.proposals.length > 0) this.feedProposals();
     if (this.reads.length > 0) this.feedReads();
@@ -679,6 +702,9 @@ export class Engine<R = unknown> {
   private async handleReady(rd: Ready): Promise<void> {
     // A leader's appends may leave before its own write completes (raft thesis §10.2.1).
     for (const m of rd.messages) this.dispatch(m);
+    const votesEarly = this.opts.testing?.sendVotesBeforeFsync === true;
+    if (votesEarly)
+      for (const m of rd.messagesAfterPersist) if (m.type === MessageType.VoteResp) this.dispatch(m);
     if (rd.snapshot) {
       await this.installSnapshot(rd as Ready & { snapshot: Snapshot });
       if (rd.entries.length > 0) await this.storage.append(rd.entries, null);
@@ -687,7 +713,8 @@ export class Engine<R = unknown> {
       await this.storage.append(rd.entries, rd.hardState, rd.mustSync);
     }
     // Votes and acknowledgements vouch for what was just made durable.
-    for (const m of rd.messagesAfterPersist) this.dispatch(m);
+    for (const m of rd.messagesAfterPersist)
+      if (!(votesEarly && m.type === MessageType.VoteResp)) this.dispatch(m);
     if (rd.committedEntries.length > 0) await this.apply(rd.committedEntries);
     for (const rs of rd.readStates) this.onReadState(rs);
     if (rd.softState) this.onSoftState(rd.softState);

@@ -47,6 +47,18 @@ export interface RaftOptions {
   /** Seeds election timeouts; defaults to a generator seeded with the node id. */
   random?: RandomSource;
   logger?: RaftLogger;
+  /**
+   * Test-only: known consensus bugs switched on, so that the simulator can show it finds each. Never
+   * set outside tests.
+   */
+  unsafeTestingBugs?: RaftTestingBugs;
+}
+
+export interface RaftTestingBugs {
+  /** Commit an entry of an earlier term once a majority holds it (the raft paper's Figure 8). */
+  commitEarlierTermByCounting?: boolean;
+  /** Allow lease-based reads without checkQuorum (followers then vote within a leader's lease). */
+  leaseWithoutCheckQuorum?: boolean;
 }
 
 export type ResolvedRaftOptions = Required<RaftOptions>;
@@ -88,6 +100,7 @@ export function resolveOptions(o: RaftOptions): ResolvedRaftOptions {
       o.snapshotTimeoutTicks ?? electionTicks * RAFT_DEFAULTS.snapshotTimeoutTicksPerElection,
     random: o.random ?? new SeededRandom(o.id),
     logger: o.logger ?? silentLogger,
+    unsafeTestingBugs: o.unsafeTestingBugs ?? {},
   };
   validate(r);
   return r;
@@ -122,7 +135,7 @@ function validate(r: ResolvedRaftOptions): void {
       `snapshotTimeoutTicks must be 0 or a positive integer, got ${r.snapshotTimeoutTicks}`,
     );
   }
-  if (r.readOnly === "lease-based" && !r.checkQuorum) {
+  if (r.readOnly === "lease-based" && !r.checkQuorum && !r.unsafeTestingBugs.leaseWithoutCheckQuorum) {
     throw new RaftUsageError("lease-based reads are only safe with checkQuorum enabled");
   }
   if (r.applied < 0) throw new RaftUsageError("applied must not be negative");

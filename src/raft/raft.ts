@@ -911,7 +911,12 @@ export class Raft {
   /** Advances the commit index to what a quorum acknowledged, if that is an entry of this term. */
   maybeCommit(): boolean {
     const before = this.log.committed;
-    const committed = this.log.maybeCommit(this.trk.committed(), this.term);
+    const index = this.trk.committed();
+    // The bug switch commits whatever a majority holds, whatever its term (Figure 8 of the paper).
+    const term = this.opts.unsafeTestingBugs.commitEarlierTermByCounting
+      ? this.log.termOrZero(index)
+      : this.term;
+    const committed = this.log.maybeCommit(index, term);
     if (committed && before < this.log.committed) this.releasePendingReadIndexMessages();
     return committed;
   }

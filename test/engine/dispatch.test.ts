@@ -136,18 +136,39 @@ describe("a peer's dispatch worker", () => {
     assert.deepEqual(kinds(reports.drain()), ["confirmed 42"]);
   });
 
-  it("reports a failed snapshot as a snapshot failure, and refuses a second one while one is in flight", async () => {
+  it("reports a failed snapshot as a snapshot failure", async () => {
     const { sender, reports, d } = setup();
     d.enqueue(msg(MessageType.Snap));
-    assert.equal(d.enqueue(msg(MessageType.Snap)), false);
     await settle();
     sender.snapshots[0]!.reject(new Error("stream cut"));
     await settle();
-    assert.deepEqual(kinds(reports.drain()), [
-      `failed ${MessageType.Snap} LaneFullError`,
-      `failed ${MessageType.Snap} Error`,
-    ]);
+    assert.deepEqual(kinds(reports.drain()), [`failed ${MessageType.Snap} Error`]);
     assert.equal(d.enqueue(msg(MessageType.Snap)), true, "a new snapshot may go once the last one ended");
+  });
+
+  it("a second snapshot supersedes the one in flight: that one is aborted, unreported, and the new one goes at once", async () => {
+    const { sender, reports, d } = setup();
+    const snap = (index: number) =>
+      message({
+        type: MessageType.Snap,
+        to: 2,
+        from: 1,
+        term: 1,
+        snapshot: { ...EMPTY_SNAPSHOT, metadata: { ...EMPTY_SNAPSHOT.metadata, index } },
+      });
+    d.enqueue(snap(10));
+    await settle();
+    // The first is stuck (a dead connection); raft gave up on it and sends a fresh one.
+    assert.equal(d.enqueue(snap(20)), true);
+    await settle();
+    assert.ok(sender.snapshots[0]!.signal.aborted, "the stale transfer was aborted");
+    assert.equal(sender.snapshots.length, 2, "the new one started without waiting");
+    assert.deepEqual(kinds(reports.drain()), [], "raft is not told of the stale one's end");
+    sender.snapshots[0]!.resolve(); // even a late success of the stale one is not reported
+    sender.snapshots[1]!.resolve();
+    await settle();
+    assert.deepEqual(kinds(reports.drain()), ["confirmed 20"]);
+    assert.equal(d.stats.dropped, 0);
   });
 
   it("on close discards what is queued, aborts what is in flight, and reports nothing more", async () => {
