@@ -1,0 +1,731 @@
+/**
+ * A deterministic cluster simulation: real engines, a real state machine and the real storage code, on
+ * simulated disks and an in-memory network, on virtual time, with faults injected from one seed. Clients
+ * run a workload through the engine's public API and their history is checked for linearizability;
+ * safety invariants are checked as the run goes. Any failure replays from its seed.
+ */
+import { Engine, type EngineOptions } from "../engine/engine.js";
+import { EngineOverloadedError, NotLeaderError, ProposalRefusedError } from "../engine/errors.js";
+import type { RaftLogger } from "../raft/config.js";
+import { SeededRandom } from "../raft/rand.js";
+import { type Entry, type NodeId, StateRole } from "../raft/types.js";
+import { type CrashMode, SimFileSystem } from "../storage/sim-fs.js";
+import { MemoryNetwork, MemoryTransport } from "../transport/memory-transport.js";
+import { checkLinearizable, HistoryRecorder, type KvCall } from "./checker/index.js";
+import { encodeKvCommand, KvMachine, type KvResult } from "./kv-machine.js";
+import { SimProcess } from "./process.js";
+import { ManualScheduler, ManualTimers } from "./virtual-time.js";
+
+export const FAULT_KINDS = [
+  "partition",
+  "isolate-leader",
+  "one-way",
+  "lossy",
+  "crash",
+  "disk",
+  "snapshot",
+  "pause",
+  "skew",
+  "transfer",
+] as const;
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+/**
+ * Known bugs, switched on in the engine and raft behind test-only options, to show the simulator finds
+ * each (and names the property it breaks).
+ */
+export const BUG_NAMES = [
+  "commit-earlier-term",
+  "vote-before-fsync",
+  "no-snapshot-failure-report",
+  "lease-without-check-quorum",
+] as const;
+export type BugName = (typeof BUG_NAMES)[number];
+
+export interface SimOptions {
+  seed: number;
+  nodes?: 3 | 5;
+  /** Virtual ms of workload under faults, before the heal phase. */
+  durationMs?: number;
+  clients?: number;
+  keys?: number;
+  faults?: ReadonlySet<FaultKind>;
+  /** Lease-based reads for this run (default: chosen by the seed). */
+  leaseReads?: boolean;
+  /** A readable line per event, for replaying one seed. */
+  trace?: (line: string) => void;
+  /** Bugs to switch on (tests of the simulator itself). */
+  bugs?: ReadonlySet<BugName>;
+  /** The engines' own log lines join the trace (verbose). */
+  engineLogs?: boolean;
+}
+
+export interface SimStats {
+  ops: number;
+  okOps: number;
+  failedOps: number;
+  indeterminateOps: number;
+  faults: Partial<Record<FaultKind, number>>;
+  leaderChanges: number;
+  snapshotsInstalled: number;
+  virtualMs: number;
+}
+
+export interface SimResult {
+  seed: number;
+  ok: boolean;
+  /** Each broken property, named. */
+  failures: string[];
+  stats: SimStats;
+}
+
+const TICK_MS = 100;
+const ELECTION_TICKS = 10;
+const STEP_MS = 10;
+const OP_TIMEOUT_MS = 3_000;
+/** Virtual ms the heal phase may take for the cluster to converge. */
+const HEAL_LIMIT_MS = 60_000;
+
+/** One node across its boots: the disk survives a crash, the process and engine do not. */
+interface SimNode {
+  readonly id: NodeId;
+  readonly disk: SimFileSystem;
+  rate: number;
+  process: SimProcess | null;
+  engine: Engine<KvResult> | null;
+  machine: KvMachine | null;
+  transport: MemoryTransport | null;
+  /** Virtual time at which a crashed or failed node is booted again (heal boots it at once). */
+  restartAt: number;
+  pausedUntil: number;
+  boots: number;
+  /** How long an fdatasync takes on this node's disk, in virtual ms. */
+  syncMs: number;
+}
+
+export class Simulation {
+  private readonly rng: SeededRandom;
+  private readonly timers = new ManualTimers();
+  private readonly sched = new ManualScheduler();
+  private readonly network: MemoryNetwork;
+  private readonly nodes = new Map<NodeId, SimNode>();
+  private readonly ids: NodeId[];
+  private readonly recorder = new HistoryRecorder();
+  private readonly failures: string[] = [];
+  private readonly appliedAt = new Map<number, string>();
+  private readonly leaderOfTerm = new Map<number, NodeId>();
+  private lastLeader: NodeId = 0;
+  private readonly stats: SimStats = {
+    ops: 0,
+    okOps: 0,
+    failedOps: 0,
+    indeterminateOps: 0,
+    faults: {},
+    leaderChanges: 0,
+    snapshotsInstalled: 0,
+    virtualMs: 0,
+  };
+  private readonly o: Required<Omit<SimOptions, "trace" | "leaseReads" | "engineLogs">> & {
+    leaseReads: boolean;
+  };
+  private readonly bug: (name: BugName) => boolean;
+  private readonly engineLogs: boolean;
+  private readonly trace: (line: string) => void;
+  private stopped = false;
+  /** The whole workload pauses until then. */
+  private quietUntil = 0;
+  private crashInElectionUntil = 0;
+  private readonly termSeen = new Map<NodeId, number>();
+  private nextValue = 1;
+
+  constructor(options: SimOptions) {
+    this.rng = new SeededRandom(options.seed);
+    this.o = {
+      seed: options.seed,
+      nodes: options.nodes ?? 3,
+      durationMs: options.durationMs ?? 20_000,
+      clients: options.clients ?? 6,
+      keys: options.keys ?? 3,
+      faults: options.faults ?? new Set(FAULT_KINDS),
+      leaseReads: options.leaseReads ?? this.rng.intn(2) === 0,
+      bugs: options.bugs ?? new Set(),
+    };
+    this.bug = (name) => this.o.bugs.has(name);
+    if (this.bug("lease-without-check-quorum")) this.o.leaseReads = true;
+    this.trace = options.trace ?? (() => {});
+    this.engineLogs = options.engineLogs === true && options.trace !== undefined;
+    this.network = new MemoryNetwork({
+      schedule: this.sched.schedule,
+      timers: this.timers,
+      random: new SeededRandom(options.seed * 7 + 1),
+    });
+    this.ids = Array.from({ length: this.o.nodes }, (_, i) => i + 1);
+    for (const id of this.ids) {
+      const skewed = this.o.faults.has("skew");
+      this.nodes.set(id, {
+        id,
+        disk: new SimFileSystem(new SeededRandom(options.seed * 31 + id)),
+        // Within what a lease tolerates: a leader's lease (electionTicks - 1) must end before a
+        // follower's election timeout (electionTicks), so rates may differ by at most 10/9.
+        rate: skewed ? 0.97 + this.rng.intn(61) / 1000 : 1,
+        process: null,
+        engine: null,
+        machine: null,
+        transport: null,
+        restartAt: 0,
+        pausedUntil: 0,
+        boots: 0,
+        syncMs: 1,
+      });
+    }
+    // Syncs take virtual time, so that a crash can land between a write and its sync.
+    for (const n of this.nodes.values()) {
+      n.disk.delaySync = () => new Promise<void>((resolve) => this.timers.setTimeout(resolve, n.syncMs));
+    }
+  }
+
+  private log(line: string): void {
+    this.trace(`${String(this.timers.now).padStart(7)} ms  ${line}`);
+  }
+
+  private fail(property: string): void {
+    if (this.failures.includes(property)) return;
+    this.failures.push(property);
+    this.log(`VIOLATION ${property}`);
+  }
+
+  // ------------------------------------------------------------------ nodes
+
+  /** Starts booting a node; it serves once its engine has opened (which takes virtual time). */
+  private boot(n: SimNode): void {
+    n.boots++;
+    const proc = new SimProcess(this.timers, this.sched, n.disk, n.rate);
+    const machine = new KvMachine((e) => this.observeApply(n.id, e));
+    const transport = new MemoryTransport({
+      id: n.id,
+      network: this.network,
+      clusterId: "sim",
+      fs: proc.fs,
+      snapshotDir: "/node/incoming",
+      snapshotSource: {
+        open: (meta, signal) => this.requireEngine(n).snapshotSource().open(meta, signal),
+        payloadBytes: (meta) => this.requireEngine(n).snapshotSource().payloadBytes!(meta),
+      },
+      chunkBytes: 4 * 1024,
+      sliceBytes: 4 * 1024,
+    });
+    n.process = proc;
+    n.machine = machine;
+    n.transport = transport;
+    const options: EngineOptions<KvResult> = {
+      id: n.id,
+      initialVoters: this.ids,
+      fs: proc.fs,
+      dir: "/node/raft",
+      stateMachine: machine,
+      transport,
+      timers: proc,
+      clock: proc.clock,
+      schedule: proc.schedule,
+      random: new SeededRandom(this.o.seed * 1000 + n.id * 10 + n.boots),
+      logger: this.engineLogger(n.id),
+      tickMs: TICK_MS,
+      snapshotEveryEntries: 40,
+      trailingEntries: 10,
+      keepSnapshots: 2,
+      raft: {
+        electionTicks: ELECTION_TICKS,
+        heartbeatTicks: 1,
+        // Small appends and a small window, so that catching up takes many rounds and acks come back
+        // for parts of what a new leader sends.
+        maxMessageBytes: 2048,
+        maxInflightMessages: 8,
+        preVote: true,
+        checkQuorum: !this.bug("lease-without-check-quorum"),
+        readOnly: this.o.leaseReads ? "lease-based" : "safe",
+        ...(this.bug("no-snapshot-failure-report") ? { snapshotTimeoutTicks: 0 } : {}),
+        unsafeTestingBugs: {
+          commitEarlierTermByCounting: this.bug("commit-earlier-term"),
+          leaseWithoutCheckQuorum: this.bug("lease-without-check-quorum"),
+        },
+      },
+      testing: {
+        sendVotesBeforeFsync: this.bug("vote-before-fsync"),
+        dropSnapshotFailureReports: this.bug("no-snapshot-failure-report"),
+      },
+    };
+    Engine.open(options).then(
+      (engine) => {
+        if (n.process !== proc) return; // crashed while booting: this engine's process is dead
+        n.engine = engine;
+        this.log(`node ${n.id} booted (boot ${n.boots}, clock rate ${n.rate})`);
+      },
+      (err: unknown) => {
+        if (n.process !== proc || !proc.isAlive) return; // crashed while booting
+        // A node that cannot come back from what a crash left on its disk has lost data.
+        this.fail(`node ${n.id} could not restart from its disk: ${String(err)}`);
+        proc.kill();
+        n.process = null;
+        n.restartAt = Number.POSITIVE_INFINITY;
+      },
+    );
+  }
+
+  /** With `engineLogs`, the engines' warnings (and info lines) join the trace. */
+  private engineLogger(id: NodeId): RaftLogger {
+    if (!this.engineLogs) return quietLogger;
+    const line = (level: string) => (msg: string, fields?: Record<string, unknown>) =>
+      this.log(`  [node ${id} ${level}] ${msg}${fields ? ` ${JSON.stringify(fields)}` : ""}`);
+    return { debug: () => {}, info: line("info"), warn: line("warn") };
+  }
+
+  private requireEngine(n: SimNode): Engine<KvResult> {
+    if (n.engine === null) throw new Error(`node ${n.id} is down`);
+    return n.engine;
+  }
+
+  /** A power loss: the process dies, and the disk keeps what was synced (torn writes, per mode). */
+  private crash(n: SimNode, mode: CrashMode, downForMs: number): void {
+    if (n.process === null) return;
+    n.process.kill();
+    void n.transport?.close();
+    n.disk.crash(mode);
+    n.disk.clearFaults();
+    n.process = null;
+    n.engine = null;
+    n.machine = null;
+    n.transport = null;
+    n.restartAt = this.timers.now + downForMs;
+    this.log(`node ${n.id} crashed (${mode}), down for ${downForMs} ms`);
+  }
+
+  private observeApply(id: NodeId, e: Entry): void {
+    let h = 0x811c9dc5;
+    for (const b of e.data) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+    const sig = `${e.term}:${h.toString(16)}`;
+    const seen = this.appliedAt.get(e.index);
+    if (seen === undefined) this.appliedAt.set(e.index, sig);
+    else if (seen !== sig)
+      this.fail(`applied entries differ at index ${e.index}: ${seen} before, ${sig} on node ${id}`);
+  }
+
+  private live(): SimNode[] {
+    return [...this.nodes.values()].filter((n) => n.engine !== null && n.engine.failedWith === null);
+  }
+
+  /** Observes every live node: at most one leader per term, ever. */
+  private checkLeaders(): void {
+    for (const n of this.live()) {
+      const s = n.engine!.status();
+      if (s.softState.role !== StateRole.Leader) continue;
+      const term = s.hardState.term;
+      const known = this.leaderOfTerm.get(term);
+      if (known === undefined) {
+        this.leaderOfTerm.set(term, n.id);
+        if (this.lastLeader !== n.id) this.stats.leaderChanges++;
+        this.lastLeader = n.id;
+        this.log(`node ${n.id} leads term ${term}`);
+      } else if (known !== n.id) {
+        this.fail(`two leaders in term ${term}: nodes ${known} and ${n.id}`);
+      }
+    }
+  }
+
+  // ------------------------------------------------------------------ time
+
+  private async step(ms = STEP_MS): Promise<void> {
+    this.timers.advance(ms);
+    await this.sched.drain(100_000);
+    this.stats.virtualMs = this.timers.now;
+    for (const n of this.nodes.values()) {
+      if (n.engine?.failedWith) {
+        this.log(`node ${n.id} stopped: ${n.engine.failedWith.message}`);
+        this.crash(n, "lose-all-unsynced", 500 + this.rng.intn(2000));
+      }
+      if (n.process?.isPaused && this.timers.now >= n.pausedUntil) {
+        n.process.resume();
+        this.log(`node ${n.id} resumed`);
+      }
+      if (n.process === null && this.timers.now >= n.restartAt) this.boot(n);
+    }
+    this.checkLeaders();
+    if (this.timers.now < this.crashInElectionUntil) this.maybeCrashInElection();
+    this.recordTerms();
+  }
+
+  /**
+   * Armed by a crash fault: in the step where a node moved to a new term (an election under way, votes
+   * on the wire and not yet synced), crash a node that did: a voter, or the newly elected leader.
+   */
+  private maybeCrashInElection(): void {
+    const live = this.live();
+    const down = this.ids.length - live.length;
+    if (down >= Math.floor((this.ids.length - 1) / 2)) return;
+    const moved = live.filter((n) => n.engine!.status().hardState.term > (this.termSeen.get(n.id) ?? 0));
+    if (moved.length === 0) return;
+    // Most often a node that has just voted for another: its vote is what must survive the crash.
+    const voters = moved.filter((n) => {
+      const hs = n.engine!.status().hardState;
+      return hs.vote !== 0 && hs.vote !== n.id;
+    });
+    const pool = voters.length > 0 && this.rng.intn(4) !== 0 ? voters : moved;
+    this.crashInElectionUntil = 0;
+    const n = pool[this.rng.intn(pool.length)]!;
+    this.log(`node ${n.id} crashes in the middle of an election`);
+    this.crash(n, "lose-all-unsynced", this.rng.intn(300));
+  }
+
+  /** The term each node had at the end of the last step (see maybeCrashInElection). */
+  private recordTerms(): void {
+    for (const n of this.live()) this.termSeen.set(n.id, n.engine!.status().hardState.term);
+  }
+
+  private shuffled<T>(items: readonly T[]): T[] {
+    const out = [...items];
+    for (let i = out.length - 1; i > 0; i--) {
+      const j = this.rng.intn(i + 1);
+      [out[i], out[j]] = [out[j]!, out[i]!];
+    }
+    return out;
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => this.timers.setTimeout(resolve, ms));
+  }
+
+  // ------------------------------------------------------------------ clients
+
+  private randomCall(key: string): KvCall {
+    const v = `v${this.nextValue++}`;
+    switch (this.rng.intn(6)) {
+      case 0:
+      case 1:
+        return { f: "get", input: { key } };
+      case 2:
+        return { f: "put", input: { key, value: v } };
+      case 3:
+        return { f: "append", input: { key, suffix: `${v},` } };
+      case 4:
+        return {
+          f: "cas",
+          input: {
+            key,
+            expected: this.rng.intn(3) === 0 ? null : `v${this.nextValue - 1 - this.rng.intn(4)}`,
+            value: v,
+          },
+        };
+      default:
+        return { f: "delete", input: { key } };
+    }
+  }
+
+  private async client(c: number): Promise<void> {
+    let guess: NodeId = this.ids[c % this.ids.length]!;
+    while (!this.stopped) {
+      const key = `k${this.rng.intn(this.o.keys)}`;
+      const call = this.randomCall(key);
+      const node = this.nodes.get(guess)!;
+      const invokedAt = this.timers.now;
+      const id = this.recorder.invoke(c, call, invokedAt);
+      this.stats.ops++;
+      const outcome = await this.perform(node, call);
+      if (outcome.kind === "ok") {
+        // Virtual time moves in steps: an answer within the step of its call is placed just after it.
+        this.recorder.returned(id, outcome.output, Math.max(this.timers.now, invokedAt + 0.001));
+        this.stats.okOps++;
+      } else if (outcome.kind === "failed") {
+        this.recorder.failed(id);
+        this.stats.failedOps++;
+      } else {
+        this.recorder.indeterminate(id);
+        this.stats.indeterminateOps++;
+      }
+      if (outcome.kind !== "ok") {
+        const lead = outcome.leader;
+        guess = lead !== undefined && lead !== 0 ? lead : this.ids[this.rng.intn(this.ids.length)]!;
+      }
+      // Bursty load: now and then a client goes quiet for a while; and every client waits out a quiet
+      // phase of the whole workload (logs stop moving, so any follower is up to date).
+      await this.sleep(this.rng.intn(20) === 0 ? 500 + this.rng.intn(2_500) : this.rng.intn(40));
+      if (this.timers.now < this.quietUntil) await this.sleep(this.quietUntil - this.timers.now);
+    }
+  }
+
+  private async perform(
+    node: SimNode,
+    call: KvCall,
+  ): Promise<{ kind: "ok"; output: KvResult } | { kind: "failed" | "indeterminate"; leader?: NodeId }> {
+    const engine = node.engine;
+    const machine = node.machine;
+    if (engine === null || machine === null) return { kind: "failed" };
+    const abort = new AbortController();
+    const timer = this.timers.setTimeout(() => abort.abort(new Error("client timeout")), OP_TIMEOUT_MS);
+    try {
+      if (call.f === "get") {
+        await engine.linearizableRead({ signal: abort.signal });
+        return { kind: "ok", output: machine.get(call.input.key) };
+      }
+      const { result } = await engine.propose(encodeKvCommand({ f: call.f, ...call.input } as never), {
+        signal: abort.signal,
+      });
+      return { kind: "ok", output: result };
+    } catch (err) {
+      // Refused before it reached raft: it did not take effect.
+      if (err instanceof NotLeaderError) return { kind: "failed", leader: err.leader };
+      if (err instanceof EngineOverloadedError || err instanceof ProposalRefusedError)
+        return { kind: "failed" };
+      return { kind: "indeterminate" };
+    } finally {
+      this.timers.clearTimeout(timer);
+    }
+  }
+
+  // ------------------------------------------------------------------ faults
+
+  private count(kind: FaultKind): void {
+    this.stats.faults[kind] = (this.stats.faults[kind] ?? 0) + 1;
+  }
+
+  private leaderNode(): SimNode | undefined {
+    return this.live().find((n) => n.engine!.status().softState.role === StateRole.Leader);
+  }
+
+  private injectFault(): void {
+    const kinds = FAULT_KINDS.filter((k) => this.o.faults.has(k) && k !== "skew");
+    if (kinds.length === 0) return;
+    const kind = kinds[this.rng.intn(kinds.length)]!;
+    const pick = () => this.ids[this.rng.intn(this.ids.length)]!;
+    const down = [...this.nodes.values()].filter((n) => n.process === null).length;
+    switch (kind) {
+      case "partition": {
+        const mode = this.rng.intn(2) ? "error" : "blackhole";
+        if (this.rng.intn(2) === 0) {
+          // A partial partition: one link cut both ways, everyone else still connected (what breaks
+          // leases that followers do not honour).
+          const a = pick();
+          const b = pick();
+          if (a === b) return;
+          this.network.partition([a], [b], mode);
+          this.log(`link ${a} <-> ${b} cut`);
+          break;
+        }
+        const shuffled = this.shuffled(this.ids);
+        const cut = 1 + this.rng.intn(this.ids.length - 1);
+        this.network.partition(shuffled.slice(0, cut), shuffled.slice(cut), mode);
+        this.log(`partition ${shuffled.slice(0, cut)} | ${shuffled.slice(cut)}`);
+        break;
+      }
+      case "isolate-leader": {
+        const l = this.leaderNode();
+        if (!l) return;
+        this.network.partition(
+          [l.id],
+          this.ids.filter((i) => i !== l.id),
+        );
+        this.log(`isolate leader ${l.id}`);
+        break;
+      }
+      case "one-way": {
+        const a = pick();
+        const b = pick();
+        if (a === b) return;
+        this.network.drop(a, b, undefined, "blackhole");
+        this.log(`one-way: ${a} -> ${b} dropped`);
+        break;
+      }
+      case "lossy": {
+        for (const a of this.ids)
+          for (const b of this.ids)
+            if (a !== b)
+              this.network.setChaos(a, b, {
+                lossRate: this.rng.intn(30) / 100,
+                duplicateRate: this.rng.intn(50) / 100,
+                maxJitterMs: this.rng.intn(1_000),
+              });
+        this.log("links lossy: loss, duplication, reordering");
+        break;
+      }
+      case "crash": {
+        // At most a minority down at once, so that the cluster can make progress meanwhile.
+        if (down >= Math.floor((this.ids.length - 1) / 2)) return;
+        const variant = this.rng.intn(3);
+        if (variant === 2) {
+          // Armed: a node crashes in the step of the next election, when votes are on the wire and
+          // not yet synced.
+          this.crashInElectionUntil = this.timers.now + 10_000;
+          this.log("a node will crash during the next election");
+          break;
+        }
+        const n = variant === 1 ? (this.leaderNode() ?? this.nodes.get(pick())!) : this.nodes.get(pick())!;
+        this.crash(n, this.rng.intn(2) ? "lose-all-unsynced" : "random", 200 + this.rng.intn(3000));
+        break;
+      }
+      case "disk": {
+        const n = this.nodes.get(pick())!;
+        if (this.rng.intn(3) === 0) {
+          n.syncMs = 50 + this.rng.intn(500);
+          this.log(`node ${n.id}: fsyncs take ${n.syncMs} ms`);
+          break;
+        }
+        const code = this.rng.intn(2) ? "EIO" : "ENOSPC";
+        n.disk.failNext(this.rng.intn(2) ? "datasync" : "write", code);
+        this.log(`node ${n.id}: the next disk write or sync fails with ${code}`);
+        break;
+      }
+      case "snapshot": {
+        const a = pick();
+        const b = pick();
+        if (a === b) return;
+        if (this.rng.intn(2)) this.network.cutSnapshotAt(a, b, this.rng.intn(20_000));
+        else this.network.corruptSnapshotByte(a, b, this.rng.intn(20_000));
+        this.log(`the next snapshot ${a} -> ${b} is cut or corrupted`);
+        break;
+      }
+      case "pause": {
+        const n = this.nodes.get(pick())!;
+        if (!n.process) return;
+        n.process.pause();
+        n.pausedUntil = this.timers.now + 200 + this.rng.intn(3 * ELECTION_TICKS * TICK_MS);
+        this.log(`node ${n.id} paused until ${n.pausedUntil} ms`);
+        break;
+      }
+      case "transfer": {
+        const l = this.leaderNode();
+        if (!l) return;
+        const to = pick();
+        if (to === l.id) return;
+        l.engine!.transferLeadership(to).catch(() => undefined);
+        this.log(`leader ${l.id} asked to transfer to ${to}`);
+        break;
+      }
+      default:
+        return;
+    }
+    this.count(kind);
+  }
+
+  private heal(): void {
+    this.network.heal();
+    for (const a of this.ids) for (const b of this.ids) this.network.delay(a, b, 0);
+    for (const n of this.nodes.values()) {
+      n.syncMs = 1;
+      n.disk.clearFaults();
+      if (n.process?.isPaused) n.process.resume();
+      if (n.process === null) n.restartAt = this.timers.now;
+    }
+  }
+
+  // ------------------------------------------------------------------ the run
+
+  async run(): Promise<SimResult> {
+    for (const n of this.nodes.values()) this.boot(n);
+    const clients = Array.from({ length: this.o.clients }, (_, c) => this.client(c));
+    let nextFaultAt = 2_000;
+    let healAt = 0;
+    while (this.timers.now < this.o.durationMs && this.failures.length === 0) {
+      if (this.timers.now >= nextFaultAt && this.rng.intn(4) === 0) {
+        this.quietUntil = this.timers.now + 500 + this.rng.intn(2_000);
+      }
+      if (this.timers.now >= nextFaultAt) {
+        if (healAt === 0 || this.rng.intn(3) === 0) this.injectFault();
+        nextFaultAt = this.timers.now + 100 + this.rng.intn(1_000);
+        if (healAt === 0) healAt = this.timers.now + 1_000 + this.rng.intn(4_000);
+      }
+      if (healAt > 0 && this.timers.now >= healAt) {
+        this.heal();
+        this.log("heal");
+        healAt = 0;
+      }
+      await this.step();
+    }
+    this.heal();
+    this.log("final heal: the cluster must converge");
+    await this.converge();
+    this.stopped = true;
+    // Clients finish their last operation (each has a timeout) or pause; time must go on meanwhile.
+    let clientsDone = false;
+    const allDone = Promise.all(clients).then(() => {
+      clientsDone = true;
+    });
+    for (let t = 0; !clientsDone && t < 2 * OP_TIMEOUT_MS + 5_000; t += 100) await this.step(100);
+    if (!clientsDone) this.fail("a client never finished its last operation");
+    else await allDone;
+    if (this.failures.length === 0) await this.finalReads();
+    this.checkHistory();
+    for (const n of this.nodes.values()) {
+      n.process?.kill();
+    }
+    this.stats.snapshotsInstalled = this.network.stats.snapshotsConfirmed;
+    return { seed: this.o.seed, ok: this.failures.length === 0, failures: this.failures, stats: this.stats };
+  }
+
+  /** After the heal every node must be up and hold the leader's state. */
+  private async converge(): Promise<void> {
+    const deadline = this.timers.now + HEAL_LIMIT_MS;
+    while (this.timers.now < deadline) {
+      await this.step(50);
+      const live = this.live();
+      const leader = this.leaderNode();
+      if (live.length !== this.ids.length || !leader) continue;
+      const commit = leader.engine!.status().hardState.commit;
+      if (live.every((n) => n.engine!.status().applied >= commit && n.machine!.applied <= commit)) {
+        const dumps = new Set(live.map((n) => n.machine!.dump()));
+        if (dumps.size === 1) return;
+      }
+    }
+    const views = [...this.nodes.values()].map((n) => {
+      const s = n.engine?.status();
+      if (!s) return `node ${n.id}: down`;
+      const progress = [...(s.progress ?? [])]
+        .map(
+          ([id, p]) =>
+            `${id}:${p.state} match ${p.match} next ${p.next}${p.paused ? " paused" : ""}${p.recentActive ? " active" : ""} inflight ${p.inflightMessages} pending snap ${p.pendingSnapshot}`,
+        )
+        .join(", ");
+      return `node ${n.id}: ${s.softState.role} term ${s.hardState.term} commit ${s.hardState.commit} applied ${s.applied} first ${s.firstIndex} last ${s.lastIndex}${progress ? ` [${progress}]` : ""}`;
+    });
+    this.fail(`the cluster did not converge within ${HEAL_LIMIT_MS} ms after healing (${views.join("; ")})`);
+  }
+
+  /** One more linearizable read of every key, through the leader, recorded like any other. */
+  private async finalReads(): Promise<void> {
+    for (let k = 0; k < this.o.keys; k++) {
+      const call: KvCall = { f: "get", input: { key: `k${k}` } };
+      for (let attempt = 0; attempt < 20; attempt++) {
+        const leader = this.leaderNode();
+        if (!leader) {
+          await this.step(100);
+          continue;
+        }
+        const id = this.recorder.invoke("final", call, this.timers.now);
+        const pending = this.perform(leader, call);
+        let settled = false;
+        void pending.finally(() => {
+          settled = true;
+        });
+        while (!settled) await this.step();
+        const outcome = await pending;
+        if (outcome.kind === "ok") {
+          this.recorder.returned(id, outcome.output, this.timers.now);
+          break;
+        }
+        if (outcome.kind === "failed") this.recorder.failed(id);
+        else this.recorder.indeterminate(id);
+      }
+    }
+  }
+
+  private checkHistory(): void {
+    const result = checkLinearizable(this.recorder.history());
+    if (result.ok) return;
+    if (result.verdict === "violation")
+      this.fail(`not linearizable (acknowledged writes lost or reads stale): ${result.explanation}`);
+    else this.fail(`linearizability unknown: ${result.explanation}`);
+  }
+}
+
+const quietLogger: RaftLogger = { debug() {}, info() {}, warn() {} };
+
+export async function simulate(options: SimOptions): Promise<SimResult> {
+  return new Simulation(options).run();
+}
