@@ -135,6 +135,7 @@ export class Simulation {
   /** The whole workload pauses until then. */
   private quietUntil = 0;
   private crashInElectionUntil = 0;
+  private churnUntil = 0;
   private readonly termSeen = new Map<NodeId, number>();
   private nextValue = 1;
 
@@ -325,6 +326,15 @@ export class Simulation {
         if (this.lastLeader !== n.id) this.stats.leaderChanges++;
         this.lastLeader = n.id;
         this.log(`node ${n.id} leads term ${term}`);
+        if (this.timers.now < this.churnUntil) {
+          const leader = n;
+          const engine = n.engine;
+          this.timers.setTimeout(() => {
+            const down = [...this.nodes.values()].filter((x) => x.process === null).length;
+            if (leader.engine !== engine || down >= Math.floor((this.ids.length - 1) / 2)) return;
+            this.crash(leader, this.rng.intn(2) ? "lose-all-unsynced" : "random", 100 + this.rng.intn(1_000));
+          }, this.rng.intn(300));
+        }
       } else if (known !== n.id) {
         this.fail(`two leaders in term ${term}: nodes ${known} and ${n.id}`);
       }
@@ -548,7 +558,14 @@ export class Simulation {
       case "crash": {
         // At most a minority down at once, so that the cluster can make progress meanwhile.
         if (down >= Math.floor((this.ids.length - 1) / 2)) return;
-        const variant = this.rng.intn(3);
+        const variant = this.rng.intn(4);
+        if (variant === 3) {
+          // Leader churn: for a while every new leader crashes soon after it is elected, often before
+          // it has replicated its own first entry (the ground for the raft paper's Figure 8).
+          this.churnUntil = this.timers.now + 3_000 + this.rng.intn(5_000);
+          this.log(`leader churn until ${this.churnUntil} ms`);
+          break;
+        }
         if (variant === 2) {
           // Armed: a node crashes in the step of the next election, when votes are on the wire and
           // not yet synced.
