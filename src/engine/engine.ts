@@ -500,18 +500,29 @@ export class Engine<R = unknown> {
     this.tickTimer = this.timers.setTimeout(
       () => {
         if (this.closed) return;
-        const now = clock();
-        if (now >= this.nextTickAt!) {
-          const due = Math.floor((now - this.nextTickAt!) / tickMs) + 1;
-          // Every missed tick counts (bounded: past a few hundred election timeouts nothing differs).
-          this.ticksDue += Math.min(due, MAX_CATCH_UP_TICKS);
-          this.nextTickAt! += due * tickMs;
-          this.wake();
-        }
+        if (this.catchUpTicks()) this.wake();
         this.scheduleTick();
       },
       Math.max(0, this.nextTickAt - clock()),
     );
+  }
+
+  /**
+   * Counts the ticks the clock says are due. The loop calls it before handing anything to raft, not
+   * only the tick timer: after a pause, whatever wakes the loop first (a read, a peer's message) must
+   * not be served on raft's pre-pause idea of time, or a deposed leader's lease would look valid.
+   */
+  private catchUpTicks(): boolean {
+    const clock = this.clock;
+    if (clock === null || this.nextTickAt === null) return false;
+    const now = clock();
+    if (now < this.nextTickAt) return false;
+    const tickMs = this.opts.tickMs;
+    const due = Math.floor((now - this.nextTickAt) / tickMs) + 1;
+    // Every missed tick counts (bounded: past a few hundred election timeouts nothing differs).
+    this.ticksDue += Math.min(due, MAX_CATCH_UP_TICKS);
+    this.nextTickAt += due * tickMs;
+    return true;
   }
 
   private wake(): void {
@@ -552,6 +563,7 @@ export class Engine<R = unknown> {
   /** Hands everything posted since the last turn to raft. */
   private feedEvents(): void {
     const node = this.node;
+    this.catchUpTicks();
     // Before the ticks: a snapshot still streaming must not be timed out by them.
     for (const [peer, d] of this.dispatchers) {
       if (d.takeSnapshotProgress() && !this.opts.testing?.dropDispatchReports)

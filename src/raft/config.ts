@@ -37,6 +37,13 @@ export interface RaftOptions {
   /** Ask whether an election could be won before disrupting the cluster with a new term. */
   preVote?: boolean;
   readOnly?: ReadOnlyOption;
+  /**
+   * For lease-based reads: how much faster one node's clock may run than another's (1.1: by 10 %). A
+   * follower may vote for someone else (electionTicks - 1) of its tick periods after it last heard
+   * from the leader, so the leader's lease lasts floor((electionTicks - 1) / maxClockDrift) of its
+   * own ticks from when it sent the heartbeat a quorum acknowledged.
+   */
+  maxClockDrift?: number;
   /** Followers refuse proposals instead of forwarding them to the leader. */
   disableProposalForwarding?: boolean;
   /**
@@ -74,6 +81,7 @@ export const RAFT_DEFAULTS = {
   checkQuorum: true,
   preVote: true,
   readOnly: "safe" as ReadOnlyOption,
+  maxClockDrift: 1.1,
   disableProposalForwarding: false,
   /** A few election timeouts: long enough for a transfer the engine watches, short enough to never latch. */
   snapshotTimeoutTicksPerElection: 5,
@@ -95,6 +103,7 @@ export function resolveOptions(o: RaftOptions): ResolvedRaftOptions {
     checkQuorum: o.checkQuorum ?? RAFT_DEFAULTS.checkQuorum,
     preVote: o.preVote ?? RAFT_DEFAULTS.preVote,
     readOnly: o.readOnly ?? RAFT_DEFAULTS.readOnly,
+    maxClockDrift: o.maxClockDrift ?? RAFT_DEFAULTS.maxClockDrift,
     disableProposalForwarding: o.disableProposalForwarding ?? RAFT_DEFAULTS.disableProposalForwarding,
     snapshotTimeoutTicks:
       o.snapshotTimeoutTicks ?? electionTicks * RAFT_DEFAULTS.snapshotTimeoutTicksPerElection,
@@ -133,6 +142,14 @@ function validate(r: ResolvedRaftOptions): void {
   if (!Number.isSafeInteger(r.snapshotTimeoutTicks) || r.snapshotTimeoutTicks < 0) {
     throw new RaftUsageError(
       `snapshotTimeoutTicks must be 0 or a positive integer, got ${r.snapshotTimeoutTicks}`,
+    );
+  }
+  if (!(r.maxClockDrift >= 1) || !Number.isFinite(r.maxClockDrift)) {
+    throw new RaftUsageError(`maxClockDrift must be a finite number >= 1, got ${r.maxClockDrift}`);
+  }
+  if (r.readOnly === "lease-based" && Math.floor((r.electionTicks - 1) / r.maxClockDrift) < 1) {
+    throw new RaftUsageError(
+      `lease-based reads need a lease of at least one tick: raise electionTicks (${r.electionTicks}) or lower maxClockDrift (${r.maxClockDrift})`,
     );
   }
   if (r.readOnly === "lease-based" && !r.checkQuorum && !r.unsafeTestingBugs.leaseWithoutCheckQuorum) {

@@ -304,8 +304,10 @@ export class Raft {
       id === this.id ? this.heartbeatRound : this.ackedRound.get(id),
     );
     const sentAt = this.roundSentAt.get(round);
-    // One tick of margin for followers whose ticks run slightly ahead of ours.
-    return sentAt !== undefined && this.ticksAsLeader - sentAt < this.opts.electionTicks - 1;
+    // A follower may vote elsewhere (electionTicks - 1) of its periods after it heard this round (its
+    // first tick can come at once), and its clock may run faster than ours by maxClockDrift.
+    const leaseTicks = Math.floor((this.opts.electionTicks - 1) / this.opts.maxClockDrift);
+    return sentAt !== undefined && this.ticksAsLeader - sentAt < leaseTicks;
   }
 
   private sendTimeoutNow(to: NodeId): void {

@@ -166,8 +166,8 @@ export class Simulation {
       this.nodes.set(id, {
         id,
         disk: new SimFileSystem(new SeededRandom(options.seed * 31 + id)),
-        // Within what a lease tolerates: a leader's lease (electionTicks - 1) must end before a
-        // follower's election timeout (electionTicks), so rates may differ by at most 10/9.
+        // Within what a lease is built to tolerate: rates may differ by raft's maxClockDrift (1.1 by
+        // default); 1.03 / 0.97 is about 1.06.
         rate: skewed ? 0.97 + this.rng.intn(61) / 1000 : 1,
         process: null,
         engine: null,
