@@ -137,3 +137,18 @@ export async function settleWith<T>(c: EngineCluster, p: Promise<T>, ms = 2000):
   await settlesWithin(c, p, ms);
   return p;
 }
+
+/**
+ * Cuts one follower off from the others, has the leader apply `writes` commands (`value(i)`) meanwhile,
+ * and lets the cluster run on: the follower is left behind, still partitioned.
+ */
+export async function leaveAFollowerBehind(c: EngineCluster, writes: number, value = (i: number) => `w${i}`) {
+  await c.run(3000);
+  const leader = c.leader()!;
+  const lagging = ids.find((i) => i !== leader.id)!;
+  const third = ids.find((i) => i !== leader.id && i !== lagging)!;
+  c.network.partition([lagging], [leader.id, third]);
+  for (let i = 0; i < writes; i++) await settleWith(c, leader.propose(Buffer.from(value(i))));
+  await c.run(500);
+  return { leader, lagging };
+}

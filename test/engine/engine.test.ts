@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { Engine } from "../../src/engine/engine.js";
 import { EngineClosedError, LeadershipLostError, NotLeaderError } from "../../src/engine/errors.js";
-import { engineCluster, ids, ListMachine, settleWith } from "./cluster.js";
+import { engineCluster, ids, ListMachine, leaveAFollowerBehind, settleWith } from "./cluster.js";
 
 describe("the engine", () => {
   it("elects a leader on its own ticks and applies a proposal on every node, answering with its index", async () => {
@@ -211,13 +211,7 @@ describe("metrics", () => {
 describe("snapshots between engines", () => {
   it("a follower cut off while the leader compacted its log catches up from a snapshot and ends in the same state", async () => {
     const c = await engineCluster(12, { snapshotEveryEntries: 5, trailingEntries: 2 });
-    await c.run(3000);
-    const leader = c.leader()!;
-    const lagging = ids.find((i) => i !== leader.id)!;
-    const third = ids.find((i) => i !== leader.id && i !== lagging)!;
-    c.network.partition([lagging], [leader.id, third]);
-    for (let i = 0; i < 20; i++) await settleWith(c, leader.propose(Buffer.from(`w${i}`)));
-    await c.run(500);
+    const { leader, lagging } = await leaveAFollowerBehind(c, 20);
     const snapIndex = leader.status().snapshotIndex;
     assert.ok(snapIndex >= 15, `the leader took snapshots (at ${snapIndex})`);
     assert.ok(leader.status().firstIndex > 2, "and compacted its log");
@@ -263,13 +257,7 @@ describe("snapshots between engines", () => {
 describe("the trailing window", () => {
   it("a follower briefly behind is sent entries, not a snapshot, though the leader compacted", async () => {
     const c = await engineCluster(14, { snapshotEveryEntries: 5, trailingEntries: 50 });
-    await c.run(3000);
-    const leader = c.leader()!;
-    const lagging = ids.find((i) => i !== leader.id)!;
-    const third = ids.find((i) => i !== leader.id && i !== lagging)!;
-    c.network.partition([lagging], [leader.id, third]);
-    for (let i = 0; i < 20; i++) await settleWith(c, leader.propose(Buffer.from(`w${i}`)));
-    await c.run(500);
+    const { leader, lagging } = await leaveAFollowerBehind(c, 20);
     const laggingLast = c.engines.get(lagging)!.status().lastIndex;
     assert.ok(leader.status().snapshotIndex > laggingLast, "the leader snapshotted past the follower");
     assert.ok(leader.status().firstIndex <= laggingLast + 1, "but kept the entries it lacks");

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { RaftLogger } from "../../src/raft/config.js";
-import { engineCluster, ids, settleWith } from "./cluster.js";
+import { engineCluster, leaveAFollowerBehind } from "./cluster.js";
 
 class CapturingLogger implements RaftLogger {
   readonly lines: { msg: string; fields: Record<string, unknown> }[] = [];
@@ -31,14 +31,8 @@ describe("snapshot progress", () => {
       keepSnapshots: 1,
       raft: { snapshotTimeoutTicks: SNAPSHOT_TIMEOUT_TICKS },
     });
-    await c.run(3000);
-    const leader = c.leader()!;
-    const lagging = ids.find((i) => i !== leader.id)!;
-    const third = ids.find((i) => i !== leader.id && i !== lagging)!;
-    c.network.partition([lagging], [leader.id, third]);
     const value = "v".repeat(4000);
-    for (let i = 0; i < 300; i++) await settleWith(c, leader.propose(Buffer.from(`${i}:${value}`)));
-    await c.run(500);
+    const { leader, lagging } = await leaveAFollowerBehind(c, 300, (i) => `${i}:${value}`);
     assert.ok(
       leader.status().firstIndex > c.engines.get(lagging)!.status().lastIndex + 1,
       "C needs a snapshot",
