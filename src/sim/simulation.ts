@@ -6,13 +6,13 @@
  */
 import { Engine, type EngineOptions } from "../engine/engine.js";
 import { EngineOverloadedError, NotLeaderError, ProposalRefusedError } from "../engine/errors.js";
-import type { RaftLogger } from "../raft/config.js";
+import { type RaftLogger, silentLogger } from "../raft/config.js";
 import { SeededRandom } from "../raft/rand.js";
 import { type Entry, type NodeId, StateRole } from "../raft/types.js";
 import { type CrashMode, SimFileSystem } from "../storage/sim-fs.js";
 import { MemoryNetwork, MemoryTransport } from "../transport/memory-transport.js";
 import { checkLinearizable, HistoryRecorder, type KvCall } from "./checker/index.js";
-import { encodeKvCommand, KvMachine, type KvResult } from "./kv-machine.js";
+import { encodeKvCommand, type KvCommand, KvMachine, type KvResult } from "./kv-machine.js";
 import { SimProcess } from "./process.js";
 import { ManualScheduler, ManualTimers } from "./virtual-time.js";
 
@@ -274,7 +274,7 @@ export class Simulation {
 
   /** With `engineLogs`, the engines' warnings (and info lines) join the trace. */
   private engineLogger(id: NodeId): RaftLogger {
-    if (!this.engineLogs) return quietLogger;
+    if (!this.engineLogs) return silentLogger;
     const line = (level: string) => (msg: string, fields?: Record<string, unknown>) =>
       this.log(`  [node ${id} ${level}] ${msg}${fields ? ` ${JSON.stringify(fields)}` : ""}`);
     return { debug: () => {}, info: line("info"), warn: line("warn") };
@@ -475,7 +475,7 @@ export class Simulation {
         await engine.linearizableRead({ signal: abort.signal });
         return { kind: "ok", output: machine.get(call.input.key) };
       }
-      const { result } = await engine.propose(encodeKvCommand({ f: call.f, ...call.input } as never), {
+      const { result } = await engine.propose(encodeKvCommand(commandOf(call)), {
         signal: abort.signal,
       });
       return { kind: "ok", output: result };
@@ -741,8 +741,20 @@ export class Simulation {
   }
 }
 
-const quietLogger: RaftLogger = { debug() {}, info() {}, warn() {} };
-
 export async function simulate(options: SimOptions): Promise<SimResult> {
   return new Simulation(options).run();
+}
+
+/** The raft command a client's write stands for. */
+function commandOf(call: Exclude<KvCall, { f: "get" }>): KvCommand {
+  switch (call.f) {
+    case "put":
+      return { f: "put", key: call.input.key, value: call.input.value };
+    case "delete":
+      return { f: "delete", key: call.input.key };
+    case "cas":
+      return { f: "cas", key: call.input.key, expected: call.input.expected, value: call.input.value };
+    case "append":
+      return { f: "append", key: call.input.key, suffix: call.input.suffix };
+  }
 }

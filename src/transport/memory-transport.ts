@@ -469,9 +469,7 @@ export class MemoryTransport implements Transport {
     batch: readonly Message[],
     plan: { copies: number; delaysMs: readonly number[] },
   ): Promise<void> {
-    this.network.count(this.id, to, (s) => {
-      if (plan.copies === 0) s.droppedBatches++;
-    });
+    if (plan.copies === 0) this.network.count(this.id, to, (s) => s.droppedBatches++);
     for (let i = 0; i < plan.copies; i++) {
       const copy = i === 0 ? batch : batch.map(copyMessage);
       this.network.afterDelay(plan.delaysMs[i]!, () => {

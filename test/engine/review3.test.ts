@@ -8,7 +8,6 @@ import { Registry } from "prom-client";
 import { Engine } from "../../src/engine/engine.js";
 import { EngineClosedError } from "../../src/engine/errors.js";
 import type { SnapshotHandle } from "../../src/engine/state-machine.js";
-import type { RaftLogger } from "../../src/raft/config.js";
 import { SeededRandom } from "../../src/raft/rand.js";
 import {
   type ConfState,
@@ -21,6 +20,7 @@ import {
 import { DiskStorage } from "../../src/storage/disk-storage.js";
 import { SimFileSystem } from "../../src/storage/sim-fs.js";
 import type { InboundHandler, Transport } from "../../src/transport/transport.js";
+import { CapturingLogger } from "../helpers/capturing-logger.js";
 import { ManualScheduler, ManualTimers, settle } from "../helpers/virtual-time.js";
 import { type ClusterOptions, engineCluster, ListMachine, settleWith } from "./cluster.js";
 
@@ -52,17 +52,6 @@ class GatedMachine extends ListMachine {
       },
       release: () => inner.release(),
     };
-  }
-}
-
-class CapturingLogger implements RaftLogger {
-  readonly lines: { level: string; msg: string; fields: Record<string, unknown> }[] = [];
-  debug(): void {}
-  info(msg: string, fields: Record<string, unknown> = {}): void {
-    this.lines.push({ level: "info", msg, fields });
-  }
-  warn(msg: string, fields: Record<string, unknown> = {}): void {
-    this.lines.push({ level: "warn", msg, fields });
   }
 }
 

@@ -5,19 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { RaftLogger } from "../../src/raft/config.js";
+import { CapturingLogger } from "../helpers/capturing-logger.js";
 import { engineCluster, leaveAFollowerBehind } from "./cluster.js";
-
-class CapturingLogger implements RaftLogger {
-  readonly lines: { msg: string; fields: Record<string, unknown> }[] = [];
-  debug(): void {}
-  info(msg: string, fields: Record<string, unknown> = {}): void {
-    this.lines.push({ msg, fields });
-  }
-  warn(msg: string, fields: Record<string, unknown> = {}): void {
-    this.lines.push({ msg, fields });
-  }
-}
 
 const SNAPSHOT_TIMEOUT_TICKS = 5;
 

@@ -2,6 +2,7 @@
  * The gRPC transport on real loopback connections (127.0.0.1, port 0). Every wait is on a promise the
  * transport or a logger settles; nothing sleeps and nothing asserts a duration.
  */
+
 import assert from "node:assert/strict";
 import * as nodeFs from "node:fs";
 import * as os from "node:os";
@@ -9,7 +10,6 @@ import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { toBinary } from "@bufbuild/protobuf";
 import * as grpc from "@grpc/grpc-js";
-import type { RaftLogger } from "../../src/raft/config.js";
 import { SeededRandom } from "../../src/raft/rand.js";
 import {
   EntryType,
@@ -50,51 +50,13 @@ import {
   TRAILER_BODY_BYTES,
 } from "../../src/transport/snapshot-stream.js";
 import type { InboundHandler, ReceivedSnapshot, SnapshotSource } from "../../src/transport/transport.js";
+import { CapturingLogger } from "../helpers/capturing-logger.js";
 
 const CLUSTER = "cluster-grpc";
 const CHUNK = 4096;
 const CONF = { voters: [1, 2, 3], learners: [], votersOutgoing: [], learnersNext: [], autoLeave: false };
 
 // ---------------------------------------------------------------- helpers
-
-interface LogLine {
-  level: "debug" | "info" | "warn";
-  msg: string;
-  fields: Record<string, unknown>;
-}
-
-/** Records every line; `waitFor` resolves on the first line (past or future) that matches. */
-class CapturingLogger implements RaftLogger {
-  readonly lines: LogLine[] = [];
-  private waiters: { match: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
-  debug(msg: string, fields: Record<string, unknown> = {}): void {
-    this.add({ level: "debug", msg, fields });
-  }
-  info(msg: string, fields: Record<string, unknown> = {}): void {
-    this.add({ level: "info", msg, fields });
-  }
-  warn(msg: string, fields: Record<string, unknown> = {}): void {
-    this.add({ level: "warn", msg, fields });
-  }
-  private add(line: LogLine): void {
-    this.lines.push(line);
-    const still: typeof this.waiters = [];
-    for (const w of this.waiters) {
-      if (w.match(line)) w.resolve(line);
-      else still.push(w);
-    }
-    this.waiters = still;
-  }
-  waitFor(msg: string, where: (f: Record<string, unknown>) => boolean = () => true): Promise<LogLine> {
-    const match = (l: LogLine) => l.msg === msg && where(l.fields);
-    const seen = this.lines.find(match);
-    if (seen !== undefined) return Promise.resolve(seen);
-    return new Promise((resolve) => this.waiters.push({ match, resolve }));
-  }
-  find(msg: string, where: (f: Record<string, unknown>) => boolean = () => true): LogLine | undefined {
-    return this.lines.find((l) => l.msg === msg && where(l.fields));
-  }
-}
 
 class RecordingHandler implements InboundHandler {
   readonly batches: { from: NodeId; batch: readonly Message[] }[] = [];
