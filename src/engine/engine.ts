@@ -414,6 +414,14 @@ export class Engine<R = unknown> {
     return this.node.status();
   }
 
+  /**
+   * The term of log entry `index` while this node holds it (0 once compacted or not yet appended): for
+   * invariant checkers, which compare committed entries across nodes.
+   */
+  termOf(index: number): number {
+    return this.node.raft.log.termOrZero(index);
+  }
+
   /** The fatal error that stopped this engine, or null while it runs (or was closed normally). */
   get failedWith(): EngineFailedError | null {
     return this.failure;

@@ -8,12 +8,13 @@ import { Engine, type EngineOptions } from "../engine/engine.js";
 import { EngineOverloadedError, NotLeaderError, ProposalRefusedError } from "../engine/errors.js";
 import { type RaftLogger, silentLogger } from "../raft/config.js";
 import { SeededRandom } from "../raft/rand.js";
-import { type Entry, type NodeId, StateRole } from "../raft/types.js";
+import { type Entry, type Message, MessageType, type NodeId, StateRole } from "../raft/types.js";
 import { type CrashMode, SimFileSystem } from "../storage/sim-fs.js";
 import { MemoryNetwork, MemoryTransport } from "../transport/memory-transport.js";
 import { checkLinearizable, HistoryRecorder, type KvCall } from "./checker/index.js";
 import { encodeKvCommand, type KvCommand, KvMachine, type KvResult } from "./kv-machine.js";
 import { SimProcess } from "./process.js";
+import { runScenario, SCENARIO_KINDS, type ScenarioKind, type ScenarioWorld } from "./scenarios.js";
 import { ManualScheduler, ManualTimers } from "./virtual-time.js";
 
 export const FAULT_KINDS = [
@@ -27,6 +28,7 @@ export const FAULT_KINDS = [
   "pause",
   "skew",
   "transfer",
+  ...SCENARIO_KINDS,
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -114,6 +116,8 @@ export class Simulation {
   private readonly failures: string[] = [];
   private readonly appliedAt = new Map<number, string>();
   private readonly leaderOfTerm = new Map<number, NodeId>();
+  /** The node that sent appends in each term (as the wire saw it). */
+  private readonly senderOfTerm = new Map<number, NodeId>();
   private lastLeader: NodeId = 0;
   private readonly stats: SimStats = {
     ops: 0,
@@ -134,10 +138,22 @@ export class Simulation {
   private stopped = false;
   /** The whole workload pauses until then. */
   private quietUntil = 0;
+  private spread = false;
   private crashInElectionUntil = 0;
   private churnUntil = 0;
   private readonly termSeen = new Map<NodeId, number>();
   private nextValue = 1;
+  /** The term of each committed index, as the first node to commit it held it. */
+  private readonly committedTerms = new Map<number, { term: number; node: NodeId }>();
+  private readonly checkedCommit = new Map<NodeId, number>();
+  /** A scenario nemesis in progress: it owns the network until it ends. */
+  private scenario: Promise<void> | null = null;
+  /** When the faults injected so far are healed (0: nothing to heal). */
+  private healAt = 0;
+  /** The final heal has begun: scenarios stop. */
+  private ending = false;
+  /** Raft's maxMessageBytes for this run: small, so that catching up takes many appends, or tiny. */
+  private readonly appendBytes: number;
 
   constructor(options: SimOptions) {
     this.rng = new SeededRandom(options.seed);
@@ -152,6 +168,8 @@ export class Simulation {
       bugs: options.bugs ?? new Set(),
     };
     this.bug = (name) => this.o.bugs.has(name);
+    // Tiny appends (about one entry each) let acknowledgements come back for part of a leader's log.
+    this.appendBytes = this.rng.intn(2) === 0 ? 64 : 2048;
     if (this.bug("lease-without-check-quorum")) this.o.leaseReads = true;
     this.trace = options.trace ?? (() => {});
     this.engineLogs = options.engineLogs === true && options.trace !== undefined;
@@ -161,6 +179,7 @@ export class Simulation {
       random: new SeededRandom(options.seed * 7 + 1),
     });
     this.ids = Array.from({ length: this.o.nodes }, (_, i) => i + 1);
+    this.network.observe((from, _to, batch) => this.observeSends(from, batch));
     for (const id of this.ids) {
       const skewed = this.o.faults.has("skew");
       this.nodes.set(id, {
@@ -239,7 +258,7 @@ export class Simulation {
         heartbeatTicks: 1,
         // Small appends and a small window, so that catching up takes many rounds and acks come back
         // for parts of what a new leader sends.
-        maxMessageBytes: 2048,
+        maxMessageBytes: this.appendBytes,
         maxInflightMessages: 8,
         preVote: true,
         checkQuorum: !this.bug("lease-without-check-quorum"),
@@ -314,18 +333,33 @@ export class Simulation {
     return [...this.nodes.values()].filter((n) => n.engine !== null && n.engine.failedWith === null);
   }
 
+  /**
+   * Election safety, seen on the wire: only a leader sends appends, heartbeats and snapshots, so every
+   * such message of a term must come from one node. (Catches leaders that lead between two steps.)
+   */
+  private observeSends(from: NodeId, batch: readonly Message[]): void {
+    for (const m of batch) {
+      if (m.type !== MessageType.App && m.type !== MessageType.Heartbeat && m.type !== MessageType.Snap)
+        continue;
+      const known = this.senderOfTerm.get(m.term) ?? this.leaderOfTerm.get(m.term);
+      if (known === undefined) this.senderOfTerm.set(m.term, from);
+      else if (known !== from) this.fail(`two leaders in term ${m.term}: nodes ${known} and ${from}`);
+    }
+  }
+
   /** Observes every live node: at most one leader per term, ever. */
   private checkLeaders(): void {
     for (const n of this.live()) {
       const s = n.engine!.status();
       if (s.softState.role !== StateRole.Leader) continue;
       const term = s.hardState.term;
-      const known = this.leaderOfTerm.get(term);
-      if (known === undefined) {
+      const known = this.leaderOfTerm.get(term) ?? this.senderOfTerm.get(term);
+      if (!this.leaderOfTerm.has(term)) {
         this.leaderOfTerm.set(term, n.id);
         if (this.lastLeader !== n.id) this.stats.leaderChanges++;
         this.lastLeader = n.id;
         this.log(`node ${n.id} leads term ${term}`);
+        this.checkLeaderCompleteness(n, term);
         if (this.timers.now < this.churnUntil) {
           const leader = n;
           const engine = n.engine;
@@ -335,9 +369,9 @@ export class Simulation {
             this.crash(leader, this.rng.intn(2) ? "lose-all-unsynced" : "random", 100 + this.rng.intn(1_000));
           }, this.rng.intn(300));
         }
-      } else if (known !== n.id) {
-        this.fail(`two leaders in term ${term}: nodes ${known} and ${n.id}`);
       }
+      if (known !== undefined && known !== n.id)
+        this.fail(`two leaders in term ${term}: nodes ${known} and ${n.id}`);
     }
   }
 
@@ -345,11 +379,24 @@ export class Simulation {
 
   private async step(ms = STEP_MS): Promise<void> {
     this.timers.advance(ms);
-    await this.sched.drain(100_000);
+    try {
+      await this.sched.drain(100_000);
+    } catch {
+      // Seen only once safety was already broken: a follower and a leader that disagree on committed
+      // entries can bounce appends for ever without time passing.
+      this.fail("livelock: the nodes exchanged messages for 100,000 turns with no time passing");
+      return;
+    }
     this.stats.virtualMs = this.timers.now;
     for (const n of this.nodes.values()) {
       if (n.engine?.failedWith) {
         this.log(`node ${n.id} stopped: ${n.engine.failedWith.message}`);
+        // Injected disk faults stop an engine by design; anything else is a broken invariant (raft
+        // assumes its own safety properties, and trips over a state they forbid).
+        if (!isInjectedDiskFault(n.engine.failedWith.cause))
+          this.fail(
+            `node ${n.id} stopped on an error no injected fault explains (a broken invariant): ${n.engine.failedWith.message}`,
+          );
         this.crash(n, "lose-all-unsynced", 500 + this.rng.intn(2000));
       }
       if (n.process?.isPaused && this.timers.now >= n.pausedUntil) {
@@ -359,8 +406,42 @@ export class Simulation {
       if (n.process === null && this.timers.now >= n.restartAt) this.boot(n);
     }
     this.checkLeaders();
+    this.checkCommittedLogs();
     if (this.timers.now < this.crashInElectionUntil) this.maybeCrashInElection();
     this.recordTerms();
+  }
+
+  /** A new leader's log holds every entry committed so far, as it was committed. */
+  private checkLeaderCompleteness(n: SimNode, term: number): void {
+    const engine = n.engine!;
+    const last = engine.status().lastIndex;
+    for (const [index, c] of this.committedTerms) {
+      const held = engine.termOf(index);
+      if (held === c.term || (held === 0 && index <= last)) continue; // equal, or compacted into a snapshot
+      this.fail(
+        `leader completeness: node ${n.id} leads term ${term} without committed entry ${index} (term ${c.term}, committed on node ${c.node}); it holds ${held === 0 ? "nothing" : `term ${held}`} there`,
+      );
+      return;
+    }
+  }
+
+  /** Log matching and leader completeness: an index, once committed anywhere, has one term everywhere. */
+  private checkCommittedLogs(): void {
+    for (const n of this.live()) {
+      const engine = n.engine!;
+      const commit = engine.status().hardState.commit;
+      for (let i = (this.checkedCommit.get(n.id) ?? 0) + 1; i <= commit; i++) {
+        const term = engine.termOf(i);
+        if (term === 0) continue; // compacted: checked when it was in the log, or covered by a snapshot
+        const seen = this.committedTerms.get(i);
+        if (seen === undefined) this.committedTerms.set(i, { term, node: n.id });
+        else if (seen.term !== term)
+          this.fail(
+            `committed entries differ at index ${i}: term ${seen.term} on node ${seen.node}, term ${term} on node ${n.id} (a committed entry was overwritten)`,
+          );
+      }
+      if (commit > (this.checkedCommit.get(n.id) ?? 0)) this.checkedCommit.set(n.id, commit);
+    }
   }
 
   /**
@@ -434,7 +515,11 @@ export class Simulation {
     while (!this.stopped) {
       const key = `k${this.rng.intn(this.o.keys)}`;
       const call = this.randomCall(key);
-      const node = this.nodes.get(guess)!;
+      // While a scenario spreads the workload, a client often asks any node, as clients behind a load
+      // balancer do: a stale leader and a new one then both see traffic.
+      const node = this.nodes.get(
+        this.spread && this.rng.intn(4) === 0 ? this.ids[this.rng.intn(this.ids.length)]! : guess,
+      )!;
       const invokedAt = this.timers.now;
       const id = this.recorder.invoke(c, call, invokedAt);
       this.stats.ops++;
@@ -457,7 +542,8 @@ export class Simulation {
       // Bursty load: now and then a client goes quiet for a while; and every client waits out a quiet
       // phase of the whole workload (logs stop moving, so any follower is up to date).
       await this.sleep(this.rng.intn(20) === 0 ? 500 + this.rng.intn(2_500) : this.rng.intn(40));
-      if (this.timers.now < this.quietUntil) await this.sleep(this.quietUntil - this.timers.now);
+      while (this.timers.now < this.quietUntil)
+        await this.sleep(Math.min(50, this.quietUntil - this.timers.now));
     }
   }
 
@@ -503,7 +589,11 @@ export class Simulation {
   private injectFault(): void {
     const kinds = FAULT_KINDS.filter((k) => this.o.faults.has(k) && k !== "skew");
     if (kinds.length === 0) return;
-    const kind = kinds[this.rng.intn(kinds.length)]!;
+    let kind = kinds[this.rng.intn(kinds.length)]!;
+    // A scenario takes the network over for seconds: in a mix, it is drawn a fifth as often.
+    const plain = kinds.filter((k) => !isScenario(k));
+    if (isScenario(kind) && plain.length > 0 && this.rng.intn(5) !== 0)
+      kind = plain[this.rng.intn(plain.length)]!;
     const pick = () => this.ids[this.rng.intn(this.ids.length)]!;
     const down = [...this.nodes.values()].filter((n) => n.process === null).length;
     switch (kind) {
@@ -593,8 +683,10 @@ export class Simulation {
         const a = pick();
         const b = pick();
         if (a === b) return;
-        if (this.rng.intn(2)) this.network.cutSnapshotAt(a, b, this.rng.intn(20_000));
-        else this.network.corruptSnapshotByte(a, b, this.rng.intn(20_000));
+        // The stream of a small snapshot is a few hundred bytes (a large one, some KiB).
+        const offset = this.rng.intn(this.rng.intn(4) === 0 ? 20_000 : 400);
+        if (this.rng.intn(2)) this.network.cutSnapshotAt(a, b, offset);
+        else this.network.corruptSnapshotByte(a, b, offset);
         this.log(`the next snapshot ${a} -> ${b} is cut or corrupted`);
         break;
       }
@@ -606,6 +698,12 @@ export class Simulation {
         this.log(`node ${n.id} paused until ${n.pausedUntil} ms`);
         break;
       }
+      case "figure-8":
+      case "crash-after-vote":
+      case "lease-bridge":
+      case "snapshot-cut":
+        this.startScenario(kind);
+        break;
       case "transfer": {
         const l = this.leaderNode();
         if (!l) return;
@@ -619,6 +717,60 @@ export class Simulation {
         return;
     }
     this.count(kind);
+  }
+
+  private startScenario(kind: ScenarioKind): void {
+    this.log(`scenario ${kind}`);
+    this.scenario = runScenario(kind, this.world())
+      .catch((err: unknown) => this.fail(`scenario ${kind} threw: ${String(err)}`))
+      .finally(() => {
+        this.scenario = null;
+        this.quietUntil = 0;
+        this.spread = false;
+        if (!this.ending) this.healAt = this.timers.now + 500 + this.rng.intn(2_000);
+      });
+  }
+
+  private world(): ScenarioWorld {
+    const leaderAmong = (among: readonly NodeId[]) =>
+      this.live().find((n) => among.includes(n.id) && n.engine!.status().softState.role === StateRole.Leader)
+        ?.id;
+    return {
+      ids: this.ids,
+      network: this.network,
+      rng: this.rng,
+      leader: (among = this.ids) => leaderAmong(among),
+      allUp: () => this.live().length === this.ids.length,
+      term: (id) => this.nodes.get(id)!.engine?.status().hardState.term ?? 0,
+      logBounds: (id) => {
+        const st = this.nodes.get(id)!.engine?.status();
+        return st === undefined ? null : { first: st.firstIndex, last: st.lastIndex };
+      },
+      crash: (id, downForMs) => {
+        if (!this.ending) this.crash(this.nodes.get(id)!, "lose-all-unsynced", downForMs);
+      },
+      schedule: (fn) => this.sched.schedule(fn),
+      spread: (on) => {
+        this.spread = on;
+      },
+      quiet: (on) => {
+        this.quietUntil = on ? Number.POSITIVE_INFINITY : 0;
+      },
+      waitFor: async (pred, timeoutMs) => {
+        const deadline = this.timers.now + timeoutMs;
+        for (;;) {
+          if (this.ending) return false;
+          if (pred()) return true;
+          if (this.timers.now >= deadline) return false;
+          await this.sleep(STEP_MS);
+        }
+      },
+      pause: async (ms) => {
+        await this.sleep(ms);
+        return !this.ending;
+      },
+      log: (line) => this.log(line),
+    };
   }
 
   private heal(): void {
@@ -638,27 +790,35 @@ export class Simulation {
     for (const n of this.nodes.values()) this.boot(n);
     const clients = Array.from({ length: this.o.clients }, (_, c) => this.client(c));
     let nextFaultAt = 2_000;
-    let healAt = 0;
     while (this.timers.now < this.o.durationMs && this.failures.length === 0) {
-      if (this.timers.now >= nextFaultAt && this.rng.intn(4) === 0) {
-        this.quietUntil = this.timers.now + 500 + this.rng.intn(2_000);
-      }
-      if (this.timers.now >= nextFaultAt) {
-        if (healAt === 0 || this.rng.intn(3) === 0) this.injectFault();
-        nextFaultAt = this.timers.now + 100 + this.rng.intn(1_000);
-        if (healAt === 0) healAt = this.timers.now + 1_000 + this.rng.intn(4_000);
-      }
-      if (healAt > 0 && this.timers.now >= healAt) {
-        this.heal();
-        this.log("heal");
-        healAt = 0;
+      // A scenario owns the network (and the workload's pace) until it ends.
+      if (this.scenario === null) {
+        if (this.timers.now >= nextFaultAt && this.rng.intn(4) === 0) {
+          this.quietUntil = this.timers.now + 500 + this.rng.intn(2_000);
+        }
+        if (this.timers.now >= nextFaultAt) {
+          if (this.healAt === 0 || this.rng.intn(3) === 0) this.injectFault();
+          nextFaultAt = this.timers.now + 100 + this.rng.intn(1_000);
+          if (this.healAt === 0 && this.scenario === null)
+            this.healAt = this.timers.now + 1_000 + this.rng.intn(4_000);
+        }
+        if (this.healAt > 0 && this.timers.now >= this.healAt) {
+          this.heal();
+          this.log("heal");
+          this.healAt = 0;
+        }
       }
       await this.step();
     }
+    this.ending = true;
+    while (this.scenario !== null && this.failures.length === 0) await this.step();
+    this.stopped = true;
+    // A broken property is named already; a broken cluster need not be driven further.
+    if (this.failures.length > 0) return this.finish();
     this.heal();
     this.log("final heal: the cluster must converge");
     await this.converge();
-    this.stopped = true;
+    if (this.failures.length > 0) return this.finish();
     // Clients finish their last operation (each has a timeout) or pause; time must go on meanwhile.
     let clientsDone = false;
     const allDone = Promise.all(clients).then(() => {
@@ -669,6 +829,10 @@ export class Simulation {
     else await allDone;
     if (this.failures.length === 0) await this.finalReads();
     this.checkHistory();
+    return this.finish();
+  }
+
+  private finish(): SimResult {
     for (const n of this.nodes.values()) {
       n.process?.kill();
     }
@@ -679,7 +843,7 @@ export class Simulation {
   /** After the heal every node must be up and hold the leader's state. */
   private async converge(): Promise<void> {
     const deadline = this.timers.now + HEAL_LIMIT_MS;
-    while (this.timers.now < deadline) {
+    while (this.timers.now < deadline && this.failures.length === 0) {
       await this.step(50);
       const live = this.live();
       const leader = this.leaderNode();
@@ -690,6 +854,7 @@ export class Simulation {
         if (dumps.size === 1) return;
       }
     }
+    if (this.failures.length > 0) return;
     const views = [...this.nodes.values()].map((n) => {
       const s = n.engine?.status();
       if (!s) return `node ${n.id}: down`;
@@ -739,6 +904,19 @@ export class Simulation {
       this.fail(`not linearizable (acknowledged writes lost or reads stale): ${result.explanation}`);
     else this.fail(`linearizability unknown: ${result.explanation}`);
   }
+}
+
+function isScenario(kind: FaultKind): kind is ScenarioKind {
+  return (SCENARIO_KINDS as readonly string[]).includes(kind);
+}
+
+/** Whether an engine stopped on a disk error the simulator injected (EIO or ENOSPC), however wrapped. */
+function isInjectedDiskFault(err: unknown): boolean {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "EIO" || code === "ENOSPC") return true;
+  }
+  return false;
 }
 
 export async function simulate(options: SimOptions): Promise<SimResult> {

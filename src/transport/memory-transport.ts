@@ -128,6 +128,7 @@ export class MemoryNetwork {
   private partitions: Partition[] = [];
   private readonly cuts = new Map<string, number>();
   private readonly corruptions = new Map<string, number>();
+  private readonly observers: Array<(from: NodeId, to: NodeId, batch: readonly Message[]) => void> = [];
 
   constructor(options: MemoryNetworkOptions = {}) {
     this.schedule = options.schedule ?? defaultScheduler;
@@ -203,6 +204,14 @@ export class MemoryNetwork {
     this.rules.push({ from, to, predicate, mode });
   }
 
+  /**
+   * Calls `fn` with everything a node sends (before any fault decides its fate): for invariant checkers
+   * that watch the protocol itself. Observers stay across {@link heal}.
+   */
+  observe(fn: (from: NodeId, to: NodeId, batch: readonly Message[]) => void): void {
+    this.observers.push(fn);
+  }
+
   /** Cuts every link between a node of `a` and a node of `b`, both ways, until {@link heal}. */
   partition(a: readonly NodeId[], b: readonly NodeId[], mode: DropMode = "error"): void {
     this.partitions.push({ a: new Set(a), b: new Set(b), mode });
@@ -252,6 +261,7 @@ export class MemoryNetwork {
 
   /** @internal Applies partitions and drop rules; counts a drop. */
   judge(from: NodeId, to: NodeId, batch: readonly Message[], kind: "messages" | "snapshot"): Verdict {
+    for (const fn of this.observers) fn(from, to, batch);
     for (const p of this.partitions) {
       if ((p.a.has(from) && p.b.has(to)) || (p.b.has(from) && p.a.has(to))) {
         if (p.mode === "error") return { kind: "unreachable", reason: "partitioned (fault injection)" };
