@@ -282,10 +282,20 @@ export class Simulation {
       },
       (err: unknown) => {
         if (n.process !== proc || !proc.isAlive) return; // crashed while booting
-        // A node that cannot come back from what a crash left on its disk has lost data.
-        this.fail(`node ${n.id} could not restart from its disk: ${String(err)}`);
         proc.kill();
         n.process = null;
+        n.engine = null;
+        n.machine = null;
+        void n.transport?.close();
+        n.transport = null;
+        if (isInjectedDiskFault(err)) {
+          // A disk fault armed while the node was down fails its boot: it stops, and boots again later.
+          this.log(`node ${n.id} failed to boot: ${String(err)}`);
+          n.restartAt = this.timers.now + 500 + this.rng.intn(2_000);
+          return;
+        }
+        // A node that cannot come back from what a crash left on its disk has lost data.
+        this.fail(`node ${n.id} could not restart from its disk: ${String(err)}`);
         n.restartAt = Number.POSITIVE_INFINITY;
       },
     );
