@@ -1,0 +1,318 @@
+/**
+ * The on-disk key-value store, on LMDB. One environment holds the keys (key → record), an expiry
+ * index (expiry time ‖ key), and the applied index, all changed together in one write transaction per
+ * batch of committed entries: a restart neither re-applies nor loses an entry it applied.
+ *
+ * Commits do not wait for their fsync (LMDB's overlapping sync keeps the file consistent, and a power
+ * loss can only take the store back to an earlier committed batch, whose later entries raft still has
+ * in its WAL or covers with a snapshot).
+ *
+ * A restore writes a whole new environment beside the live one, syncs it, and then switches the
+ * `CURRENT` pointer file with an atomic rename: a crash at any point leaves the old store or the new
+ * one, never neither. Generations the pointer does not name are removed at open.
+ */
+import { promises as fsp } from "node:fs";
+import * as path from "node:path";
+import { type Database, open as openLmdb, type RootDatabase, TransactionFlags } from "lmdb";
+import type { SnapshotHandle } from "../engine/state-machine.js";
+import { ensureDurableDir, type FileSystem, NodeFileSystem } from "../storage/fs.js";
+import { KvStoreCorruptError } from "./errors.js";
+import {
+  decodeRecord,
+  encodeRecord,
+  expiryIndexKey,
+  type KeyRecord,
+  type RecordType,
+  recordExpiry,
+} from "./record.js";
+import { encodeKvSnapshot, KvSnapshotDecoder } from "./snapshot-format.js";
+
+const CURRENT = "CURRENT";
+const APPLIED_KEY = Buffer.from("applied");
+/** Keys per write transaction while a snapshot is restored. */
+const RESTORE_BATCH_KEYS = 10_000;
+/** Commit without waiting for the fsync; the file stays consistent (overlapping sync). */
+const COMMIT_NO_FLUSH =
+  TransactionFlags.ABORTABLE | TransactionFlags.SYNCHRONOUS_COMMIT | TransactionFlags.NO_SYNC_FLUSH;
+
+export interface KvStoreLimits {
+  readonly maxKeyBytes: number;
+  /** The largest record (header and value). */
+  readonly maxRecordBytes: number;
+}
+
+export const DEFAULT_KV_LIMITS: KvStoreLimits = {
+  maxKeyBytes: 64 * 1024,
+  maxRecordBytes: 512 * 1024 * 1024 + 9,
+};
+
+/** Writes inside one batch; reads see the batch's own writes. */
+export interface KvWriter {
+  get(key: Uint8Array): KeyRecord | undefined;
+  put(key: Uint8Array, type: RecordType, expireAtMs: number, payload: Uint8Array): void;
+  /** Whether the key was there. */
+  delete(key: Uint8Array): boolean;
+}
+
+interface Generation {
+  readonly number: number;
+  readonly file: string;
+  readonly root: RootDatabase<Buffer, Buffer>;
+  readonly keys: Database<Buffer, Buffer>;
+  readonly expiries: Database<Buffer, Buffer>;
+  readonly meta: Database<Buffer, Buffer>;
+}
+
+export class KvStore {
+  private gen: Generation;
+  private applied: number;
+  private closed = false;
+
+  private constructor(
+    private readonly dir: string,
+    private readonly limits: KvStoreLimits,
+    gen: Generation,
+  ) {
+    this.gen = gen;
+    this.applied = readApplied(gen);
+  }
+
+  static async open(dir: string, limits: Partial<KvStoreLimits> = {}): Promise<KvStore> {
+    const fsys = new NodeFileSystem();
+    await ensureDurableDir(fsys, dir);
+    let number = 1;
+    const pointer = path.join(dir, CURRENT);
+    if (fsys.exists(pointer)) {
+      const text = Buffer.from(fsys.readFile(pointer)).toString("utf8");
+      const m = /^gen-(\d+)\n$/.exec(text);
+      if (!m) throw new KvStoreCorruptError(`${pointer} holds ${JSON.stringify(text.slice(0, 40))}`);
+      number = Number(m[1]);
+      if (!fsys.exists(generationFile(dir, number)))
+        throw new KvStoreCorruptError(`${pointer} names ${generationFile(dir, number)}, which is missing`);
+    } else {
+      await writePointer(fsys, dir, number);
+    }
+    await removeGenerationsExcept(dir, number);
+    return new KvStore(dir, { ...DEFAULT_KV_LIMITS, ...limits }, openGeneration(dir, number));
+  }
+
+  /** The index of the last entry whose effects are in the store. */
+  get appliedIndex(): number {
+    return this.applied;
+  }
+
+  /**
+   * Runs `fn` in one write transaction that also records `appliedIndex`; synchronous, so that replies
+   * computed in it are those of the committed state.
+   */
+  writeBatch<T>(appliedIndex: number, fn: (w: KvWriter) => T): T {
+    this.checkOpen();
+    const { root, keys, expiries, meta } = this.gen;
+    const writer: KvWriter = {
+      get: (key) => {
+        const v = keys.get(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
+        return v === undefined ? undefined : decodeRecord(v);
+      },
+      put: (key, type, expireAtMs, payload) => {
+        const k = Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+        const old = keys.get(k);
+        if (old !== undefined) {
+          const oldExpiry = recordExpiry(old);
+          if (oldExpiry !== 0 && oldExpiry !== expireAtMs) expiries.removeSync(expiryIndexKey(oldExpiry, k));
+        }
+        keys.putSync(k, encodeRecord(type, expireAtMs, payload));
+        if (expireAtMs !== 0) expiries.putSync(expiryIndexKey(expireAtMs, k), EMPTY);
+      },
+      delete: (key) => {
+        const k = Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+        const old = keys.get(k);
+        if (old === undefined) return false;
+        const oldExpiry = recordExpiry(old);
+        if (oldExpiry !== 0) expiries.removeSync(expiryIndexKey(oldExpiry, k));
+        keys.removeSync(k);
+        return true;
+      },
+    };
+    const result = root.transactionSync(() => {
+      const out = fn(writer);
+      meta.putSync(APPLIED_KEY, u64(appliedIndex));
+      return out;
+    }, COMMIT_NO_FLUSH);
+    this.applied = appliedIndex;
+    return result;
+  }
+
+  /** A key's record in the committed state (expired or not: the caller decides with its clock). */
+  get(key: Uint8Array): KeyRecord | undefined {
+    this.checkOpen();
+    const v = this.gen.keys.get(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
+    return v === undefined ? undefined : decodeRecord(v);
+  }
+
+  /** Number of keys stored (expired ones not yet deleted included). */
+  keyCount(): number {
+    this.checkOpen();
+    return this.gen.keys.getCount();
+  }
+
+  /** Up to `limit` keys whose expiry is at or before `nowMs`, soonest first. */
+  expiredKeys(nowMs: number, limit: number): Buffer[] {
+    this.checkOpen();
+    const out: Buffer[] = [];
+    for (const k of this.gen.expiries.getKeys({ end: expiryIndexKey(nowMs + 1, EMPTY), limit }))
+      out.push(Buffer.from(k.subarray(8)));
+    return out;
+  }
+
+  /** Every key and its record, in key order (tests and debugging; not for large stores). */
+  entries(): Array<[Buffer, KeyRecord]> {
+    this.checkOpen();
+    return [...this.gen.keys.getRange()].map(({ key, value }) => [Buffer.from(key), decodeRecord(value)]);
+  }
+
+  /**
+   * A consistent image as of the last batch written: a read transaction taken now, read later, off the
+   * loop, while writes go on.
+   */
+  snapshot(): SnapshotHandle {
+    this.checkOpen();
+    const { keys } = this.gen;
+    const txn = keys.useReadTransaction();
+    const applied = this.applied;
+    let released = false;
+    return {
+      async *read() {
+        const pairs = keys.getRange({ transaction: txn }).map(({ key, value }) => ({ key, value }));
+        for (const chunk of encodeKvSnapshot(applied, pairs)) {
+          yield chunk;
+          // Let the loop breathe between chunks of a large store.
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+      },
+      release() {
+        if (released) return;
+        released = true;
+        txn.done();
+      },
+    };
+  }
+
+  /**
+   * Replaces the whole store with a snapshot payload, atomically and durably: the new generation is
+   * written and synced beside the live one, then the pointer is switched. If the payload is bad or the
+   * stream fails, the live store is untouched.
+   */
+  async restore(payload: AsyncIterable<Uint8Array>, index: number): Promise<void> {
+    this.checkOpen();
+    const number = this.gen.number + 1;
+    await removeGeneration(this.dir, number);
+    const next = openGeneration(this.dir, number);
+    try {
+      let batch: Array<[Buffer, Buffer]> = [];
+      const flush = () => {
+        if (batch.length === 0) return;
+        const b = batch;
+        batch = [];
+        next.root.transactionSync(() => {
+          for (const [k, v] of b) {
+            next.keys.putSync(k, v);
+            const e = recordExpiry(v);
+            if (e !== 0) next.expiries.putSync(expiryIndexKey(e, k), EMPTY);
+          }
+        }, COMMIT_NO_FLUSH);
+      };
+      const decoder = new KvSnapshotDecoder(this.limits, (key, record) => {
+        batch.push([Buffer.from(key), Buffer.from(record)]);
+        if (batch.length >= RESTORE_BATCH_KEYS) flush();
+      });
+      for await (const chunk of payload) decoder.push(chunk);
+      const payloadIndex = decoder.finish();
+      if (payloadIndex !== index)
+        throw new KvStoreCorruptError(
+          `the snapshot at index ${index} holds a store applied to ${payloadIndex}`,
+        );
+      flush();
+      next.root.transactionSync(() => next.meta.putSync(APPLIED_KEY, u64(index)));
+      await next.root.flushed;
+    } catch (err) {
+      await next.root.close();
+      await removeGeneration(this.dir, number);
+      throw err;
+    }
+    await writePointer(new NodeFileSystem(), this.dir, number);
+    const old = this.gen;
+    this.gen = next;
+    this.applied = index;
+    await old.root.close();
+    await removeGeneration(this.dir, old.number);
+  }
+
+  /** Waits until every batch written so far is on disk. */
+  async flush(): Promise<void> {
+    await this.gen.root.flushed;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await this.gen.root.flushed;
+    await this.gen.root.close();
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new Error("the key-value store is closed");
+  }
+}
+
+const EMPTY = Buffer.alloc(0);
+
+function u64(n: number): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  b.writeBigUInt64BE(BigInt(n));
+  return b;
+}
+
+function readApplied(gen: Generation): number {
+  const v = gen.meta.get(APPLIED_KEY);
+  return v === undefined ? 0 : Number(v.readBigUInt64BE(0));
+}
+
+function generationFile(dir: string, number: number): string {
+  return path.join(dir, `gen-${number}.mdb`);
+}
+
+function openGeneration(dir: string, number: number): Generation {
+  const file = generationFile(dir, number);
+  const root = openLmdb<Buffer, Buffer>({ path: file, maxDbs: 8, keyEncoding: "binary", encoding: "binary" });
+  const db = (name: string) =>
+    root.openDB<Buffer, Buffer>({ name, keyEncoding: "binary", encoding: "binary" });
+  return { number, file, root, keys: db("keys"), expiries: db("expiries"), meta: db("meta") };
+}
+
+async function writePointer(fsys: FileSystem, dir: string, number: number): Promise<void> {
+  const tmp = path.join(dir, `${CURRENT}.tmp`);
+  const f = fsys.create(tmp);
+  try {
+    await f.write(Buffer.from(`gen-${number}\n`), 0);
+    await f.datasync();
+  } finally {
+    await f.close();
+  }
+  await fsys.rename(tmp, path.join(dir, CURRENT));
+  await fsys.syncDir(dir);
+}
+
+async function removeGeneration(dir: string, number: number): Promise<void> {
+  const file = generationFile(dir, number);
+  await fsp.rm(file, { force: true });
+  await fsp.rm(`${file}-lock`, { force: true });
+}
+
+/** Removes what an interrupted restore (or the one before the last) left behind. */
+async function removeGenerationsExcept(dir: string, keep: number): Promise<void> {
+  for (const name of await fsp.readdir(dir)) {
+    const m = /^gen-(\d+)\.mdb(-lock)?$/.exec(name);
+    if (m && Number(m[1]) !== keep) await fsp.rm(path.join(dir, name), { force: true });
+  }
+  await fsp.rm(path.join(dir, `${CURRENT}.tmp`), { force: true });
+}
