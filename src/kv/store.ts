@@ -52,6 +52,8 @@ export interface KvWriter {
   put(key: Uint8Array, type: RecordType, expireAtMs: number, payload: Uint8Array): void;
   /** Whether the key was there. */
   delete(key: Uint8Array): boolean;
+  /** Removes every key. */
+  clear(): void;
 }
 
 interface Generation {
@@ -131,6 +133,10 @@ export class KvStore {
         if (oldExpiry !== 0) expiries.removeSync(expiryIndexKey(oldExpiry, k));
         keys.removeSync(k);
         return true;
+      },
+      clear: () => {
+        for (const k of [...keys.getKeys()]) keys.removeSync(Buffer.from(k));
+        for (const k of [...expiries.getKeys()]) expiries.removeSync(Buffer.from(k));
       },
     };
     const result = root.transactionSync(() => {

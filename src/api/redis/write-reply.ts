@@ -1,0 +1,30 @@
+/** Writes a command's protocol-independent Reply in the connection's protocol. */
+import type { Reply } from "../../kv/reply.js";
+import type { ReplyWriter } from "./resp/reply-writer.js";
+
+export function writeReply(w: ReplyWriter, r: Reply): void {
+  switch (r.k) {
+    case "status":
+      w.simple(r.v);
+      return;
+    case "error":
+      w.error(r.v);
+      return;
+    case "int":
+      w.integer(r.v);
+      return;
+    case "bulk":
+      w.bulk(r.v);
+      return;
+    case "nil":
+      w.nullBulk();
+      return;
+    case "double":
+      w.double(r.v);
+      return;
+    case "array":
+      w.array(r.v.length);
+      for (const x of r.v) writeReply(w, x);
+      return;
+  }
+}

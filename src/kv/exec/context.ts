@@ -1,0 +1,55 @@
+/**
+ * What a command sees when it runs: the time it runs at, and the keyspace. A write runs inside one
+ * apply batch, on every replica, at the leader's clock reading carried in its entry; a read runs on one
+ * node, at that node's clock. A key whose expiry has passed is absent to both; a write also deletes it
+ * (every replica does the same, at the same logical time).
+ */
+import { type KeyRecord, RecordType } from "../record.js";
+import type { KvStore, KvWriter } from "../store.js";
+
+export interface ReadAccess {
+  readonly nowMs: number;
+  /** The key's record, unless it is absent or expired at `nowMs`. */
+  lookup(key: Buffer): KeyRecord | undefined;
+}
+
+export interface WriteAccess extends ReadAccess {
+  put(key: Buffer, type: RecordType, expireAtMs: number, payload: Uint8Array): void;
+  /** Whether a live key was deleted. */
+  delete(key: Buffer): boolean;
+  /** Removes every key. */
+  clear(): void;
+}
+
+export function readAccess(store: KvStore, nowMs: number): ReadAccess {
+  return {
+    nowMs,
+    lookup(key) {
+      const r = store.get(key);
+      return r === undefined || isExpired(r, nowMs) ? undefined : r;
+    },
+  };
+}
+
+export function writeAccess(w: KvWriter, nowMs: number): WriteAccess {
+  const lookup = (key: Buffer) => {
+    const r = w.get(key);
+    if (r === undefined) return undefined;
+    if (!isExpired(r, nowMs)) return r;
+    w.delete(key);
+    return undefined;
+  };
+  return {
+    nowMs,
+    lookup,
+    put: (key, type, expireAtMs, payload) => w.put(key, type, expireAtMs, payload),
+    delete: (key) => lookup(key) !== undefined && w.delete(key),
+    clear: () => w.clear(),
+  };
+}
+
+export function isExpired(r: KeyRecord, nowMs: number): boolean {
+  return r.expireAtMs !== 0 && r.expireAtMs <= nowMs;
+}
+
+export const STRING = RecordType.String;

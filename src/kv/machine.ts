@@ -1,0 +1,64 @@
+/**
+ * The replicated key-value state machine: applies batches of committed entries to the LMDB store in one
+ * transaction each (with the applied index), answers reads from the applied state, and snapshots and
+ * restores through the store.
+ */
+import type { SnapshotHandle, StateMachine } from "../engine/state-machine.js";
+import type { Entry } from "../raft/types.js";
+import { decodeKvEntry, encodeKvEntry } from "./entry-codec.js";
+import { readAccess, writeAccess } from "./exec/context.js";
+import { arityOk, lookupCommand } from "./exec/table.js";
+import { Errors, error, type Reply } from "./reply.js";
+import type { KvStore } from "./store.js";
+
+/** One reply per command of the entry (several for a MULTI/EXEC). */
+export type KvApplyResult = readonly Reply[];
+
+export class KvStateMachine implements StateMachine<KvApplyResult> {
+  constructor(readonly store: KvStore) {}
+
+  apply(entries: readonly Entry[]): KvApplyResult[] {
+    if (entries.length === 0) return [];
+    const last = entries[entries.length - 1]!.index;
+    return this.store.writeBatch(last, (w) =>
+      entries.map((e) => {
+        const { nowMs, commands } = decodeKvEntry(e.data);
+        const ctx = writeAccess(w, nowMs);
+        return commands.map((args) => {
+          const c = lookupCommand(args[0]!);
+          // The proposer checked these; a replica answers the same way whatever it is given.
+          if (c === undefined || c.kind !== "write")
+            return error(`ERR unknown write command '${args[0]!.toString("latin1")}'`);
+          if (!arityOk(c, args.length)) return Errors.wrongArity(c.name);
+          return c.run(ctx, args);
+        });
+      }),
+    );
+  }
+
+  /** Runs a read command against the applied state, judging expiry at `nowMs`. */
+  read(args: readonly Buffer[], nowMs: number): Reply {
+    const c = lookupCommand(args[0]!);
+    if (c === undefined || c.kind !== "read")
+      return error(`ERR unknown read command '${args[0]!.toString("latin1")}'`);
+    if (!arityOk(c, args.length)) return Errors.wrongArity(c.name);
+    return c.run(readAccess(this.store, nowMs), args);
+  }
+
+  appliedIndex(): number {
+    return this.store.appliedIndex;
+  }
+
+  snapshot(): SnapshotHandle {
+    return this.store.snapshot();
+  }
+
+  restore(payload: AsyncIterable<Uint8Array>, index: number): Promise<void> {
+    return this.store.restore(payload, index);
+  }
+}
+
+/** The entry a write (or a MULTI/EXEC of writes) is proposed as. */
+export function writeEntry(nowMs: number, commands: readonly (readonly Uint8Array[])[]): Buffer {
+  return encodeKvEntry(nowMs, commands);
+}

@@ -1,0 +1,214 @@
+/**
+ * Differential: random sequences of string and key commands run against the key-value state machine
+ * and against a real redis-server give byte-identical RESP2 replies. (Debian's redis-server; CI installs
+ * it.) Times that depend on each server's own clock reading are compared within a second.
+ */
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { after, before, describe, it } from "node:test";
+import fc from "fast-check";
+import { ReplyWriter } from "../../src/api/redis/resp/reply-writer.js";
+import { writeReply } from "../../src/api/redis/write-reply.js";
+import { lookupCommand } from "../../src/kv/exec/table.js";
+import { KvStateMachine, writeEntry } from "../../src/kv/machine.js";
+import { KvStore } from "../../src/kv/store.js";
+import { EntryType } from "../../src/raft/types.js";
+import { connectRaw, type RawRedis, startRedisServer } from "../helpers/redis-server.js";
+
+const SEED = Number(process.env.RAFTKV_PROPERTY_SEED ?? 424242);
+const RUNS = Number(process.env.RAFTKV_DIFF_RUNS ?? 80);
+
+type Arg = string | Buffer;
+
+const FAR = 4_102_444_800; // 2100-01-01, in seconds
+const key = fc.constantFrom<Arg>("k0", "k1", "k2", Buffer.from([0xff, 0x00, 0x0d, 0x0a]));
+const intText = fc.oneof(
+  fc.integer({ min: -1000, max: 1000 }).map(String),
+  fc.constantFrom(
+    "9223372036854775807",
+    "-9223372036854775808",
+    "9223372036854775808",
+    "-9223372036854775809",
+    "abc",
+    "1.5",
+    "",
+    "-0",
+    "+5",
+    "007",
+    " 1",
+  ),
+);
+const value = fc.oneof(
+  intText,
+  fc.string({ maxLength: 12 }),
+  fc.uint8Array({ maxLength: 12 }).map((a) => Buffer.from(a)),
+);
+const ttlSeconds = fc.oneof(
+  fc.integer({ min: 1000, max: 100_000 }).map(String),
+  fc.constantFrom("0", "-5", "abc", "9223372036854775807", "92233720368547758"),
+);
+const absSeconds = fc.constantFrom(String(FAR), String(FAR + 77), "1000", "0", "-1");
+const expiry = fc.oneof(
+  fc.tuple(fc.constant("EX"), ttlSeconds),
+  fc.tuple(
+    fc.constant("PX"),
+    ttlSeconds.map((s) => (/^\d+$/.test(s) ? `${s}000` : s)),
+  ),
+  fc.tuple(fc.constant("EXAT"), absSeconds),
+  fc.tuple(
+    fc.constant("PXAT"),
+    absSeconds.map((s) => (/^\d+$/.test(s) && s !== "0" ? `${s}123` : s)),
+  ),
+);
+/** SET's options: mostly well-formed, sometimes clashing or junk, in any order. */
+const setOptions = fc
+  .record({
+    cond: fc.constantFrom([], ["NX"], ["XX"], ["NX", "XX"]),
+    get: fc.boolean(),
+    exp: fc.oneof(
+      fc.constant<string[]>([]),
+      expiry.map((e) => [...e]),
+      fc.constant(["KEEPTTL"]),
+    ),
+    extra: fc.oneof(
+      { weight: 6, arbitrary: fc.constant<string[]>([]) },
+      { weight: 1, arbitrary: fc.constantFrom(["KEEPTTL"], ["EX", "100"], ["BOGUS"], ["EX"]) },
+    ),
+    flip: fc.boolean(),
+  })
+  .map((o) => {
+    const head = [...o.cond, ...(o.get ? ["GET"] : [])];
+    return o.flip ? [...o.exp, ...head, ...o.extra] : [...head, ...o.exp, ...o.extra];
+  });
+const expireOptions = fc.constantFrom(
+  [],
+  ["NX"],
+  ["XX"],
+  ["GT"],
+  ["LT"],
+  ["NX", "XX"],
+  ["GT", "LT"],
+  ["XX", "GT"],
+  ["BAD"],
+);
+
+const command: fc.Arbitrary<Arg[]> = fc.oneof(
+  fc.tuple(key, value, setOptions).map(([k, v, o]) => ["SET", k, v, ...o]),
+  fc.tuple(key).map(([k]) => ["GET", k]),
+  fc.array(key, { minLength: 1, maxLength: 4 }).map((ks) => ["MGET", ...ks]),
+  fc.tuple(key, value).map(([k, v]) => ["SETNX", k, v]),
+  fc.tuple(fc.constantFrom("SETEX", "PSETEX"), key, ttlSeconds, value).map(([c, k, t, v]) => [c, k, t, v]),
+  fc.tuple(key, value).map(([k, v]) => ["GETSET", k, v]),
+  fc.tuple(key).map(([k]) => ["GETDEL", k]),
+  fc
+    .tuple(
+      key,
+      fc.oneof(
+        fc.constant<string[]>([]),
+        fc.constant(["PERSIST"]),
+        expiry.map((e) => [...e]),
+        fc.constant(["PERSIST", "EX", "100"]),
+      ),
+    )
+    .map(([k, o]) => ["GETEX", k, ...o]),
+  fc.array(fc.tuple(key, value), { minLength: 1, maxLength: 3 }).map((kvs) => ["MSET", ...kvs.flat()]),
+  fc.array(fc.tuple(key, value), { minLength: 1, maxLength: 3 }).map((kvs) => ["MSETNX", ...kvs.flat()]),
+  fc.tuple(key, value).map(([k]) => ["MSET", k]),
+  fc.tuple(key, value).map(([k, v]) => ["APPEND", k, v]),
+  fc.tuple(key).map(([k]) => ["STRLEN", k]),
+  fc.tuple(key, intText, intText).map(([k, a, b]) => ["GETRANGE", k, a, b]),
+  fc
+    .tuple(key, fc.oneof(fc.integer({ min: -2, max: 20 }).map(String), fc.constant("x")), value)
+    .map(([k, o, v]) => ["SETRANGE", k, o, v]),
+  fc.tuple(fc.constantFrom("INCR", "DECR"), key).map(([c, k]) => [c, k]),
+  fc.tuple(fc.constantFrom("INCRBY", "DECRBY"), key, intText).map(([c, k, n]) => [c, k, n]),
+  fc.array(key, { minLength: 1, maxLength: 3 }).map((ks) => ["DEL", ...ks]),
+  fc.array(key, { minLength: 1, maxLength: 3 }).map((ks) => ["UNLINK", ...ks]),
+  fc.array(key, { minLength: 1, maxLength: 3 }).map((ks) => ["EXISTS", ...ks]),
+  fc.tuple(key).map(([k]) => ["TYPE", k]),
+  fc
+    .tuple(fc.constantFrom("EXPIRE", "PEXPIRE"), key, ttlSeconds, expireOptions)
+    .map(([c, k, t, o]) => [c, k, t, ...o]),
+  fc
+    .tuple(fc.constantFrom("EXPIREAT", "PEXPIREAT"), key, absSeconds, expireOptions)
+    .map(([c, k, t, o]) => [c, k, t, ...o]),
+  fc.tuple(fc.constantFrom("TTL", "EXPIRETIME", "PEXPIRETIME"), key).map(([c, k]) => [c, k]),
+  fc.tuple(key).map(([k]) => ["PERSIST", k]),
+  fc.tuple(fc.constantFrom("RENAME", "RENAMENX"), key, key).map(([c, a, b]) => [c, a, b]),
+  fc.constantFrom<Arg[]>(["FLUSHDB"], ["FLUSHALL", "SYNC"], ["FLUSHDB", "BAD"]),
+);
+
+/** Replies that carry each server's own reading of the clock may differ by up to a second. */
+const CLOCK_DEPENDENT = new Set(["TTL", "EXPIRETIME", "PEXPIRETIME"]);
+
+function same(name: string, ours: Buffer, theirs: Buffer): boolean {
+  if (ours.equals(theirs)) return true;
+  if (!CLOCK_DEPENDENT.has(name)) return false;
+  const a = /^:(-?\d+)\r\n$/.exec(ours.toString("latin1"));
+  const b = /^:(-?\d+)\r\n$/.exec(theirs.toString("latin1"));
+  if (!a || !b || Number(a[1]) < 0 || Number(b[1]) < 0) return false;
+  return Math.abs(Number(a[1]) - Number(b[1])) <= (name === "PEXPIRETIME" ? 1000 : 1);
+}
+
+describe("key-value machine vs redis-server (strings and keys)", () => {
+  let server: { port: number; stop: () => Promise<void> };
+  let redis: RawRedis;
+  let store: KvStore;
+  let machine: KvStateMachine;
+  let index = 0;
+  const dir = mkdtempSync(path.join(os.tmpdir(), "raftkv-diff-"));
+
+  before(async () => {
+    server = await startRedisServer();
+    redis = await connectRaw(server.port);
+    store = await KvStore.open(dir);
+    machine = new KvStateMachine(store);
+  });
+  after(async () => {
+    await redis?.close();
+    await server?.stop();
+    await store?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  function ours(args: Arg[]): Buffer {
+    const bufs = args.map((a) => (typeof a === "string" ? Buffer.from(a) : a));
+    const now = Date.now();
+    const c = lookupCommand(bufs[0]!);
+    const w = new ReplyWriter();
+    if (c?.kind === "write") {
+      index++;
+      const [replies] = machine.apply([
+        { index, term: 1, type: EntryType.Normal, data: writeEntry(now, [bufs]) },
+      ]);
+      writeReply(w, replies![0]!);
+    } else {
+      writeReply(w, machine.read(bufs, now));
+    }
+    return Buffer.concat(w.take());
+  }
+
+  it("random command sequences get identical replies", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 40 }), async (cmds) => {
+        ours(["FLUSHALL"]);
+        await redis.call(["FLUSHALL"]);
+        const log: string[] = [];
+        for (const args of cmds) {
+          const theirs = await redis.call(args);
+          const mine = ours(args);
+          log.push(
+            `${args.map((a) => JSON.stringify(a.toString("latin1"))).join(" ")} → ${JSON.stringify(theirs.toString("latin1"))}`,
+          );
+          assert.ok(
+            same(String(args[0]), mine, theirs),
+            `after:\n${log.join("\n")}\nours: ${JSON.stringify(mine.toString("latin1"))}`,
+          );
+        }
+      }),
+      { seed: SEED, numRuns: RUNS },
+    );
+  });
+});
