@@ -26,11 +26,11 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
         const ctx = writeAccess(w, nowMs);
         return commands.map((args) => {
           const c = lookupCommand(args[0]!);
-          // The proposer checked these; a replica answers the same way whatever it is given.
-          if (c === undefined || c.kind !== "write")
-            return error(`ERR unknown write command '${args[0]!.toString("latin1")}'`);
+          // The proposer checked these; a replica answers the same way whatever it is given. Reads come
+          // in entries too, inside a MULTI/EXEC: they see the transaction's earlier writes.
+          if (c === undefined) return error(`ERR unknown command '${args[0]!.toString("latin1")}'`);
           if (!arityOk(c, args.length)) return Errors.wrongArity(c.name);
-          return c.run(ctx, args);
+          return c.kind === "write" ? c.run(ctx, args) : c.run(ctx, args);
         });
       }),
     );

@@ -9,6 +9,8 @@ export type Reply =
   | { readonly k: "bulk"; readonly v: Buffer }
   | { readonly k: "nil" }
   | { readonly k: "array"; readonly v: readonly Reply[] }
+  /** RESP3 map; a flat array of keys and values to a RESP2 client. */
+  | { readonly k: "map"; readonly v: ReadonlyArray<readonly [Reply, Reply]> }
   | { readonly k: "double"; readonly v: string };
 
 export const OK: Reply = { k: "status", v: "OK" };

@@ -22,6 +22,13 @@ export function writeReply(w: ReplyWriter, r: Reply): void {
     case "double":
       w.double(r.v);
       return;
+    case "map":
+      w.map(r.v.length);
+      for (const [k, v] of r.v) {
+        writeReply(w, k);
+        writeReply(w, v);
+      }
+      return;
     case "array":
       w.array(r.v.length);
       for (const x of r.v) writeReply(w, x);

@@ -1,0 +1,234 @@
+/**
+ * One client connection: requests parsed as they arrive, commands started at once (a pipeline of
+ * writes goes to raft together), replies written strictly in request order and coalesced into one
+ * socket write per turn. A read waits for this connection's earlier writes, so that it sees them.
+ */
+import type * as net from "node:net";
+import { arityOk, lookupCommand } from "../../kv/exec/table.js";
+import { Errors, error, OK, type Reply, status } from "../../kv/reply.js";
+import { RespProtocolError } from "./resp/errors.js";
+import { ReplyWriter } from "./resp/reply-writer.js";
+import { RequestParser } from "./resp/request-parser.js";
+import { runServerCommand, SERVER_COMMANDS } from "./server-commands.js";
+import type { ServerContext } from "./server-context.js";
+import { writeReply } from "./write-reply.js";
+
+/** What a command produced: a reply now, a reply later, or a reply and then closing. */
+type Outcome = Reply | Promise<Reply> | { readonly reply: Reply; readonly close: true };
+
+const NO_AUTH = error("NOAUTH Authentication required.");
+
+export class ClientConnection {
+  readonly id: number;
+  readonly createdAt = Date.now();
+  lastCommandAt = Date.now();
+  lastCommand = "NULL";
+  name = "";
+  authenticated: boolean;
+  private readonly parser: RequestParser;
+  private readonly writer = new ReplyWriter();
+  /** Commands queued by MULTI (null: not in a transaction), and whether one was refused meanwhile. */
+  private multi: Buffer[][] | null = null;
+  private multiDirty = false;
+  /** Replies not yet written, in order (only while one of them is still being computed). */
+  private readonly queue: Outcome[] = [];
+  private draining = false;
+  private flushScheduled = false;
+  private closing = false;
+  private lastWrite: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly socket: net.Socket,
+    private readonly ctx: ServerContext,
+  ) {
+    this.id = ctx.nextClientId();
+    this.authenticated = ctx.options.requirepass === "";
+    this.parser = new RequestParser(ctx.options.requestLimits);
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+  }
+
+  get protocol(): 2 | 3 {
+    return this.writer.protocol;
+  }
+
+  set protocol(p: 2 | 3) {
+    this.writer.protocol = p;
+  }
+
+  get inMulti(): boolean {
+    return this.multi !== null;
+  }
+
+  /** Bytes of replies not yet handed to the socket, and those the socket holds. */
+  get outputBytes(): number {
+    return this.writer.pendingBytes + this.socket.writableLength;
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.closing) return;
+    try {
+      this.parser.feed(chunk, (args) => this.submit(this.execute(args)));
+    } catch (err) {
+      if (!(err instanceof RespProtocolError)) throw err;
+      // The stream position is lost: answer with the error, as Redis does, and close.
+      this.submit({ reply: error(`ERR ${err.message}`), close: true });
+      return;
+    }
+    if (this.queue.length > this.ctx.options.maxPipelinedCommands) this.socket.pause();
+  }
+
+  private submit(outcome: Outcome): void {
+    if (this.queue.length === 0 && !(outcome instanceof Promise)) {
+      this.emit(outcome);
+      return;
+    }
+    this.queue.push(outcome);
+    if (!this.draining) void this.drain();
+  }
+
+  /** Writes queued replies in order as each becomes ready. */
+  private async drain(): Promise<void> {
+    this.draining = true;
+    while (this.queue.length > 0) {
+      const head = this.queue[0]!;
+      const done = head instanceof Promise ? await head : head;
+      this.queue.shift();
+      this.emit(done);
+      if (this.queue.length <= this.ctx.options.maxPipelinedCommands && this.socket.isPaused())
+        this.socket.resume();
+    }
+    this.draining = false;
+  }
+
+  private emit(outcome: Exclude<Outcome, Promise<Reply>>): void {
+    if ("close" in outcome) {
+      writeReply(this.writer, outcome.reply);
+      this.closing = true;
+      this.flush();
+      this.socket.end();
+      return;
+    }
+    writeReply(this.writer, outcome);
+    if (this.writer.pendingBytes + this.socket.writableLength > this.ctx.options.maxOutputBytes) {
+      // A client that does not read its replies must not hold the server's memory.
+      this.ctx.log("closing a client over its output buffer limit", { id: this.id });
+      this.closing = true;
+      this.socket.destroy();
+      return;
+    }
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const blocks = this.writer.take();
+    if (blocks.length === 0 || this.socket.destroyed) return;
+    this.socket.cork();
+    for (const b of blocks) this.socket.write(b);
+    this.socket.uncork();
+  }
+
+  private execute(args: Buffer[]): Outcome {
+    const name = args[0]!.length > 32 ? "" : args[0]!.toString("latin1").toLowerCase();
+    this.lastCommandAt = Date.now();
+    this.lastCommand = name;
+    if (!this.authenticated && name !== "auth" && name !== "hello" && name !== "quit") return NO_AUTH;
+    if (this.multi !== null && !TRANSACTION_CONTROL.has(name)) return this.queueInMulti(name, args);
+    switch (name) {
+      case "multi":
+        if (this.multi !== null) return error("ERR MULTI calls can not be nested");
+        this.multi = [];
+        this.multiDirty = false;
+        return OK;
+      case "exec":
+        return this.exec();
+      case "discard":
+        if (this.multi === null) return error("ERR DISCARD without MULTI");
+        this.multi = null;
+        return OK;
+      case "quit":
+        return { reply: OK, close: true };
+    }
+    const kv = lookupCommand(args[0]!);
+    if (kv !== undefined) {
+      if (!arityOk(kv, args.length)) return Errors.wrongArity(kv.name);
+      if (kv.kind === "write") return this.write([args]).then((r) => r[0]!);
+      return this.read([args]).then((r) => r[0]!);
+    }
+    const server = SERVER_COMMANDS.get(name);
+    if (server !== undefined) {
+      if (!(server.arity >= 0 ? args.length === server.arity : args.length >= -server.arity))
+        return Errors.wrongArity(name);
+      return runServerCommand(server, this, this.ctx, args);
+    }
+    return unknownCommand(args);
+  }
+
+  private queueInMulti(name: string, args: Buffer[]): Reply {
+    const kv = lookupCommand(args[0]!);
+    const server = SERVER_COMMANDS.get(name);
+    let refusal: Reply | null = null;
+    if (kv === undefined && (server === undefined || !server.inMulti)) refusal = unknownCommand(args);
+    else if (kv !== undefined && !arityOk(kv, args.length)) refusal = Errors.wrongArity(kv.name);
+    else if (
+      server !== undefined &&
+      !(server.arity >= 0 ? args.length === server.arity : args.length >= -server.arity)
+    )
+      refusal = Errors.wrongArity(name);
+    if (refusal !== null) {
+      this.multiDirty = true;
+      return refusal;
+    }
+    this.multi!.push(args);
+    return status("QUEUED");
+  }
+
+  /** EXEC: the queued data commands as one raft entry (a read-only transaction as one read). */
+  private exec(): Outcome {
+    if (this.multi === null) return error("ERR EXEC without MULTI");
+    const queued = this.multi;
+    const dirty = this.multiDirty;
+    this.multi = null;
+    this.multiDirty = false;
+    if (dirty) return error("EXECABORT Transaction discarded because of previous errors.");
+    const data = queued.filter((args) => lookupCommand(args[0]!) !== undefined);
+    const writes = data.some((args) => lookupCommand(args[0]!)!.kind === "write");
+    const results = data.length === 0 ? Promise.resolve([]) : writes ? this.write(data) : this.read(data);
+    return results.then((replies) => {
+      let next = 0;
+      const out = queued.map((args) => {
+        if (lookupCommand(args[0]!) !== undefined) return replies[next++]!;
+        const server = SERVER_COMMANDS.get(args[0]!.toString("latin1").toLowerCase())!;
+        const r = runServerCommand(server, this, this.ctx, args);
+        return r instanceof Promise || "close" in r ? error("ERR command not allowed in a transaction") : r;
+      });
+      return { k: "array", v: out } as Reply;
+    });
+  }
+
+  private write(commands: Buffer[][]): Promise<readonly Reply[]> {
+    const p = this.ctx.backend.write(commands);
+    this.lastWrite = p;
+    return p;
+  }
+
+  private read(commands: Buffer[][]): Promise<readonly Reply[]> {
+    // After this connection's earlier writes, so that it sees them.
+    return this.lastWrite.then(() => this.ctx.backend.read(commands));
+  }
+}
+
+/** Commands that act on the transaction itself, never queued. */
+const TRANSACTION_CONTROL = new Set(["exec", "discard", "multi", "quit"]);
+
+function unknownCommand(args: readonly Buffer[]): Reply {
+  const name = args[0]!.toString("latin1").slice(0, 128);
+  const rest = args
+    .slice(1)
+    .map((a) => `'${a.toString("latin1").slice(0, 128)}' `)
+    .join("");
+  return error(`ERR unknown command '${name}', with args beginning with: ${rest}`);
+}

@@ -1,0 +1,226 @@
+/**
+ * The Redis front door of a 3-node cluster, through a real client (ioredis) and Debian's redis-cli:
+ * connection commands, string and key commands through the leader, reads through a follower,
+ * transactions, pipelining, RESP3, AUTH, and bad input that closes only the offending connection.
+ */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import * as net from "node:net";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import { Redis } from "ioredis";
+import { connectRaw } from "../helpers/redis-server.js";
+import { ServerCluster } from "./cluster.js";
+
+const execFileAsync = promisify(execFile);
+let cluster: ServerCluster;
+let leader: Redis;
+let follower: Redis;
+
+function client(port: number, extra: Record<string, unknown> = {}): Redis {
+  return new Redis({ port, host: "127.0.0.1", lazyConnect: false, maxRetriesPerRequest: 0, ...extra });
+}
+
+before(async () => {
+  cluster = await ServerCluster.start(3);
+  leader = client((await cluster.leader()).redis.port);
+  follower = client((await cluster.follower()).redis.port);
+});
+
+after(async () => {
+  leader?.disconnect();
+  follower?.disconnect();
+  await cluster?.close();
+});
+
+describe("Redis front door: connection and server commands", () => {
+  it("PING, ECHO, SELECT, TIME, DBSIZE answer as Redis does", async () => {
+    assert.equal(await leader.ping(), "PONG");
+    assert.equal(await leader.ping("hi"), "hi");
+    assert.equal(await leader.echo("x y"), "x y");
+    assert.equal(await leader.select(0), "OK");
+    await assert.rejects(leader.select(1), /ERR DB index is out of range/);
+    const [s, us] = (await leader.time()) as unknown as [string, string];
+    assert.ok(Math.abs(Number(s) * 1000 - Date.now()) < 5_000 && Number(us) < 1_000_000);
+    assert.equal(typeof (await leader.dbsize()), "number");
+  });
+
+  it("CLIENT SETNAME/GETNAME/ID/INFO/LIST", async () => {
+    assert.equal(await leader.client("SETNAME", "app-1"), "OK");
+    assert.equal(await leader.client("GETNAME"), "app-1");
+    const id = (await leader.client("ID")) as number;
+    assert.ok(id > 0);
+    assert.match((await leader.client("INFO")) as string, new RegExp(`^id=${id} .*name=app-1 `));
+    assert.match((await leader.client("LIST")) as string, /name=app-1/);
+    await assert.rejects(leader.client("SETNAME", "has space"), /ERR Client names cannot contain spaces/);
+  });
+
+  it("INFO has a raft section, CONFIG GET/SET the common parameters, COMMAND COUNT/INFO", async () => {
+    const info = await leader.info();
+    assert.match(info, /# Raft\r\nraft_node_id:\d+\r\nraft_role:leader\r\n/);
+    assert.match(info, /redis_version:7\.0\.15/);
+    assert.deepEqual(await leader.config("GET", "appendonly"), ["appendonly", "yes"]);
+    assert.equal(await leader.config("SET", "maxmemory", "100"), "OK");
+    assert.deepEqual(await leader.config("GET", "maxmemory"), ["maxmemory", "100"]);
+    await assert.rejects(
+      leader.config("SET", "no-such", "1"),
+      /ERR Unknown option or number of arguments for CONFIG SET - 'no-such'/,
+    );
+    assert.ok(((await leader.command("COUNT")) as unknown as number) > 40);
+    const [get] = (await leader.command("INFO", "get")) as unknown as [[string, number]];
+    assert.deepEqual(get.slice(0, 2), ["get", 2]);
+  });
+
+  it("unknown commands and wrong arity get Redis's errors", async () => {
+    await assert.rejects(
+      leader.call("NOPE", "a", "b"),
+      /ERR unknown command 'NOPE', with args beginning with: 'a' 'b' /,
+    );
+    await assert.rejects(leader.call("GET"), /ERR wrong number of arguments for 'get' command/);
+  });
+
+  it("HELLO 3 switches the connection to RESP3: a map, typed nulls, doubles of RESP2 as bulk", async () => {
+    // ioredis speaks RESP2 only: the exact bytes, on a raw connection.
+    const raw = await connectRaw(leader.options.port!);
+    const hello = (await raw.call(["HELLO", "3"])).toString("latin1");
+    assert.match(
+      hello,
+      /^%7\r\n\$6\r\nserver\r\n\$5\r\nredis\r\n\$7\r\nversion\r\n\$6\r\n7\.0\.15\r\n\$5\r\nproto\r\n:3\r\n/,
+    );
+    assert.equal((await raw.call(["GET", "resp3-missing"])).toString(), "_\r\n");
+    assert.equal((await raw.call(["HELLO", "2"])).toString("latin1").slice(0, 4), "*14\r");
+    assert.equal((await raw.call(["GET", "resp3-missing"])).toString(), "$-1\r\n");
+    assert.equal((await raw.call(["HELLO", "4"])).toString(), "-NOPROTO unsupported protocol version\r\n");
+    await raw.close();
+  });
+});
+
+describe("Redis front door: data through the leader and a follower", () => {
+  it("strings: SET with options, GET, INCR family, APPEND, GETRANGE, MSET/MGET", async () => {
+    assert.equal(await leader.set("s1", "v1"), "OK");
+    assert.equal(await leader.set("s1", "v2", "NX"), null);
+    assert.equal(await leader.set("s1", "v3", "XX", "GET"), "v1");
+    assert.equal(await leader.get("s1"), "v3");
+    assert.equal(await leader.incr("n"), 1);
+    assert.equal(await leader.incrby("n", 41), 42);
+    await assert.rejects(leader.incr("s1"), /ERR value is not an integer or out of range/);
+    assert.equal(await leader.append("s1", "!"), 3);
+    assert.equal(await leader.getrange("s1", 0, -2), "v3");
+    assert.equal(await leader.mset("a", "1", "b", "2"), "OK");
+    assert.deepEqual(await leader.mget("a", "b", "nope"), ["1", "2", null]);
+  });
+
+  it("a follower serves linearizable reads of what the leader acknowledged", async () => {
+    assert.equal(await leader.set("seen", "by-all"), "OK");
+    assert.equal(await follower.get("seen"), "by-all");
+    assert.equal(await follower.exists("seen", "nope"), 1);
+  });
+
+  it("a follower refuses writes with NOTLEADER naming the leader (until forwarding lands)", async () => {
+    await assert.rejects(follower.set("x", "y"), /NOTLEADER not the leader; the leader is node \d+/);
+  });
+
+  it("expiry: SET EX, TTL, PERSIST, EXPIRE with options, and a key past its time is gone everywhere", async () => {
+    assert.equal(await leader.set("t", "v", "EX", 100), "OK");
+    const ttl = await leader.ttl("t");
+    assert.ok(ttl === 100 || ttl === 99, String(ttl));
+    assert.equal(await leader.expire("t", 50, "GT"), 0);
+    assert.equal(await leader.expire("t", 50, "LT"), 1);
+    assert.equal(await leader.persist("t"), 1);
+    assert.equal(await leader.ttl("t"), -1);
+    assert.equal(await leader.set("gone", "v", "PX", 30), "OK");
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(await leader.get("gone"), null);
+    assert.equal(await follower.get("gone"), null);
+    assert.equal(await leader.exists("gone"), 0);
+  });
+
+  it("keys: DEL, TYPE, RENAME, RENAMENX", async () => {
+    await leader.set("r1", "v");
+    assert.equal(await leader.type("r1"), "string");
+    assert.equal(await leader.rename("r1", "r2"), "OK");
+    await assert.rejects(leader.rename("r1", "r3"), /ERR no such key/);
+    await leader.set("r3", "w");
+    assert.equal(await leader.renamenx("r2", "r3"), 0);
+    assert.equal(await leader.del("r2", "r3", "nope"), 2);
+    assert.equal(await leader.type("r2"), "none");
+  });
+
+  it("MULTI/EXEC is applied as one entry; a queued error aborts with EXECABORT; DISCARD", async () => {
+    const res = await leader.multi().set("m1", "a").incr("m2").get("m1").ping().exec();
+    assert.deepEqual(res, [
+      [null, "OK"],
+      [null, 1],
+      [null, "a"],
+      [null, "PONG"],
+    ]);
+    const bad = leader.multi();
+    bad.set("m3", "x");
+    bad.call("NOPE");
+    await assert.rejects(bad.exec(), /EXECABORT Transaction discarded because of previous errors/);
+    assert.equal(await leader.exists("m3"), 0);
+    assert.equal(await leader.call("MULTI"), "OK");
+    assert.equal(await leader.call("DISCARD"), "OK");
+    await assert.rejects(leader.call("EXEC"), /ERR EXEC without MULTI/);
+  });
+
+  it("a pipeline of writes and reads answers in order, reads seeing earlier writes", async () => {
+    const p = leader.pipeline();
+    for (let i = 0; i < 200; i++) {
+      p.set(`p${i}`, String(i));
+      p.get(`p${i}`);
+      p.incr("pc");
+    }
+    const out = (await p.exec())!;
+    for (let i = 0; i < 200; i++) {
+      assert.deepEqual(out[3 * i], [null, "OK"]);
+      assert.deepEqual(out[3 * i + 1], [null, String(i)]);
+      assert.deepEqual(out[3 * i + 2], [null, i + 1]);
+    }
+  });
+});
+
+describe("Redis front door: AUTH, bad input, redis-cli", () => {
+  it("requirepass: commands need AUTH; a wrong password is WRONGPASS", async () => {
+    const port = leader.options.port!;
+    await leader.config("SET", "requirepass", "s3cret");
+    const raw = await connectRaw(port);
+    const say = async (...args: string[]) => (await raw.call(args)).toString();
+    assert.equal(await say("GET", "a"), "-NOAUTH Authentication required.\r\n");
+    assert.equal(
+      await say("AUTH", "wrong"),
+      "-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+    );
+    assert.equal(await say("AUTH", "s3cret"), "+OK\r\n");
+    assert.equal(await say("PING"), "+PONG\r\n");
+    await raw.close();
+    await leader.config("SET", "requirepass", "");
+  });
+
+  it("a malformed frame gets a protocol error and its connection closed; other clients are unaffected", async () => {
+    await leader.set("safe", "kept");
+    const port = leader.options.port!;
+    const reply = await new Promise<string>((resolve) => {
+      const s = net.connect(port, "127.0.0.1", () => s.write("*1\r\n$abc\r\n"));
+      let got = "";
+      s.on("data", (d) => {
+        got += d.toString();
+      });
+      s.on("close", () => resolve(got));
+    });
+    assert.equal(reply, "-ERR Protocol error: invalid bulk length\r\n");
+    assert.equal(await leader.get("safe"), "kept");
+  });
+
+  it("redis-cli talks to the cluster", async () => {
+    const port = String(leader.options.port!);
+    // Asynchronously: the server runs in this process.
+    const cli = async (...args: string[]) =>
+      (await execFileAsync("redis-cli", ["-p", port, ...args], { encoding: "utf8" })).stdout.trim();
+    assert.equal(await cli("PING"), "PONG");
+    assert.equal(await cli("SET", "cli-key", "hello world"), "OK");
+    assert.equal(await cli("GET", "cli-key"), "hello world");
+    assert.equal(await cli("STRLEN", "cli-key"), "11");
+    assert.match(await cli("INFO", "raft"), /raft_role:leader/);
+  });
+});
