@@ -28,6 +28,7 @@ export const FAULT_KINDS = [
   "pause",
   "skew",
   "transfer",
+  "membership",
   ...SCENARIO_KINDS,
 ] as const;
 export type FaultKind = (typeof FAULT_KINDS)[number];
@@ -103,6 +104,10 @@ interface SimNode {
   boots: number;
   /** How long an fdatasync takes on this node's disk, in virtual ms. */
   syncMs: number;
+  /** Added by a membership change: it starts empty and joins an existing cluster. */
+  readonly joined: boolean;
+  /** Removed from the cluster (or never admitted): shut down for good. */
+  retired: boolean;
 }
 
 export class Simulation {
@@ -111,7 +116,13 @@ export class Simulation {
   private readonly sched = new ManualScheduler();
   private readonly network: MemoryNetwork;
   private readonly nodes = new Map<NodeId, SimNode>();
-  private readonly ids: NodeId[];
+  /** The cluster's members as the simulation knows them (membership changes add and remove). */
+  private ids: NodeId[];
+  /** The voters the cluster started with. */
+  private readonly initialIds: readonly NodeId[];
+  private nextNodeId: number;
+  /** A membership change in progress (one at a time). */
+  private membership: Promise<void> | null = null;
   private readonly recorder = new HistoryRecorder();
   private readonly failures: string[] = [];
   private readonly appliedAt = new Map<number, string>();
@@ -179,29 +190,35 @@ export class Simulation {
       random: new SeededRandom(options.seed * 7 + 1),
     });
     this.ids = Array.from({ length: this.o.nodes }, (_, i) => i + 1);
+    this.initialIds = [...this.ids];
+    this.nextNodeId = this.o.nodes + 1;
     this.network.observe((from, _to, batch) => this.observeSends(from, batch));
-    for (const id of this.ids) {
-      const skewed = this.o.faults.has("skew");
-      this.nodes.set(id, {
-        id,
-        disk: new SimFileSystem(new SeededRandom(options.seed * 31 + id)),
-        // Within what a lease is built to tolerate: rates may differ by raft's maxClockDrift (1.1 by
-        // default); 1.03 / 0.97 is about 1.06.
-        rate: skewed ? 0.97 + this.rng.intn(61) / 1000 : 1,
-        process: null,
-        engine: null,
-        machine: null,
-        transport: null,
-        restartAt: 0,
-        pausedUntil: 0,
-        boots: 0,
-        syncMs: 1,
-      });
-    }
+    for (const id of this.ids) this.createNode(id, false);
+  }
+
+  private createNode(id: NodeId, joined: boolean): SimNode {
+    const skewed = this.o.faults.has("skew");
+    const n: SimNode = {
+      id,
+      disk: new SimFileSystem(new SeededRandom(this.o.seed * 31 + id)),
+      // Within what a lease is built to tolerate: rates may differ by raft's maxClockDrift (1.1 by
+      // default); 1.03 / 0.97 is about 1.06.
+      rate: skewed ? 0.97 + this.rng.intn(61) / 1000 : 1,
+      process: null,
+      engine: null,
+      machine: null,
+      transport: null,
+      restartAt: 0,
+      pausedUntil: 0,
+      boots: 0,
+      syncMs: 1,
+      joined,
+      retired: false,
+    };
     // Syncs take virtual time, so that a crash can land between a write and its sync.
-    for (const n of this.nodes.values()) {
-      n.disk.delaySync = () => new Promise<void>((resolve) => this.timers.setTimeout(resolve, n.syncMs));
-    }
+    n.disk.delaySync = () => new Promise<void>((resolve) => this.timers.setTimeout(resolve, n.syncMs));
+    this.nodes.set(id, n);
+    return n;
   }
 
   private log(line: string): void {
@@ -239,7 +256,8 @@ export class Simulation {
     n.transport = transport;
     const options: EngineOptions<KvResult> = {
       id: n.id,
-      initialVoters: this.ids,
+      initialVoters: this.initialIds,
+      join: n.joined,
       fs: proc.fs,
       dir: "/node/raft",
       stateMachine: machine,
@@ -374,7 +392,7 @@ export class Simulation {
           const leader = n;
           const engine = n.engine;
           this.timers.setTimeout(() => {
-            const down = [...this.nodes.values()].filter((x) => x.process === null).length;
+            const down = [...this.nodes.values()].filter((x) => x.process === null && !x.retired).length;
             if (leader.engine !== engine || down >= Math.floor((this.ids.length - 1) / 2)) return;
             this.crash(leader, this.rng.intn(2) ? "lose-all-unsynced" : "random", 100 + this.rng.intn(1_000));
           }, this.rng.intn(300));
@@ -413,7 +431,7 @@ export class Simulation {
         n.process.resume();
         this.log(`node ${n.id} resumed`);
       }
-      if (n.process === null && this.timers.now >= n.restartAt) this.boot(n);
+      if (n.process === null && !n.retired && this.timers.now >= n.restartAt) this.boot(n);
     }
     this.checkLeaders();
     this.checkCommittedLogs();
@@ -605,7 +623,7 @@ export class Simulation {
     if (isScenario(kind) && plain.length > 0 && this.rng.intn(5) !== 0)
       kind = plain[this.rng.intn(plain.length)]!;
     const pick = () => this.ids[this.rng.intn(this.ids.length)]!;
-    const down = [...this.nodes.values()].filter((n) => n.process === null).length;
+    const down = [...this.nodes.values()].filter((n) => n.process === null && !n.retired).length;
     switch (kind) {
       case "partition": {
         const mode = this.rng.intn(2) ? "error" : "blackhole";
@@ -708,6 +726,17 @@ export class Simulation {
         this.log(`node ${n.id} paused until ${n.pausedUntil} ms`);
         break;
       }
+      case "membership": {
+        if (this.membership !== null) return;
+        const l = this.leaderNode();
+        if (!l) return;
+        this.membership = this.changeMembership(l.engine!)
+          .catch((err: unknown) => this.fail(`a membership change threw: ${String(err)}`))
+          .finally(() => {
+            this.membership = null;
+          });
+        break;
+      }
       case "figure-8":
       case "crash-after-vote":
       case "lease-bridge":
@@ -727,6 +756,75 @@ export class Simulation {
         return;
     }
     this.count(kind);
+  }
+
+  /**
+   * One membership change, with faults going on: below the starting size plus one, a new empty node
+   * joins as a learner and is promoted once it has had time to catch up; at it, a follower is removed
+   * and then shut down for good. Node ids are never reused (a removed node's late messages must not
+   * speak for a newcomer).
+   */
+  private async changeMembership(leader: Engine<KvResult>): Promise<void> {
+    if (this.ids.length <= this.o.nodes) {
+      const id = this.nextNodeId++;
+      const n = this.createNode(id, true);
+      this.ids = [...this.ids, id];
+      this.boot(n);
+      this.log(`membership: node ${id} joins as a learner`);
+      if (!(await this.settled(leader.addLearner(id))) && !this.inConfig(id)) {
+        this.retire(n, "its admission was not applied");
+        return;
+      }
+      await this.sleep(300 + this.rng.intn(2_000));
+      const now = this.leaderNode()?.engine;
+      if (now && (await this.settled(now.promoteLearner(id)))) this.log(`membership: node ${id} is a voter`);
+      return;
+    }
+    const followers = this.live().filter(
+      (n) => n.engine !== leader && this.ids.includes(n.id) && this.voters().includes(n.id),
+    );
+    if (followers.length === 0 || this.voters().length <= 3) return;
+    const victim = followers[this.rng.intn(followers.length)]!;
+    this.log(`membership: node ${victim.id} is being removed`);
+    if ((await this.settled(leader.removeServer(victim.id))) || !this.inConfig(victim.id))
+      this.retire(victim, "removed from the cluster");
+  }
+
+  /** Whether a membership change completed (false on refusal, or after 5 s of virtual time). */
+  private async settled(p: Promise<unknown>): Promise<boolean> {
+    let timer: ReturnType<ManualTimers["setTimeout"]> | undefined;
+    const timeout = new Promise<boolean>((resolve) => {
+      timer = this.timers.setTimeout(() => resolve(false), 5_000);
+    });
+    const outcome = await Promise.race([
+      p.then(
+        () => true,
+        () => false,
+      ),
+      timeout,
+    ]);
+    if (timer !== undefined) this.timers.clearTimeout(timer);
+    return outcome;
+  }
+
+  /** The voters in the current leader's configuration (the initial ones while there is no leader). */
+  private voters(): readonly NodeId[] {
+    return this.leaderNode()?.engine!.status().config.voters ?? this.ids;
+  }
+
+  private inConfig(id: NodeId): boolean {
+    const cfg = this.leaderNode()?.engine!.status().config;
+    return cfg === undefined || cfg.voters.includes(id) || cfg.learners.includes(id);
+  }
+
+  /** Shuts a node down for good and drops it from the members. */
+  private retire(n: SimNode, why: string): void {
+    this.log(`membership: node ${n.id} retired (${why})`);
+    this.ids = this.ids.filter((i) => i !== n.id);
+    n.retired = true;
+    n.restartAt = Number.POSITIVE_INFINITY;
+    if (n.process !== null) this.crash(n, "lose-all-unsynced", 0);
+    n.restartAt = Number.POSITIVE_INFINITY;
   }
 
   private startScenario(kind: ScenarioKind): void {
@@ -790,7 +888,7 @@ export class Simulation {
       n.syncMs = 1;
       n.disk.clearFaults();
       if (n.process?.isPaused) n.process.resume();
-      if (n.process === null) n.restartAt = this.timers.now;
+      if (n.process === null && !n.retired) n.restartAt = this.timers.now;
     }
   }
 
@@ -821,7 +919,8 @@ export class Simulation {
       await this.step();
     }
     this.ending = true;
-    while (this.scenario !== null && this.failures.length === 0) await this.step();
+    while ((this.scenario !== null || this.membership !== null) && this.failures.length === 0)
+      await this.step();
     this.stopped = true;
     // A broken property is named already; a broken cluster need not be driven further.
     if (this.failures.length > 0) return this.finish();
@@ -855,8 +954,12 @@ export class Simulation {
     const deadline = this.timers.now + HEAL_LIMIT_MS;
     while (this.timers.now < deadline && this.failures.length === 0) {
       await this.step(50);
-      const live = this.live();
       const leader = this.leaderNode();
+      // A removal that timed out may have been applied after all: the leader's configuration decides.
+      if (leader && this.membership === null)
+        for (const id of this.ids)
+          if (!this.inConfig(id)) this.retire(this.nodes.get(id)!, "not in the configuration");
+      const live = this.live().filter((n) => this.ids.includes(n.id));
       if (live.length !== this.ids.length || !leader) continue;
       const commit = leader.engine!.status().hardState.commit;
       if (live.every((n) => n.engine!.status().applied >= commit && n.machine!.applied <= commit)) {
