@@ -809,12 +809,15 @@ export class Simulation {
 
   /** The voters in the current leader's configuration (the initial ones while there is no leader). */
   private voters(): readonly NodeId[] {
-    return this.leaderNode()?.engine!.status().config.voters ?? this.ids;
+    const leader = this.leaderNode();
+    return leader ? leader.engine!.status().config.voters : this.ids;
   }
 
   private inConfig(id: NodeId): boolean {
-    const cfg = this.leaderNode()?.engine!.status().config;
-    return cfg === undefined || cfg.voters.includes(id) || cfg.learners.includes(id);
+    const leader = this.leaderNode();
+    if (leader === undefined) return true;
+    const cfg = leader.engine!.status().config;
+    return cfg.voters.includes(id) || cfg.learners.includes(id);
   }
 
   /** Shuts a node down for good and drops it from the members. */
