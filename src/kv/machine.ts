@@ -17,10 +17,10 @@ export type KvApplyResult = readonly Reply[];
 export class KvStateMachine implements StateMachine<KvApplyResult> {
   constructor(readonly store: KvStore) {}
 
-  apply(entries: readonly Entry[]): KvApplyResult[] {
+  apply(entries: readonly Entry[]): Promise<KvApplyResult[]> | KvApplyResult[] {
     if (entries.length === 0) return [];
     const last = entries[entries.length - 1]!.index;
-    return this.store.writeBatch(last, (w) =>
+    return this.store.writeBatchAsync(last, (w) =>
       entries.map((e) => {
         const { nowMs, commands } = decodeKvEntry(e.data);
         const ctx = writeAccess(w, nowMs);

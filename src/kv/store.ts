@@ -109,8 +109,38 @@ export class KvStore {
    */
   writeBatch<T>(appliedIndex: number, fn: (w: KvWriter) => T): T {
     this.checkOpen();
-    const { root, keys, expiries, meta } = this.gen;
-    const writer: KvWriter = {
+    const { root, meta } = this.gen;
+    const writer = this.writer();
+    const result = root.transactionSync(() => {
+      const out = fn(writer);
+      meta.putSync(APPLIED_KEY, u64(appliedIndex));
+      return out;
+    }, COMMIT_NO_FLUSH);
+    this.applied = appliedIndex;
+    return result;
+  }
+
+  /**
+   * Like {@link writeBatch}, but the transaction is committed on LMDB's writer thread: the event loop
+   * is not held while it commits, and batches queued together share one commit. Resolves once the
+   * batch is committed (and visible to reads).
+   */
+  async writeBatchAsync<T>(appliedIndex: number, fn: (w: KvWriter) => T): Promise<T> {
+    this.checkOpen();
+    const { root, meta } = this.gen;
+    const writer = this.writer();
+    const result = await root.transaction(() => {
+      const out = fn(writer);
+      meta.putSync(APPLIED_KEY, u64(appliedIndex));
+      return out;
+    });
+    this.applied = appliedIndex;
+    return result;
+  }
+
+  private writer(): KvWriter {
+    const { keys, expiries } = this.gen;
+    return {
       get: (key) => {
         const v = keys.get(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
         return v === undefined ? undefined : decodeRecord(v);
@@ -139,13 +169,6 @@ export class KvStore {
         for (const k of [...expiries.getKeys()]) expiries.removeSync(Buffer.from(k));
       },
     };
-    const result = root.transactionSync(() => {
-      const out = fn(writer);
-      meta.putSync(APPLIED_KEY, u64(appliedIndex));
-      return out;
-    }, COMMIT_NO_FLUSH);
-    this.applied = appliedIndex;
-    return result;
   }
 
   /** A key's record in the committed state (expired or not: the caller decides with its clock). */

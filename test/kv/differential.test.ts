@@ -173,14 +173,14 @@ describe("key-value machine vs redis-server (strings and keys)", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  function ours(args: Arg[]): Buffer {
+  async function ours(args: Arg[]): Promise<Buffer> {
     const bufs = args.map((a) => (typeof a === "string" ? Buffer.from(a) : a));
     const now = Date.now();
     const c = lookupCommand(bufs[0]!);
     const w = new ReplyWriter();
     if (c?.kind === "write") {
       index++;
-      const [replies] = machine.apply([
+      const [replies] = await machine.apply([
         { index, term: 1, type: EntryType.Normal, data: writeEntry(now, [bufs]) },
       ]);
       writeReply(w, replies![0]!);
@@ -193,12 +193,12 @@ describe("key-value machine vs redis-server (strings and keys)", () => {
   it("random command sequences get identical replies", async () => {
     await fc.assert(
       fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 40 }), async (cmds) => {
-        ours(["FLUSHALL"]);
+        await ours(["FLUSHALL"]);
         await redis.call(["FLUSHALL"]);
         const log: string[] = [];
         for (const args of cmds) {
           const theirs = await redis.call(args);
-          const mine = ours(args);
+          const mine = await ours(args);
           log.push(
             `${args.map((a) => JSON.stringify(a.toString("latin1"))).join(" ")} → ${JSON.stringify(theirs.toString("latin1"))}`,
           );
