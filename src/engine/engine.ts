@@ -183,6 +183,7 @@ export class Engine<R = unknown> {
   /** Settles when the local snapshot being written is done (never rejects); close() awaits it. */
   private snapshotWrite: Promise<void> = Promise.resolve();
   private proposals: { data: Uint8Array; waiter: Waiter<Proposed<R>> }[] = [];
+  private forwards: { data: Uint8Array; waiter: Waiter<void> }[] = [];
   private confChanges: { cc: ConfChange; waiter: Waiter<ConfState> }[] = [];
   private transfers: { to: NodeId; waiter: Waiter<void>; issuedAt: number }[] = [];
   private readonly pendingConf = new Map<number, { term: number; waiter: Waiter<ConfState> }>();
@@ -298,8 +299,9 @@ export class Engine<R = unknown> {
       id: o.id,
       storage,
       applied,
-      // The engine answers proposals only for entries it appended itself: a follower refuses.
-      disableProposalForwarding: true,
+      // propose() is refused on a follower by the engine itself (it answers only for entries it
+      // appended); forward() hands the command to raft, which forwards it to the leader.
+      disableProposalForwarding: false,
       ...(o.random ? { random: o.random } : {}),
       logger,
     });
@@ -345,6 +347,30 @@ export class Engine<R = unknown> {
         resolve(p);
       };
       this.proposals.push({ data, waiter: settleOnce(done, reject, signal) });
+      this.wake();
+    });
+  }
+
+  /**
+   * Hands a command to raft without waiting for its outcome: on a follower, raft forwards it to the
+   * leader. Resolves once raft took it (rejects with NotLeaderError when no leader is known). A
+   * forwarded proposal can be lost on the way, as any message can, and nothing here tracks it: the
+   * caller must recognise its entry when it is applied (by an id inside the data) and give up after a
+   * while if it never is.
+   */
+  forward(data: Uint8Array): Promise<void> {
+    const refusal = this.refusal();
+    if (refusal) return Promise.reject(refusal);
+    if (data.byteLength === 0 || data.byteLength > this.opts.maxProposalBytes)
+      return Promise.reject(
+        new RangeError(
+          `a proposal must hold 1 to ${this.opts.maxProposalBytes} bytes, not ${data.byteLength}`,
+        ),
+      );
+    if (this.forwards.length >= this.opts.maxPendingProposals)
+      return Promise.reject(new EngineOverloadedError(`${this.opts.maxPendingProposals} forwards queued`));
+    return new Promise<void>((resolve, reject) => {
+      this.forwards.push({ data, waiter: settleOnce(resolve, reject, undefined) });
       this.wake();
     });
   }
@@ -618,6 +644,7 @@ export class Engine<R = unknown> {
     }
 
     if (this.proposals.length > 0) this.feedProposals();
+    if (this.forwards.length > 0) this.feedForwards();
     if (this.reads.length > 0) this.feedReads();
     if (this.confChanges.length > 0) this.feedConfChanges();
     if (this.transfers.length > 0) this.feedTransfers();
@@ -665,6 +692,21 @@ export class Engine<R = unknown> {
       }
       this.pendingConf.set(index, { term: r.term, waiter });
     }
+  }
+
+  private feedForwards(): void {
+    const batch = this.forwards;
+    this.forwards = [];
+    try {
+      this.node.proposeBatch(batch.map((f) => f.data));
+    } catch (err) {
+      if (!(err instanceof ProposalDroppedError)) throw err;
+      const refused =
+        err.reason === "no-leader" ? this.notLeader() : new ProposalRefusedError(err.reason, err.message);
+      for (const f of batch) f.waiter.reject(refused);
+      return;
+    }
+    for (const f of batch) f.waiter.resolve();
   }
 
   private feedTransfers(): void {
@@ -1001,6 +1043,8 @@ export class Engine<R = unknown> {
     this.transfers = [];
     for (const p of this.proposals) p.waiter.reject(err);
     this.proposals = [];
+    for (const f of this.forwards) f.waiter.reject(err);
+    this.forwards = [];
     for (const p of this.pending.values()) p.waiter.reject(err);
     this.pending.clear();
     for (const w of this.reads) w.reject(err);

@@ -5,7 +5,7 @@
  */
 import type { SnapshotHandle, StateMachine } from "../engine/state-machine.js";
 import type { Entry } from "../raft/types.js";
-import { decodeKvEntry, encodeKvEntry } from "./entry-codec.js";
+import { decodeKvEntry, encodeKvEntry, type KvOrigin } from "./entry-codec.js";
 import { readAccess, writeAccess } from "./exec/context.js";
 import { arityOk, lookupCommand } from "./exec/table.js";
 import { Errors, error, type Reply } from "./reply.js";
@@ -14,15 +14,27 @@ import type { KvStore } from "./store.js";
 /** One reply per command of the entry (several for a MULTI/EXEC). */
 export type KvApplyResult = readonly Reply[];
 
+/** Told the replies of each applied entry that names an origin (see KvOrigin). */
+export type OriginListener = (origin: KvOrigin, replies: KvApplyResult) => void;
+
 export class KvStateMachine implements StateMachine<KvApplyResult> {
+  private listener: OriginListener | null = null;
+
   constructor(readonly store: KvStore) {}
 
-  apply(entries: readonly Entry[]): Promise<KvApplyResult[]> | KvApplyResult[] {
+  /** Whoever forwards writes learns here when they are applied (once the batch is committed). */
+  onOriginApplied(listener: OriginListener): void {
+    this.listener = listener;
+  }
+
+  async apply(entries: readonly Entry[]): Promise<KvApplyResult[]> {
     if (entries.length === 0) return [];
     const last = entries[entries.length - 1]!.index;
-    return this.store.writeBatchAsync(last, (w) =>
+    const origins: Array<KvOrigin | null> = [];
+    const results = await this.store.writeBatchAsync(last, (w) =>
       entries.map((e) => {
-        const { nowMs, commands } = decodeKvEntry(e.data);
+        const { nowMs, origin, commands } = decodeKvEntry(e.data);
+        origins.push(origin);
         const ctx = writeAccess(w, nowMs);
         return commands.map((args) => {
           const c = lookupCommand(args[0]!);
@@ -34,6 +46,12 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
         });
       }),
     );
+    if (this.listener !== null)
+      for (let i = 0; i < origins.length; i++) {
+        const o = origins[i];
+        if (o) this.listener(o, results[i]!);
+      }
+    return results;
   }
 
   /** Runs a read command against the applied state, judging expiry at `nowMs`. */
@@ -59,6 +77,10 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
 }
 
 /** The entry a write (or a MULTI/EXEC of writes) is proposed as. */
-export function writeEntry(nowMs: number, commands: readonly (readonly Uint8Array[])[]): Buffer {
-  return encodeKvEntry(nowMs, commands);
+export function writeEntry(
+  nowMs: number,
+  commands: readonly (readonly Uint8Array[])[],
+  origin: KvOrigin | null = null,
+): Buffer {
+  return encodeKvEntry(nowMs, commands, origin);
 }

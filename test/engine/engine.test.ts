@@ -271,6 +271,33 @@ describe("the trailing window", () => {
   });
 });
 
+describe("forwarding a command from a follower", () => {
+  it("forward() on a follower hands the command to the leader through raft: it is applied on every node", async () => {
+    const c = await engineCluster(15);
+    await c.run(3000);
+    const leader = c.leader()!;
+    const follower = [...c.engines.values()].find((e) => e !== leader)!;
+    await settleWith(c, follower.forward(Buffer.from("forwarded")));
+    // propose() on a follower is still refused: the engine answers only for entries it appended.
+    await assert.rejects(settleWith(c, follower.propose(Buffer.from("refused"))), NotLeaderError);
+    await c.run(1000);
+    for (const m of c.machines.values()) {
+      assert.deepEqual(
+        m.applied.filter((x) => x === "forwarded" || x === "refused"),
+        ["forwarded"],
+      );
+    }
+    for (const e of c.engines.values()) await e.close();
+  });
+
+  it("forward() with no leader known is refused with NotLeaderError", async () => {
+    const c = await engineCluster(16);
+    const e = c.engines.get(1)!;
+    await assert.rejects(settleWith(c, e.forward(Buffer.from("x"))), NotLeaderError);
+    for (const x of c.engines.values()) await x.close();
+  });
+});
+
 describe("membership through the engine", () => {
   it("a node that joins empty is added as a learner, catches up, is promoted, and can take over leadership", async () => {
     const c = await engineCluster(13, { snapshotEveryEntries: 1000 });

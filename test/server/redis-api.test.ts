@@ -1,6 +1,7 @@
 /**
  * The Redis front door of a 3-node cluster, through a real client (ioredis) and Debian's redis-cli:
- * connection commands, string and key commands through the leader, reads through a follower,
+ * connection commands, string and key commands through the leader and through a follower (which
+ * forwards writes),
  * transactions, pipelining, RESP3, AUTH, and bad input that closes only the offending connection.
  */
 import assert from "node:assert/strict";
@@ -116,8 +117,25 @@ describe("Redis front door: data through the leader and a follower", () => {
     assert.equal(await follower.exists("seen", "nope"), 1);
   });
 
-  it("a follower refuses writes with NOTLEADER naming the leader (until forwarding lands)", async () => {
-    await assert.rejects(follower.set("x", "y"), /NOTLEADER not the leader; the leader is node \d+/);
+  it("a follower forwards writes to the leader and answers once it has applied them itself", async () => {
+    assert.equal(await follower.set("fw", "1"), "OK");
+    assert.equal(await follower.get("fw"), "1");
+    assert.equal(await leader.get("fw"), "1");
+    // Interleaved increments through both nodes: every one applied exactly once, in one order.
+    const replies = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? leader : follower).incr("fw-count")),
+    );
+    assert.deepEqual(
+      [...replies].sort((a, b) => a - b),
+      Array.from({ length: 40 }, (_, i) => i + 1),
+    );
+    assert.equal(await follower.get("fw-count"), "40");
+    const tx = await follower.multi().set("fw-tx", "a").append("fw-tx", "b").get("fw-tx").exec();
+    assert.deepEqual(tx, [
+      [null, "OK"],
+      [null, 2],
+      [null, "ab"],
+    ]);
   });
 
   it("expiry: SET EX, TTL, PERSIST, EXPIRE with options, and a key past its time is gone everywhere", async () => {

@@ -10,22 +10,86 @@ import { type KvApplyResult, type KvStateMachine, writeEntry } from "../../kv/ma
 import { error, type Reply } from "../../kv/reply.js";
 import type { KvBackend } from "./backend.js";
 
+export interface EngineBackendOptions {
+  /** The node's clock, in ms since the epoch (the proposer's reading goes into each write). */
+  now?: () => number;
+  /** How long a follower waits to see a write it forwarded applied before it gives up on it. */
+  forwardTimeoutMs?: number;
+}
+
+/**
+ * Writes on the leader are proposed and tracked by the engine. A follower forwards them through raft
+ * to the leader, with its own id and a sequence number in the entry, and answers when it applies that
+ * entry itself (every replica computes the same replies). A forwarded write that is not seen applied in
+ * time has an unknown outcome: the client is told to check and retry.
+ */
 export class EngineBackend implements KvBackend {
+  private readonly now: () => number;
+  private readonly forwardTimeoutMs: number;
+  private seq = 0;
+  private readonly forwarded = new Map<number, (replies: KvApplyResult) => void>();
+
   constructor(
     private readonly engine: Engine<KvApplyResult>,
     private readonly machine: KvStateMachine,
-    /** The node's clock, in ms since the epoch (the leader's reading goes into each write). */
-    private readonly now: () => number = Date.now,
-  ) {}
+    options: EngineBackendOptions = {},
+  ) {
+    this.now = options.now ?? Date.now;
+    this.forwardTimeoutMs = options.forwardTimeoutMs ?? 5_000;
+    const self = engine.status().id;
+    machine.onOriginApplied((origin, replies) => {
+      if (origin.node !== self) return;
+      const waiter = this.forwarded.get(origin.seq);
+      if (waiter) {
+        this.forwarded.delete(origin.seq);
+        waiter(replies);
+      }
+    });
+  }
 
   async write(commands: readonly (readonly Buffer[])[]): Promise<readonly Reply[]> {
     try {
-      const { result } = await this.engine.propose(writeEntry(this.now(), commands));
-      return result;
+      if (this.engine.status().softState.role === "leader") {
+        const { result } = await this.engine.propose(writeEntry(this.now(), commands));
+        return result;
+      }
+      return await this.forward(commands);
     } catch (err) {
       const reply = errorReply(err);
       return commands.map(() => reply);
     }
+  }
+
+  private async forward(commands: readonly (readonly Buffer[])[]): Promise<readonly Reply[]> {
+    const seq = ++this.seq;
+    const origin = { node: this.engine.status().id, seq };
+    const applied = new Promise<KvApplyResult | null>((resolve) => {
+      const timer = setTimeout(() => {
+        this.forwarded.delete(seq);
+        resolve(null);
+      }, this.forwardTimeoutMs);
+      timer.unref();
+      this.forwarded.set(seq, (replies) => {
+        clearTimeout(timer);
+        resolve(replies);
+      });
+    });
+    try {
+      await this.engine.forward(writeEntry(this.now(), commands, origin));
+    } catch (err) {
+      const waiter = this.forwarded.get(seq);
+      this.forwarded.delete(seq);
+      waiter?.([]);
+      throw err;
+    }
+    const replies = await applied;
+    if (replies === null || replies.length !== commands.length) {
+      const unknown = error(
+        `TRYAGAIN the write was forwarded to the leader and not seen applied within ${this.forwardTimeoutMs} ms; it may or may not have taken effect`,
+      );
+      return commands.map(() => unknown);
+    }
+    return replies;
   }
 
   async read(commands: readonly (readonly Buffer[])[]): Promise<readonly Reply[]> {
