@@ -59,6 +59,21 @@ function othersThan(w: ScenarioWorld, ...ids: NodeId[]): NodeId[] {
   return w.ids.filter((i) => !ids.includes(i));
 }
 
+/**
+ * Shows `decide` every batch a node of `senders` sends (to anyone but `spared`), before it leaves:
+ * true drops it. Message-level timing for the scenarios; the rules go with the next heal.
+ */
+function watchSends(
+  w: ScenarioWorld,
+  senders: readonly NodeId[],
+  spared: readonly NodeId[],
+  decide: (from: NodeId, batch: readonly Message[]) => boolean,
+): void {
+  for (const from of senders)
+    for (const to of othersThan(w, from, ...spared))
+      w.network.drop(from, to, (batch) => decide(from, batch), "error");
+}
+
 /** Cuts `id` off from every other node, both ways. */
 function isolate(w: ScenarioWorld, id: NodeId): void {
   w.network.partition([id], othersThan(w, id), "error");
@@ -84,20 +99,13 @@ async function figure8(w: ScenarioWorld): Promise<void> {
 
   // Set from inside drop rules, which TypeScript's narrowing cannot see: hence boxes.
   const second: { id: NodeId | null } = { id: null };
-  for (const from of others)
-    for (const to of othersThan(w, from))
-      w.network.drop(
-        from,
-        to,
-        (batch) => {
-          if (second.id === null && hasAppend(batch)) {
-            second.id = from;
-            isolate(w, from);
-          }
-          return second.id === from;
-        },
-        "error",
-      );
+  watchSends(w, others, [], (from, batch) => {
+    if (second.id === null && hasAppend(batch)) {
+      second.id = from;
+      isolate(w, from);
+    }
+    return second.id === from;
+  });
   if (!(await w.waitFor(() => second.id !== null, 5_000))) return;
   const m = second.id!;
   w.log(`figure 8: node ${m} leads and is cut off before its first append leaves`);
@@ -109,25 +117,17 @@ async function figure8(w: ScenarioWorld): Promise<void> {
   const newTerm = w.term(m) + 1;
   const appends = new Map<NodeId, number>();
   const third: { id: NodeId | null } = { id: null };
-  for (const from of side)
-    for (const to of othersThan(w, from, m))
-      w.network.drop(
-        from,
-        to,
-        (batch) => {
-          if (third.id !== null) return false;
-          const n =
-            (appends.get(from) ?? 0) +
-            batch.filter((x) => x.type === MessageType.App && x.term >= newTerm).length;
-          appends.set(from, n);
-          if (n < k) return false;
-          third.id = from;
-          w.network.heal();
-          isolate(w, from);
-          return true;
-        },
-        "error",
-      );
+  watchSends(w, side, [m], (from, batch) => {
+    if (third.id !== null) return false;
+    const n =
+      (appends.get(from) ?? 0) + batch.filter((x) => x.type === MessageType.App && x.term >= newTerm).length;
+    appends.set(from, n);
+    if (n < k) return false;
+    third.id = from;
+    w.network.heal();
+    isolate(w, from);
+    return true;
+  });
   if (!(await w.waitFor(() => third.id !== null, 5_000))) return;
   w.log(`figure 8: node ${third.id} cut off at its append ${k}; node ${m} is back`);
   await w.pause(1_500);
@@ -145,22 +145,15 @@ async function crashAfterVote(w: ScenarioWorld): Promise<void> {
   w.network.heal();
   isolate(w, first);
   const voter: { id: NodeId | null } = { id: null };
-  for (const from of rest)
-    for (const to of othersThan(w, from))
-      w.network.drop(
-        from,
-        to,
-        (batch) => {
-          if (voter.id === null && batch.some((m) => m.type === MessageType.VoteResp && !m.reject)) {
-            voter.id = from;
-            const down = w.rng.intn(200);
-            // On the next turn: the vote has left, and the write behind it may not be synced yet.
-            w.schedule(() => w.crash(from, down));
-          }
-          return false;
-        },
-        "error",
-      );
+  watchSends(w, rest, [], (from, batch) => {
+    if (voter.id === null && batch.some((m) => m.type === MessageType.VoteResp && !m.reject)) {
+      voter.id = from;
+      const down = w.rng.intn(200);
+      // On the next turn: the vote has left, and the write behind it may not be synced yet.
+      w.schedule(() => w.crash(from, down));
+    }
+    return false;
+  });
   w.log(`crash after vote: leader ${first} cut off; the first node to grant a vote will crash`);
   if (!(await w.waitFor(() => voter.id !== null, 5_000))) return;
   if (!(await w.waitFor(() => w.leader(rest) !== undefined, 2_000))) return;

@@ -4,11 +4,11 @@
  */
 import { type ChildProcess, fork } from "node:child_process";
 import * as nodeFs from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as nodePath from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { freePort } from "../helpers/ports.js";
 import type { NodeConfig, Reply, Request, StatusSummary } from "./protocol.js";
 
 const NODE_MAIN = fileURLToPath(new URL("./node-main.js", import.meta.url));
@@ -111,17 +111,6 @@ export class NodeProcess {
     if (this.alive) this.child.kill("SIGKILL");
     return this.exited;
   }
-}
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as net.AddressInfo).port;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 export type ClusterSettings = Omit<NodeConfig, "id" | "dataDir" | "listen" | "peers" | "initialVoters">;

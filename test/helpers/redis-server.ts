@@ -4,22 +4,12 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import * as net from "node:net";
+import { freePort } from "./ports.js";
 
 export interface RawRedis {
   /** Sends one command; resolves with its reply's RESP bytes, exactly as the server wrote them. */
   call(args: readonly (string | Buffer)[]): Promise<Buffer>;
   close(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 export async function startRedisServer(): Promise<{ port: number; stop: () => Promise<void> }> {

@@ -1,21 +1,10 @@
 /** A raftkv cluster of real server nodes in this process, on loopback gRPC, the real disk and LMDB. */
 import { mkdtempSync, rmSync } from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { StateRole } from "../../src/raft/types.js";
 import { RaftkvNode } from "../../src/server/node.js";
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from "../helpers/ports.js";
 
 export class ServerCluster {
   readonly nodes: RaftkvNode[] = [];

@@ -91,7 +91,9 @@ export class ClientConnection {
     this.draining = true;
     while (this.queue.length > 0) {
       const head = this.queue[0]!;
-      const done = head instanceof Promise ? await head : head;
+      // A command whose work failed unexpectedly (a store error) answers an error; the connection and
+      // the order of its replies go on.
+      const done = head instanceof Promise ? await head.catch((err: unknown) => internalError(err)) : head;
       this.queue.shift();
       this.emit(done);
       if (this.queue.length <= this.ctx.options.maxPipelinedCommands && this.socket.isPaused())
@@ -211,7 +213,8 @@ export class ClientConnection {
 
   private write(commands: Buffer[][]): Promise<readonly Reply[]> {
     const p = this.ctx.backend.write(commands);
-    this.lastWrite = p;
+    // Every earlier write, not only the last: they need not finish in the order they were sent.
+    this.lastWrite = Promise.allSettled([this.lastWrite, p]);
     return p;
   }
 
@@ -219,6 +222,10 @@ export class ClientConnection {
     // After this connection's earlier writes, so that it sees them.
     return this.lastWrite.then(() => this.ctx.backend.read(commands));
   }
+}
+
+function internalError(err: unknown): Reply {
+  return error(`ERR internal error: ${err instanceof Error ? err.message : String(err)}`);
 }
 
 /** Commands that act on the transaction itself, never queued. */

@@ -1,0 +1,70 @@
+/**
+ * A connection, over a backend the test controls: replies keep request order whatever order the work
+ * finishes in, reads wait for the connection's earlier writes, and a failed command answers an error
+ * without ending the connection.
+ */
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import type { KvBackend } from "../../../src/api/redis/backend.js";
+import { RedisServer } from "../../../src/api/redis/server.js";
+import { bulk, OK, type Reply } from "../../../src/kv/reply.js";
+import { connectRaw } from "../../helpers/redis-server.js";
+
+/** Writes finish after a delay given in their value; reads report what has been written so far. */
+class SlowBackend implements KvBackend {
+  readonly written: string[] = [];
+  async write(commands: readonly (readonly Buffer[])[]): Promise<readonly Reply[]> {
+    const value = commands[0]![2]!.toString();
+    await new Promise((r) => setTimeout(r, Number(value)));
+    this.written.push(value);
+    return commands.map(() => OK);
+  }
+  async read(commands: readonly (readonly Buffer[])[]): Promise<readonly Reply[]> {
+    if (commands[0]![1]!.toString() === "boom") throw new Error("the disk is on fire");
+    return commands.map(() => bulk(Buffer.from(this.written.join(","))));
+  }
+  keyCount(): number {
+    return 0;
+  }
+  raftInfo(): readonly string[] {
+    return ["raft_role:leader"];
+  }
+}
+
+const servers: RedisServer[] = [];
+after(async () => {
+  for (const s of servers) await s.close();
+});
+
+describe("a client connection", () => {
+  it("answers in request order, and a read sees the connection's earlier writes", async () => {
+    const backend = new SlowBackend();
+    const server = await RedisServer.start({ backend, listen: "127.0.0.1:0" });
+    servers.push(server);
+    const raw = await connectRaw(server.port);
+    // Pipelined: a slow write, a fast write, a read, a ping; all sent before any reply.
+    const replies = await Promise.all([
+      raw.call(["SET", "a", "60"]),
+      raw.call(["SET", "b", "1"]),
+      raw.call(["GET", "a"]),
+      raw.call(["PING"]),
+    ]);
+    assert.deepEqual(
+      replies.map((r) => r.toString()),
+      ["+OK\r\n", "+OK\r\n", "$4\r\n1,60\r\n", "+PONG\r\n"],
+    );
+    await raw.close();
+  });
+
+  it("a command whose work fails answers an error, and the connection goes on", async () => {
+    const server = await RedisServer.start({ backend: new SlowBackend(), listen: "127.0.0.1:0" });
+    servers.push(server);
+    const raw = await connectRaw(server.port);
+    assert.equal(
+      (await raw.call(["GET", "boom"])).toString(),
+      "-ERR internal error: the disk is on fire\r\n",
+    );
+    assert.equal((await raw.call(["PING"])).toString(), "+PONG\r\n");
+    await raw.close();
+  });
+});
