@@ -54,6 +54,8 @@ export interface KvWriter {
   delete(key: Uint8Array): boolean;
   /** Removes every key. */
   clear(): void;
+  /** Up to `limit` keys from `start` on (inclusive), in key order, with their records. */
+  range(start: Uint8Array, limit: number): Array<[Buffer, KeyRecord]>;
 }
 
 interface Generation {
@@ -168,6 +170,7 @@ export class KvStore {
         for (const k of [...keys.getKeys()]) keys.removeSync(Buffer.from(k));
         for (const k of [...expiries.getKeys()]) expiries.removeSync(Buffer.from(k));
       },
+      range: (start, limit) => this.range(start, limit),
     };
   }
 
@@ -176,6 +179,19 @@ export class KvStore {
     this.checkOpen();
     const v = this.gen.keys.get(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
     return v === undefined ? undefined : decodeRecord(v);
+  }
+
+  /** Up to `limit` keys from `start` on (inclusive), in key order, with their records. */
+  range(start: Uint8Array, limit: number): Array<[Buffer, KeyRecord]> {
+    this.checkOpen();
+    const from = Buffer.from(start.buffer, start.byteOffset, start.byteLength);
+    const out: Array<[Buffer, KeyRecord]> = [];
+    for (const { key, value } of this.gen.keys.getRange({
+      ...(from.length > 0 ? { start: from } : {}),
+      limit,
+    }))
+      out.push([Buffer.from(key), decodeRecord(value)]);
+    return out;
   }
 
   /** Number of keys stored (expired ones not yet deleted included). */

@@ -164,6 +164,40 @@ describe("Redis front door: data through the leader and a follower", () => {
     assert.equal(await leader.type("r2"), "none");
   });
 
+  it("KEYS, SCAN (MATCH, COUNT, TYPE) and RANDOMKEY see every live key, through any node", async () => {
+    await leader.flushdb();
+    const names = Array.from({ length: 150 }, (_, i) => `scan:${i}`);
+    await leader.mset(...names.flatMap((n) => [n, "v"]));
+    await leader.set("other", "x");
+    await leader.set("scan:gone", "v", "PX", 1);
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual((await follower.keys("scan:*")).sort(), [...names].sort());
+    assert.deepEqual(await leader.keys("oth?r"), ["other"]);
+    // A full SCAN returns every key present throughout, while writes go on meanwhile.
+    const seen = new Set<string>();
+    let cursor = "0";
+    let calls = 0;
+    do {
+      const [next, batch] = await follower.scan(cursor, "MATCH", "scan:*", "COUNT", 7);
+      for (const k of batch) seen.add(k);
+      await leader.set(`late:${calls++}`, "v");
+      cursor = next;
+    } while (cursor !== "0");
+    assert.deepEqual([...seen].sort(), [...names].sort());
+    assert.ok(calls > 10, `${calls} calls`);
+    const [, typed] = await leader.scan("0", "COUNT", 1000, "TYPE", "string");
+    assert.ok(typed.includes("other"));
+    const [, none] = await leader.scan("0", "COUNT", 1000, "TYPE", "list");
+    assert.deepEqual(none, []);
+    await assert.rejects(leader.scan("abc"), /ERR invalid cursor/);
+    const random = await follower.randomkey();
+    assert.ok(
+      random !== null && (names.includes(random) || random === "other" || random.startsWith("late:")),
+    );
+    await leader.flushdb();
+    assert.equal(await leader.randomkey(), null);
+  });
+
   it("MULTI/EXEC is applied as one entry; a queued error aborts with EXECABORT; DISCARD", async () => {
     const res = await leader.multi().set("m1", "a").incr("m2").get("m1").ping().exec();
     assert.deepEqual(res, [

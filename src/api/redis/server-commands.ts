@@ -1,8 +1,9 @@
 /** Connection and server commands: answered by the node itself, never through raft. */
+
+import { globMatch } from "../../kv/exec/glob.js";
 import { allCommands } from "../../kv/exec/table.js";
 import { array, bulk, Errors, error, int, NIL, OK, type Reply, status } from "../../kv/reply.js";
 import type { ClientConnection } from "./connection.js";
-import { globMatch } from "./glob.js";
 import type { ServerContext } from "./server-context.js";
 
 /** The Redis version clients are told (the command set and replies are those of Redis 7.0). */

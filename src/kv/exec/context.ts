@@ -11,6 +11,10 @@ export interface ReadAccess {
   readonly nowMs: number;
   /** The key's record, unless it is absent or expired at `nowMs`. */
   lookup(key: Buffer): KeyRecord | undefined;
+  /** Up to `limit` stored keys from `start` on, in key order (expired ones included: check each). */
+  range(start: Buffer, limit: number): Array<[Buffer, KeyRecord]>;
+  /** Keys stored, expired ones not yet removed included. */
+  count(): number;
 }
 
 export interface WriteAccess extends ReadAccess {
@@ -28,6 +32,8 @@ export function readAccess(store: KvStore, nowMs: number): ReadAccess {
       const r = store.get(key);
       return r === undefined || isExpired(r, nowMs) ? undefined : r;
     },
+    range: (start, limit) => store.range(start, limit),
+    count: () => store.keyCount(),
   };
 }
 
@@ -42,6 +48,8 @@ export function writeAccess(w: KvWriter, nowMs: number): WriteAccess {
   return {
     nowMs,
     lookup,
+    range: (start, limit) => w.range(start, limit),
+    count: () => w.range(Buffer.alloc(0), Number.MAX_SAFE_INTEGER).length,
     put: (key, type, expireAtMs, payload) => w.put(key, type, expireAtMs, payload),
     delete: (key) => lookup(key) !== undefined && w.delete(key),
     clear: () => w.clear(),

@@ -6,6 +6,7 @@
 import type { Reply } from "../reply.js";
 import type { ReadAccess, WriteAccess } from "./context.js";
 import * as keys from "./keys.js";
+import * as keyspace from "./keyspace.js";
 import * as strings from "./strings.js";
 
 export interface WriteCommand {
@@ -74,6 +75,9 @@ const COMMANDS: readonly KvCommand[] = [
   write("persist", 2, keys.persist),
   write("rename", 3, keys.rename),
   write("renamenx", 3, keys.renamenx),
+  read("keys", 2, keyspace.keys),
+  read("scan", -2, keyspace.scan),
+  read("randomkey", 1, keyspace.randomkey),
   write("flushdb", -1, keys.flush),
   write("flushall", -1, keys.flush),
 ];
