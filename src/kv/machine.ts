@@ -37,7 +37,7 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
         origins.push(origin);
         const ctx = writeAccess(w, nowMs);
         return commands.map((args) => {
-          const c = lookupCommand(args[0]!);
+          const c = lookupCommand(args[0]!, true);
           // The proposer checked these; a replica answers the same way whatever it is given. Reads come
           // in entries too, inside a MULTI/EXEC: they see the transaction's earlier writes.
           if (c === undefined) return error(`ERR unknown command '${args[0]!.toString("latin1")}'`);

@@ -6,7 +6,8 @@ import * as path from "node:path";
 import { EngineBackend } from "../api/redis/engine-backend.js";
 import { RedisServer } from "../api/redis/server.js";
 import { Engine } from "../engine/engine.js";
-import { type KvApplyResult, KvStateMachine } from "../kv/machine.js";
+import { REAP_COMMAND } from "../kv/exec/table.js";
+import { type KvApplyResult, KvStateMachine, writeEntry } from "../kv/machine.js";
 import { KvStore } from "../kv/store.js";
 import { type RaftLogger, silentLogger } from "../raft/config.js";
 import type { NodeId } from "../raft/types.js";
@@ -30,13 +31,42 @@ export interface NodeConfig {
   logger?: RaftLogger;
 }
 
+/** How often the leader looks for expired keys, and how many it removes in one entry. */
+const REAP_EVERY_MS = 100;
+const REAP_BATCH_KEYS = 256;
+
 export class RaftkvNode {
+  private readonly reaper: NodeJS.Timeout;
+  private reaping = false;
+
   private constructor(
     readonly engine: Engine<KvApplyResult>,
     readonly store: KvStore,
     readonly redis: RedisServer,
     private readonly transport: GrpcTransport,
-  ) {}
+  ) {
+    this.reaper = setInterval(() => this.reapExpired(), REAP_EVERY_MS);
+    this.reaper.unref();
+  }
+
+  /**
+   * On the leader: proposes the removal of keys whose expiry has passed, a batch at a time. Reads already
+   * hide them on every node; this frees their space. Each replica deletes a key only if it is still
+   * expired at the entry's time, so a key written again meanwhile stays.
+   */
+  private reapExpired(): void {
+    if (this.reaping || this.engine.status().softState.role !== "leader") return;
+    const now = Date.now();
+    const keys = this.store.expiredKeys(now, REAP_BATCH_KEYS);
+    if (keys.length === 0) return;
+    this.reaping = true;
+    this.engine
+      .propose(writeEntry(now, [[Buffer.from(REAP_COMMAND), ...keys]]))
+      .catch(() => undefined) // leadership moved or the engine stopped: the next leader reaps
+      .finally(() => {
+        this.reaping = false;
+      });
+  }
 
   static async start(config: NodeConfig): Promise<RaftkvNode> {
     const logger = config.logger ?? silentLogger;
@@ -95,6 +125,7 @@ export class RaftkvNode {
 
   /** Stops serving clients, then raft, then closes the store. */
   async close(): Promise<void> {
+    clearInterval(this.reaper);
     await this.redis.close();
     await this.engine.close();
     await this.transport.close().catch(() => undefined);

@@ -210,3 +210,39 @@ describe("KvStore", () => {
     await s4.close();
   });
 });
+
+describe("KvStateMachine: the leader's removal of expired keys", () => {
+  it("deletes each named key that is expired at the entry's time, and no other", async () => {
+    const { KvStateMachine, writeEntry } = await import("../../src/kv/machine.js");
+    const { REAP_COMMAND } = await import("../../src/kv/exec/table.js");
+    const { EntryType } = await import("../../src/raft/types.js");
+    const store = await KvStore.open(tempDir());
+    const m = new KvStateMachine(store);
+    let index = 0;
+    const apply = async (now: number, ...args: string[]) =>
+      (
+        await m.apply([
+          {
+            index: ++index,
+            term: 1,
+            type: EntryType.Normal,
+            data: writeEntry(now, [args.map((a) => Buffer.from(a))]),
+          },
+        ])
+      )[0]![0];
+    await apply(1000, "SET", "old", "v", "PXAT", "1500");
+    await apply(1000, "SET", "later", "v", "PXAT", "9000");
+    await apply(1000, "SET", "plain", "v");
+    await apply(1000, "SET", "renewed", "v", "PXAT", "1500");
+    await apply(1200, "SET", "renewed", "v2");
+    assert.deepEqual(await apply(2000, REAP_COMMAND, "old", "later", "plain", "renewed", "missing"), {
+      k: "int",
+      v: 1,
+    });
+    assert.deepEqual(
+      store.entries().map(([k]) => String(k)),
+      ["later", "plain", "renewed"],
+    );
+    await store.close();
+  });
+});

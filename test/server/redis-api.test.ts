@@ -153,6 +153,20 @@ describe("Redis front door: data through the leader and a follower", () => {
     assert.equal(await leader.exists("gone"), 0);
   });
 
+  it("the leader removes expired keys from every replica (DBSIZE counts them until then)", async () => {
+    await leader.flushdb();
+    await leader.mset("keep1", "v", "keep2", "v");
+    for (let i = 0; i < 20; i++) await leader.set(`short:${i}`, "v", "PX", 30);
+    const sizes = async () => Promise.all(cluster.nodes.map((n) => n.store.keyCount()));
+    const deadline = Date.now() + 10_000;
+    while ((await sizes()).some((n) => n !== 2) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(await sizes(), [2, 2, 2]);
+    assert.equal(await follower.dbsize(), 2);
+    // Not a command clients can call.
+    await assert.rejects(leader.call("__reap", "keep1"), /ERR unknown command '__reap'/);
+  });
+
   it("keys: DEL, TYPE, RENAME, RENAMENX", async () => {
     await leader.set("r1", "v");
     assert.equal(await leader.type("r1"), "string");

@@ -18,6 +18,8 @@ export interface ReadAccess {
 }
 
 export interface WriteAccess extends ReadAccess {
+  /** Whether the key is stored at all, expired or not. */
+  lookupStored(key: Buffer): boolean;
   put(key: Buffer, type: RecordType, expireAtMs: number, payload: Uint8Array): void;
   /** Whether a live key was deleted. */
   delete(key: Buffer): boolean;
@@ -48,6 +50,7 @@ export function writeAccess(w: KvWriter, nowMs: number): WriteAccess {
   return {
     nowMs,
     lookup,
+    lookupStored: (key) => w.get(key) !== undefined,
     range: (start, limit) => w.range(start, limit),
     count: () => w.range(Buffer.alloc(0), Number.MAX_SAFE_INTEGER).length,
     put: (key, type, expireAtMs, payload) => w.put(key, type, expireAtMs, payload),

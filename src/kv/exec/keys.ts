@@ -114,3 +114,13 @@ export function flush(ctx: WriteAccess, args: readonly Buffer[]): Reply {
   ctx.clear();
   return OK;
 }
+
+/** Deletes each key that is expired at the entry's time (a lookup of an expired key deletes it). */
+export function reap(ctx: WriteAccess, args: readonly Buffer[]): Reply {
+  let n = 0;
+  for (let i = 1; i < args.length; i++) {
+    const before = ctx.lookupStored(args[i]!);
+    if (before && ctx.lookup(args[i]!) === undefined) n++;
+  }
+  return int(n);
+}

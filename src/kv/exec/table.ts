@@ -13,6 +13,8 @@ export interface WriteCommand {
   readonly kind: "write";
   readonly name: string;
   readonly arity: number;
+  /** Proposed by the node itself, never by a client. */
+  readonly internal?: boolean;
   readonly run: (ctx: WriteAccess, args: readonly Buffer[]) => Reply;
 }
 
@@ -37,6 +39,9 @@ const read = (name: string, arity: number, run: ReadCommand["run"]): ReadCommand
   arity,
   run,
 });
+
+/** The leader's removal of expired keys (each deleted only if it is still expired when applied). */
+export const REAP_COMMAND = "__reap";
 
 const COMMANDS: readonly KvCommand[] = [
   read("get", 2, strings.get),
@@ -79,14 +84,16 @@ const COMMANDS: readonly KvCommand[] = [
   read("scan", -2, keyspace.scan),
   read("randomkey", 1, keyspace.randomkey),
   write("flushdb", -1, keys.flush),
+  { ...write(REAP_COMMAND, -2, keys.reap), internal: true },
   write("flushall", -1, keys.flush),
 ];
 
 const BY_NAME = new Map(COMMANDS.map((c) => [c.name, c]));
 
-/** The command named by `name` (any case), or undefined. */
-export function lookupCommand(name: Buffer): KvCommand | undefined {
-  return name.length > 32 ? undefined : BY_NAME.get(name.toString("latin1").toLowerCase());
+/** The command named by `name` (any case), or undefined; `internal` ones only when asked for. */
+export function lookupCommand(name: Buffer, internal = false): KvCommand | undefined {
+  const c = name.length > 32 ? undefined : BY_NAME.get(name.toString("latin1").toLowerCase());
+  return c?.kind === "write" && c.internal && !internal ? undefined : c;
 }
 
 /** Whether `argc` (the name included) fits the command's arity. */
@@ -94,6 +101,7 @@ export function arityOk(c: KvCommand, argc: number): boolean {
   return c.arity >= 0 ? argc === c.arity : argc >= -c.arity;
 }
 
+/** The commands clients may call. */
 export function allCommands(): readonly KvCommand[] {
-  return COMMANDS;
+  return COMMANDS.filter((c) => !(c.kind === "write" && c.internal));
 }
