@@ -7,7 +7,7 @@ import type { SnapshotHandle, StateMachine } from "../engine/state-machine.js";
 import type { Entry } from "../raft/types.js";
 import { decodeKvEntry, encodeKvEntry, type KvOrigin } from "./entry-codec.js";
 import { readAccess, writeAccess } from "./exec/context.js";
-import { arityOk, lookupCommand } from "./exec/table.js";
+import { arityOk, hasOverlongKey, lookupCommand, MAX_KEY_BYTES } from "./exec/table.js";
 import { Errors, error, type Reply } from "./reply.js";
 import type { KvStore } from "./store.js";
 
@@ -42,6 +42,7 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
           // in entries too, inside a MULTI/EXEC: they see the transaction's earlier writes.
           if (c === undefined) return error(`ERR unknown command '${args[0]!.toString("latin1")}'`);
           if (!arityOk(c, args.length)) return Errors.wrongArity(c.name);
+          if (hasOverlongKey(c, args)) return Errors.keyTooLong(MAX_KEY_BYTES);
           return c.kind === "write" ? c.run(ctx, args) : c.run(ctx, args);
         });
       }),
@@ -60,6 +61,7 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
     if (c === undefined || c.kind !== "read")
       return error(`ERR unknown read command '${args[0]!.toString("latin1")}'`);
     if (!arityOk(c, args.length)) return Errors.wrongArity(c.name);
+    if (hasOverlongKey(c, args)) return Errors.keyTooLong(MAX_KEY_BYTES);
     return c.run(readAccess(this.store, nowMs), args);
   }
 

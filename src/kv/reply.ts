@@ -34,4 +34,5 @@ export const Errors = {
   incrNanOrInf: error("ERR increment would produce NaN or Infinity"),
   invalidExpire: (command: string): Reply => error(`ERR invalid expire time in '${command}' command`),
   wrongArity: (command: string): Reply => error(`ERR wrong number of arguments for '${command}' command`),
+  keyTooLong: (max: number): Reply => error(`ERR key is too long (at most ${max} bytes)`),
 } as const;

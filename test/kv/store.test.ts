@@ -246,3 +246,33 @@ describe("KvStateMachine: the leader's removal of expired keys", () => {
     await store.close();
   });
 });
+
+describe("KvStateMachine: limits", () => {
+  it("an entry with a key longer than MAX_KEY_BYTES answers an error and changes nothing (LMDB would throw)", async () => {
+    const { KvStateMachine, writeEntry } = await import("../../src/kv/machine.js");
+    const { MAX_KEY_BYTES } = await import("../../src/kv/exec/table.js");
+    const { EntryType } = await import("../../src/raft/types.js");
+    const store = await KvStore.open(tempDir());
+    const m = new KvStateMachine(store);
+    const long = Buffer.alloc(MAX_KEY_BYTES + 1000, 0x61);
+    const [replies] = await m.apply([
+      {
+        index: 1,
+        term: 1,
+        type: EntryType.Normal,
+        data: writeEntry(1000, [
+          [Buffer.from("SET"), long, Buffer.from("v"), Buffer.from("EX"), Buffer.from("9")],
+          [Buffer.from("SET"), Buffer.from("fine"), Buffer.from("v")],
+        ]),
+      },
+    ]);
+    assert.deepEqual(replies![0], { k: "error", v: `ERR key is too long (at most ${MAX_KEY_BYTES} bytes)` });
+    assert.deepEqual(replies![1], { k: "status", v: "OK" });
+    assert.deepEqual(
+      store.entries().map(([k]) => String(k)),
+      ["fine"],
+    );
+    assert.equal(store.appliedIndex, 1);
+    await store.close();
+  });
+});

@@ -263,6 +263,18 @@ describe("Redis front door: AUTH, bad input, redis-cli", () => {
     await leader.config("SET", "requirepass", "");
   });
 
+  it("a key longer than the store takes is refused before raft, through any node and in MULTI", async () => {
+    const long = "k".repeat(1025);
+    await assert.rejects(leader.set(long, "v"), /ERR key is too long \(at most 1024 bytes\)/);
+    await assert.rejects(follower.set(long, "v", "EX", 100), /ERR key is too long/);
+    await assert.rejects(leader.mset("ok", "1", long, "2"), /ERR key is too long/);
+    await assert.rejects(leader.get(long), /ERR key is too long/);
+    await assert.rejects(leader.multi().set("ok", "1").set(long, "2").exec(), /EXECABORT/);
+    assert.equal(await leader.set("k".repeat(1024), "v", "EX", 100), "OK");
+    assert.equal(await follower.get("k".repeat(1024)), "v");
+    assert.equal(await leader.exists("ok"), 0);
+  });
+
   it("a malformed frame gets a protocol error and its connection closed; other clients are unaffected", async () => {
     await leader.set("safe", "kept");
     const port = leader.options.port!;

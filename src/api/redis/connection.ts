@@ -4,7 +4,7 @@
  * socket write per turn. A read waits for this connection's earlier writes, so that it sees them.
  */
 import type * as net from "node:net";
-import { arityOk, lookupCommand } from "../../kv/exec/table.js";
+import { arityOk, hasOverlongKey, lookupCommand, MAX_KEY_BYTES } from "../../kv/exec/table.js";
 import { Errors, error, OK, type Reply, status } from "../../kv/reply.js";
 import { RespProtocolError } from "./resp/errors.js";
 import { ReplyWriter } from "./resp/reply-writer.js";
@@ -157,6 +157,8 @@ export class ClientConnection {
     const kv = lookupCommand(args[0]!);
     if (kv !== undefined) {
       if (!arityOk(kv, args.length)) return Errors.wrongArity(kv.name);
+      // Refused here, before raft: an entry LMDB cannot store must never be committed.
+      if (hasOverlongKey(kv, args)) return Errors.keyTooLong(MAX_KEY_BYTES);
       if (kv.kind === "write") return this.write([args]).then((r) => r[0]!);
       return this.read([args]).then((r) => r[0]!);
     }
@@ -175,6 +177,7 @@ export class ClientConnection {
     let refusal: Reply | null = null;
     if (kv === undefined && (server === undefined || !server.inMulti)) refusal = unknownCommand(args);
     else if (kv !== undefined && !arityOk(kv, args.length)) refusal = Errors.wrongArity(kv.name);
+    else if (kv !== undefined && hasOverlongKey(kv, args)) refusal = Errors.keyTooLong(MAX_KEY_BYTES);
     else if (
       server !== undefined &&
       !(server.arity >= 0 ? args.length === server.arity : args.length >= -server.arity)

@@ -168,16 +168,20 @@ function client(conn: ClientConnection, ctx: ServerContext, args: readonly Buffe
   }
 }
 
-function commandInfo(name: string, arity: number, write: boolean | null): Reply {
+function commandInfo(
+  name: string,
+  arity: number,
+  write: boolean | null,
+  keys: readonly number[] = [0, 0, 0],
+): Reply {
   const flags = write === null ? ["fast"] : write ? ["write"] : ["readonly", "fast"];
-  const keyed = write !== null;
   return array([
     bulk(Buffer.from(name)),
     int(arity),
     array(flags.map((f) => status(f))),
-    int(keyed ? 1 : 0),
-    int(keyed ? (arity < 0 ? -1 : 1) : 0),
-    int(keyed ? 1 : 0),
+    int(keys[0]!),
+    int(keys[1]!),
+    int(keys[2]!),
     array([]),
     array([]),
     array([]),
@@ -187,7 +191,7 @@ function commandInfo(name: string, arity: number, write: boolean | null): Reply 
 
 function allCommandInfos(): Map<string, Reply> {
   const out = new Map<string, Reply>();
-  for (const c of allCommands()) out.set(c.name, commandInfo(c.name, c.arity, c.kind === "write"));
+  for (const c of allCommands()) out.set(c.name, commandInfo(c.name, c.arity, c.kind === "write", c.keys));
   for (const [name, c] of SERVER_COMMANDS) out.set(name, commandInfo(name, c.arity, null));
   for (const name of ["multi", "exec", "discard", "quit"])
     out.set(name, commandInfo(name, name === "quit" ? -1 : 1, null));

@@ -9,10 +9,20 @@ import * as keys from "./keys.js";
 import * as keyspace from "./keyspace.js";
 import * as strings from "./strings.js";
 
+/** Where a command's keys are, as Redis says it: first, last (-1: the last argument), step; 0 0 0: none. */
+export type KeySpec = readonly [first: number, last: number, step: number];
+
+/**
+ * The longest key the store takes. LMDB's keys end at 1,978 bytes and the expiry index puts 8 before
+ * a key; the rest is room for the members of collections, which are keyed by their key too.
+ */
+export const MAX_KEY_BYTES = 1024;
+
 export interface WriteCommand {
   readonly kind: "write";
   readonly name: string;
   readonly arity: number;
+  readonly keys: KeySpec;
   /** Proposed by the node itself, never by a client. */
   readonly internal?: boolean;
   readonly run: (ctx: WriteAccess, args: readonly Buffer[]) => Reply;
@@ -22,21 +32,38 @@ export interface ReadCommand {
   readonly kind: "read";
   readonly name: string;
   readonly arity: number;
+  readonly keys: KeySpec;
   readonly run: (ctx: ReadAccess, args: readonly Buffer[]) => Reply;
 }
 
 export type KvCommand = WriteCommand | ReadCommand;
 
-const write = (name: string, arity: number, run: WriteCommand["run"]): WriteCommand => ({
+const ONE_KEY: KeySpec = [1, 1, 1];
+const ALL_KEYS: KeySpec = [1, -1, 1];
+const NO_KEYS: KeySpec = [0, 0, 0];
+
+const write = (
+  name: string,
+  arity: number,
+  run: WriteCommand["run"],
+  keys: KeySpec = ONE_KEY,
+): WriteCommand => ({
   kind: "write",
   name,
   arity,
+  keys,
   run,
 });
-const read = (name: string, arity: number, run: ReadCommand["run"]): ReadCommand => ({
+const read = (
+  name: string,
+  arity: number,
+  run: ReadCommand["run"],
+  keys: KeySpec = ONE_KEY,
+): ReadCommand => ({
   kind: "read",
   name,
   arity,
+  keys,
   run,
 });
 
@@ -45,7 +72,7 @@ export const REAP_COMMAND = "__reap";
 
 const COMMANDS: readonly KvCommand[] = [
   read("get", 2, strings.get),
-  read("mget", -2, strings.mget),
+  read("mget", -2, strings.mget, ALL_KEYS),
   read("strlen", 2, strings.strlen),
   read("getrange", 4, strings.getrange),
   read("substr", 4, strings.getrange),
@@ -56,18 +83,18 @@ const COMMANDS: readonly KvCommand[] = [
   write("getset", 3, strings.getset),
   write("getdel", 2, strings.getdel),
   write("getex", -2, strings.getex),
-  write("mset", -3, strings.mset),
-  write("msetnx", -3, strings.msetnx),
+  write("mset", -3, strings.mset, [1, -1, 2]),
+  write("msetnx", -3, strings.msetnx, [1, -1, 2]),
   write("append", 3, strings.append),
   write("setrange", 4, strings.setrange),
   write("incr", 2, strings.incr),
   write("decr", 2, strings.decr),
   write("incrby", 3, strings.incrby),
   write("decrby", 3, strings.decrby),
-  write("del", -2, keys.del),
-  write("unlink", -2, keys.del),
-  read("exists", -2, keys.exists),
-  read("touch", -2, keys.touch),
+  write("del", -2, keys.del, ALL_KEYS),
+  write("unlink", -2, keys.del, ALL_KEYS),
+  read("exists", -2, keys.exists, ALL_KEYS),
+  read("touch", -2, keys.touch, ALL_KEYS),
   read("type", 2, keys.type),
   write("expire", -3, keys.expire),
   write("pexpire", -3, keys.pexpire),
@@ -78,14 +105,14 @@ const COMMANDS: readonly KvCommand[] = [
   read("expiretime", 2, keys.expiretime),
   read("pexpiretime", 2, keys.pexpiretime),
   write("persist", 2, keys.persist),
-  write("rename", 3, keys.rename),
-  write("renamenx", 3, keys.renamenx),
-  read("keys", 2, keyspace.keys),
-  read("scan", -2, keyspace.scan),
-  read("randomkey", 1, keyspace.randomkey),
-  write("flushdb", -1, keys.flush),
-  { ...write(REAP_COMMAND, -2, keys.reap), internal: true },
-  write("flushall", -1, keys.flush),
+  write("rename", 3, keys.rename, [1, 2, 1]),
+  write("renamenx", 3, keys.renamenx, [1, 2, 1]),
+  read("keys", 2, keyspace.keys, NO_KEYS),
+  read("scan", -2, keyspace.scan, NO_KEYS),
+  read("randomkey", 1, keyspace.randomkey, NO_KEYS),
+  write("flushdb", -1, keys.flush, NO_KEYS),
+  { ...write(REAP_COMMAND, -2, keys.reap, ALL_KEYS), internal: true },
+  write("flushall", -1, keys.flush, NO_KEYS),
 ];
 
 const BY_NAME = new Map(COMMANDS.map((c) => [c.name, c]));
@@ -94,6 +121,16 @@ const BY_NAME = new Map(COMMANDS.map((c) => [c.name, c]));
 export function lookupCommand(name: Buffer, internal = false): KvCommand | undefined {
   const c = name.length > 32 ? undefined : BY_NAME.get(name.toString("latin1").toLowerCase());
   return c?.kind === "write" && c.internal && !internal ? undefined : c;
+}
+
+/** Whether any key argument of the command is longer than MAX_KEY_BYTES. */
+export function hasOverlongKey(c: KvCommand, args: readonly Buffer[]): boolean {
+  const [first, last, step] = c.keys;
+  if (first === 0) return false;
+  const end = last < 0 ? args.length + last : last;
+  for (let i = first; i <= end && i < args.length; i += step)
+    if (args[i]!.length > MAX_KEY_BYTES) return true;
+  return false;
 }
 
 /** Whether `argc` (the name included) fits the command's arity. */
