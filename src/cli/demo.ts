@@ -3,7 +3,7 @@
  * does: an election, replication, the leader crashing, a new election, and the old leader catching up
  * when it returns. Everything is deterministic for a given --seed.
  *
- * (The Redis-protocol server that this grows into comes with the engine and kv layers.)
+ * (The server itself, three processes a Redis client can talk to, is `npm start`: see raftkv.ts.)
  */
 import { parseArgs } from "node:util";
 import { SeededRandom } from "../raft/rand.js";
