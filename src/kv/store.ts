@@ -144,11 +144,11 @@ export class KvStore {
     const { keys, expiries } = this.gen;
     return {
       get: (key) => {
-        const v = keys.get(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
+        const v = keys.get(storedKey(key));
         return v === undefined ? undefined : decodeRecord(v);
       },
       put: (key, type, expireAtMs, payload) => {
-        const k = Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+        const k = storedKey(key);
         const old = keys.get(k);
         if (old !== undefined) {
           const oldExpiry = recordExpiry(old);
@@ -158,7 +158,7 @@ export class KvStore {
         if (expireAtMs !== 0) expiries.putSync(expiryIndexKey(expireAtMs, k), EMPTY);
       },
       delete: (key) => {
-        const k = Buffer.from(key.buffer, key.byteOffset, key.byteLength);
+        const k = storedKey(key);
         const old = keys.get(k);
         if (old === undefined) return false;
         const oldExpiry = recordExpiry(old);
@@ -177,20 +177,16 @@ export class KvStore {
   /** A key's record in the committed state (expired or not: the caller decides with its clock). */
   get(key: Uint8Array): KeyRecord | undefined {
     this.checkOpen();
-    const v = this.gen.keys.get(Buffer.from(key.buffer, key.byteOffset, key.byteLength));
+    const v = this.gen.keys.get(storedKey(key));
     return v === undefined ? undefined : decodeRecord(v);
   }
 
   /** Up to `limit` keys from `start` on (inclusive), in key order, with their records. */
   range(start: Uint8Array, limit: number): Array<[Buffer, KeyRecord]> {
     this.checkOpen();
-    const from = Buffer.from(start.buffer, start.byteOffset, start.byteLength);
     const out: Array<[Buffer, KeyRecord]> = [];
-    for (const { key, value } of this.gen.keys.getRange({
-      ...(from.length > 0 ? { start: from } : {}),
-      limit,
-    }))
-      out.push([Buffer.from(key), decodeRecord(value)]);
+    for (const { key, value } of this.gen.keys.getRange({ start: storedKey(start), limit }))
+      out.push([userKey(key), decodeRecord(value)]);
     return out;
   }
 
@@ -205,14 +201,14 @@ export class KvStore {
     this.checkOpen();
     const out: Buffer[] = [];
     for (const k of this.gen.expiries.getKeys({ end: expiryIndexKey(nowMs + 1, EMPTY), limit }))
-      out.push(Buffer.from(k.subarray(8)));
+      out.push(Buffer.from(k.subarray(8 + KEY_PREFIX.length)));
     return out;
   }
 
   /** Every key and its record, in key order (tests and debugging; not for large stores). */
   entries(): Array<[Buffer, KeyRecord]> {
     this.checkOpen();
-    return [...this.gen.keys.getRange()].map(({ key, value }) => [Buffer.from(key), decodeRecord(value)]);
+    return [...this.gen.keys.getRange()].map(({ key, value }) => [userKey(key), decodeRecord(value)]);
   }
 
   /**
@@ -272,7 +268,9 @@ export class KvStore {
       });
       for await (const chunk of payload) decoder.push(chunk);
       const payloadIndex = decoder.finish();
-      if (payloadIndex !== index)
+      // The store counts only the entries it was given; raft's snapshot index may be later, past
+      // entries the state machine never sees (a new leader's empty entry, membership changes).
+      if (payloadIndex > index)
         throw new KvStoreCorruptError(
           `the snapshot at index ${index} holds a store applied to ${payloadIndex}`,
         );
@@ -310,6 +308,22 @@ export class KvStore {
 }
 
 const EMPTY = Buffer.alloc(0);
+/**
+ * Every key is stored behind one byte: Redis allows the empty key, and LMDB refuses a zero-length one
+ * (a refusal inside apply would stop every replica). The snapshot payload carries stored keys.
+ */
+const KEY_PREFIX = Buffer.from("k");
+
+function storedKey(key: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(KEY_PREFIX.length + key.length);
+  out.set(KEY_PREFIX, 0);
+  out.set(key, KEY_PREFIX.length);
+  return out;
+}
+
+function userKey(stored: Uint8Array): Buffer {
+  return Buffer.from(stored.subarray(KEY_PREFIX.length));
+}
 
 function u64(n: number): Buffer {
   const b = Buffer.allocUnsafe(8);

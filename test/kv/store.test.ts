@@ -276,3 +276,39 @@ describe("KvStateMachine: limits", () => {
     await store.close();
   });
 });
+
+describe("KvStore: found by review", () => {
+  it("the empty key is a key like any other (LMDB refuses zero-length keys: the store prefixes them)", async () => {
+    const { KvStateMachine, writeEntry } = await import("../../src/kv/machine.js");
+    const { EntryType } = await import("../../src/raft/types.js");
+    const store = await KvStore.open(tempDir());
+    const m = new KvStateMachine(store);
+    const [[set]] = (await m.apply([
+      {
+        index: 1,
+        term: 1,
+        type: EntryType.Normal,
+        data: writeEntry(1000, [[b("SET"), b(""), b("empty"), b("PX"), b("5000")]]),
+      },
+    ])) as [[unknown]];
+    assert.deepEqual(set, { k: "status", v: "OK" });
+    assert.deepEqual(m.read([b("GET"), b("")], 1000), { k: "bulk", v: b("empty") });
+    assert.deepEqual(store.expiredKeys(7000, 10), [b("")]);
+    assert.deepEqual(m.read([b("KEYS"), b("*")], 1000), { k: "array", v: [{ k: "bulk", v: b("") }] });
+    await store.close();
+  });
+
+  it("a snapshot labelled past the store's own applied index (entries it never saw) restores at the label", async () => {
+    const source = await KvStore.open(tempDir());
+    source.writeBatch(5, (w) => w.put(b("a"), RecordType.String, 0, b("1")));
+    const bytes = await snapshotBytes(source);
+    const target = await KvStore.open(tempDir());
+    // Raft's snapshot is at 7: entries 6 and 7 were a new leader's empty entry and a membership change.
+    await target.restore(chunksOf([bytes]), 7);
+    assert.equal(target.appliedIndex, 7);
+    assert.equal(target.get(b("a"))?.payload.toString(), "1");
+    // Never the other way: a store applied past the snapshot's index is not that snapshot.
+    await assert.rejects(target.restore(chunksOf([bytes]), 4), /holds a store applied to 5/);
+    await Promise.all([source.close(), target.close()]);
+  });
+});

@@ -290,6 +290,20 @@ describe("Redis front door: AUTH, bad input, redis-cli", () => {
     assert.equal(await leader.get("safe"), "kept");
   });
 
+  it("nothing after QUIT runs, even when it came in the same packet", async () => {
+    const port = leader.options.port!;
+    const reply = await new Promise<string>((resolve) => {
+      const s = net.connect(port, "127.0.0.1", () => s.write("QUIT\r\nSET after-quit v\r\nPING\r\n"));
+      let got = "";
+      s.on("data", (d) => {
+        got += d.toString();
+      });
+      s.on("close", () => resolve(got));
+    });
+    assert.equal(reply, "+OK\r\n");
+    assert.equal(await leader.exists("after-quit"), 0);
+  });
+
   it("redis-cli talks to the cluster", async () => {
     const port = String(leader.options.port!);
     // Asynchronously: the server runs in this process.

@@ -35,6 +35,8 @@ export class ClientConnection {
   private draining = false;
   private flushScheduled = false;
   private closing = false;
+  /** QUIT or a protocol error was seen: later input is ignored. */
+  private closeRequested = false;
   private lastWrite: Promise<unknown> = Promise.resolve();
 
   constructor(
@@ -67,10 +69,15 @@ export class ClientConnection {
   private onData(chunk: Buffer): void {
     if (this.closing) return;
     try {
-      this.parser.feed(chunk, (args) => this.submit(this.execute(args)));
+      // Nothing after QUIT (or a closing error) runs, even if it came in the same chunk.
+      this.parser.feed(chunk, (args) => {
+        if (!this.closeRequested) this.submit(this.execute(args));
+      });
     } catch (err) {
       if (!(err instanceof RespProtocolError)) throw err;
+      if (this.closeRequested) return;
       // The stream position is lost: answer with the error, as Redis does, and close.
+      this.closeRequested = true;
       this.submit({ reply: error(`ERR ${err.message}`), close: true });
       return;
     }
@@ -78,6 +85,9 @@ export class ClientConnection {
   }
 
   private submit(outcome: Outcome): void {
+    // A failure of the work behind a reply is an error reply, handled at once (not only when the reply
+    // reaches the head of the queue: an unhandled rejection would end the process).
+    if (outcome instanceof Promise) outcome = outcome.catch((err: unknown) => internalError(err));
     if (this.queue.length === 0 && !(outcome instanceof Promise)) {
       this.emit(outcome);
       return;
@@ -93,7 +103,7 @@ export class ClientConnection {
       const head = this.queue[0]!;
       // A command whose work failed unexpectedly (a store error) answers an error; the connection and
       // the order of its replies go on.
-      const done = head instanceof Promise ? await head.catch((err: unknown) => internalError(err)) : head;
+      const done = head instanceof Promise ? await head : head;
       this.queue.shift();
       this.emit(done);
       if (this.queue.length <= this.ctx.options.maxPipelinedCommands && this.socket.isPaused())
@@ -152,6 +162,7 @@ export class ClientConnection {
         this.multi = null;
         return OK;
       case "quit":
+        this.closeRequested = true;
         return { reply: OK, close: true };
     }
     const kv = lookupCommand(args[0]!);
@@ -217,7 +228,8 @@ export class ClientConnection {
   private write(commands: Buffer[][]): Promise<readonly Reply[]> {
     const p = this.ctx.backend.write(commands);
     // Every earlier write, not only the last: they need not finish in the order they were sent.
-    this.lastWrite = Promise.allSettled([this.lastWrite, p]);
+    // (Settled to undefined: the chain must not hold on to every earlier reply.)
+    this.lastWrite = Promise.allSettled([this.lastWrite, p]).then(() => undefined);
     return p;
   }
 

@@ -1,4 +1,5 @@
 /** The Redis front door's backend on a raft engine and the key-value state machine. */
+import { randomInt } from "node:crypto";
 import type { Engine } from "../../engine/engine.js";
 import {
   EngineOverloadedError,
@@ -26,7 +27,11 @@ export interface EngineBackendOptions {
 export class EngineBackend implements KvBackend {
   private readonly now: () => number;
   private readonly forwardTimeoutMs: number;
-  private seq = 0;
+  /**
+   * Starts at a random point: a write forwarded before a restart may be applied after it, and must not
+   * wake the waiter of a new write with the same number.
+   */
+  private seq = randomInt(0, 2 ** 47);
   private readonly forwarded = new Map<number, (replies: KvApplyResult) => void>();
 
   constructor(

@@ -3,11 +3,16 @@
  * Used by KEYS, SCAN MATCH and CONFIG GET.
  */
 export function globMatch(pattern: Uint8Array, subject: Uint8Array, nocase = false): boolean {
-  return match(pattern, 0, subject, 0, nocase, 0);
+  return match(pattern, 0, subject, 0, nocase, 0, { giveUp: false });
 }
 
 const lower = (c: number) => (c >= 0x41 && c <= 0x5a ? c + 32 : c);
 
+/**
+ * `state.giveUp` is set once the rest of the pattern after a `*` matched nowhere in the rest of the
+ * subject: an earlier `*` taking a longer piece cannot help then, so every pending `*` stops trying
+ * (without it, `*a*a*a*b` against a long subject takes exponential time).
+ */
 function match(
   p: Uint8Array,
   pi: number,
@@ -15,6 +20,7 @@ function match(
   si: number,
   nocase: boolean,
   depth: number,
+  state: { giveUp: boolean },
 ): boolean {
   // Redis bounds the recursion the same way: a pathological pattern fails instead of blowing the stack.
   if (depth > 1000) return false;
@@ -24,7 +30,11 @@ function match(
     if (c === 0x2a) {
       while (pi + 1 < p.length && p[pi + 1] === 0x2a) pi++;
       if (pi + 1 === p.length) return true;
-      for (let k = si; k < s.length; k++) if (match(p, pi + 1, s, k, nocase, depth + 1)) return true;
+      for (let k = si; k < s.length; k++) {
+        if (match(p, pi + 1, s, k, nocase, depth + 1, state)) return true;
+        if (state.giveUp) return false;
+      }
+      state.giveUp = true;
       return false;
     }
     if (c === 0x3f) {
