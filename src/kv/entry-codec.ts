@@ -1,5 +1,5 @@
 /**
- * How a write travels through raft: the leader's clock reading (every replica judges expiry and turns
+ * How a write travels through raft: the proposing node's clock reading (every replica judges expiry and turns
  * relative TTLs into absolute times with it, so they all agree), then one or more commands (more than
  * one for MULTI/EXEC, applied atomically), each as its Redis arguments.
  *

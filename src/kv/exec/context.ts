@@ -1,6 +1,6 @@
 /**
  * What a command sees when it runs: the time it runs at, and the keyspace. A write runs inside one
- * apply batch, on every replica, at the leader's clock reading carried in its entry; a read runs on one
+ * apply batch, on every replica, at the proposing node's clock reading carried in its entry; a read runs on one
  * node, at that node's clock. A key whose expiry has passed is absent to both; a write also deletes it
  * (every replica does the same, at the same logical time).
  */
