@@ -144,7 +144,14 @@ export class ProcessCluster {
     const addresses: Record<string, string> = {};
     for (const id of ids) addresses[id] = `127.0.0.1:${await freePort()}`;
     const c = new ProcessCluster(root, ids, addresses, { ...E2E_DEFAULTS, ...settings });
-    await Promise.all(ids.map((id) => c.startNode(id)));
+    const started = await Promise.allSettled(ids.map((id) => c.startNode(id)));
+    const failed = started.find((r) => r.status === "rejected");
+    if (failed) {
+      // The nodes that did start must not outlive the failure: they would keep the test process (and
+      // CI) waiting for ever.
+      await c.shutdown();
+      throw failed.reason;
+    }
     return c;
   }
 

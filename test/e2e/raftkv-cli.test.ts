@@ -32,10 +32,13 @@ async function canBind(port: number): Promise<boolean> {
   });
 }
 
-/** A base port such that base..base+2 and base+10000..base+10002 are free. */
+/**
+ * A base port such that base..base+2 and base+10000..base+10002 are free, all below the ephemeral range
+ * (see test/helpers/ports.ts).
+ */
 async function freeBase(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const base = 20_000 + Math.floor(Math.random() * 20_000);
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const base = 20_000 + Math.floor(Math.random() * 2_700);
     const ports = [0, 1, 2, 10_000, 10_001, 10_002].map((d) => base + d);
     if ((await Promise.all(ports.map(canBind))).every(Boolean)) return base;
   }
