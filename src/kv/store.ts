@@ -56,6 +56,8 @@ export interface KvWriter {
   clear(): void;
   /** Up to `limit` keys from `start` on (inclusive), in key order, with their records. */
   range(start: Uint8Array, limit: number): Array<[Buffer, KeyRecord]>;
+  /** Keys stored, as this batch sees them. */
+  count(): number;
 }
 
 interface Generation {
@@ -171,6 +173,7 @@ export class KvStore {
         for (const k of [...expiries.getKeys()]) expiries.removeSync(Buffer.from(k));
       },
       range: (start, limit) => this.range(start, limit),
+      count: () => keys.getCount(),
     };
   }
 

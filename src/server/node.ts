@@ -65,6 +65,9 @@ export class RaftkvNode {
       .catch(() => undefined) // leadership moved or the engine stopped: the next leader reaps
       .finally(() => {
         this.reaping = false;
+        // A full batch may mean more are waiting: keep up with keys that expire faster than one batch
+        // per interval.
+        if (keys.length === REAP_BATCH_KEYS) this.reapExpired();
       });
   }
 

@@ -230,6 +230,16 @@ describe("Redis front door: data through the leader and a follower", () => {
     await assert.rejects(leader.call("EXEC"), /ERR EXEC without MULTI/);
   });
 
+  it("DBSIZE in a pipeline counts the connection's earlier writes (it is a read like any other)", async () => {
+    await leader.flushdb();
+    const out = await leader.pipeline().set("d1", "1").set("d2", "2").dbsize().exec();
+    assert.deepEqual(out?.[2], [null, 2]);
+    assert.deepEqual(await follower.pipeline().set("d3", "3").dbsize().exec(), [
+      [null, "OK"],
+      [null, 3],
+    ]);
+  });
+
   it("a pipeline of writes and reads answers in order, reads seeing earlier writes", async () => {
     const p = leader.pipeline();
     for (let i = 0; i < 200; i++) {

@@ -324,10 +324,6 @@ function time(): Outcome {
   return array([bulk(Buffer.from(String(us / 1_000_000n))), bulk(Buffer.from(String(us % 1_000_000n)))]);
 }
 
-function dbsize(_c: ClientConnection, ctx: ServerContext): Outcome {
-  return int(ctx.backend.keyCount());
-}
-
 export const SERVER_COMMANDS: ReadonlyMap<string, ServerCommand> = new Map<string, ServerCommand>([
   ["ping", { arity: -1, inMulti: true, run: ping }],
   ["echo", { arity: 2, inMulti: true, run: (_c, _x, a) => bulk(a[1]!) }],
@@ -339,5 +335,4 @@ export const SERVER_COMMANDS: ReadonlyMap<string, ServerCommand> = new Map<strin
   ["config", { arity: -2, inMulti: false, run: config }],
   ["info", { arity: -1, inMulti: true, run: info }],
   ["time", { arity: 1, inMulti: true, run: time }],
-  ["dbsize", { arity: 1, inMulti: true, run: dbsize }],
 ]);

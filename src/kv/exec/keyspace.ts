@@ -6,7 +6,7 @@
  * bytes in one call (COUNT is a hint, as in Redis), so a key present for the whole scan is returned
  * at least once, whatever is written meanwhile.
  */
-import { array, bulk, Errors, NIL, type Reply } from "../reply.js";
+import { array, bulk, Errors, int, NIL, type Reply } from "../reply.js";
 import { parseInt64, upper } from "./args.js";
 import type { ReadAccess } from "./context.js";
 import { isExpired } from "./context.js";
@@ -92,6 +92,11 @@ export function scan(ctx: ReadAccess, args: readonly Buffer[]): Reply {
     if (batch.length < 256) return array([bulk(Buffer.from("0")), array(found)]);
     start = Buffer.concat([batch[batch.length - 1]![0], Buffer.from([0])]);
   }
+}
+
+/** Keys stored, expired ones not yet removed included (as Redis counts them). */
+export function dbsize(ctx: ReadAccess): Reply {
+  return int(ctx.count());
 }
 
 export function randomkey(ctx: ReadAccess): Reply {

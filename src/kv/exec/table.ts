@@ -110,6 +110,8 @@ const COMMANDS: readonly KvCommand[] = [
   read("keys", 2, keyspace.keys, NO_KEYS),
   read("scan", -2, keyspace.scan, NO_KEYS),
   read("randomkey", 1, keyspace.randomkey, NO_KEYS),
+  // A read like any other: linearizable, and after the connection's earlier writes.
+  read("dbsize", 1, keyspace.dbsize, NO_KEYS),
   write("flushdb", -1, keys.flush, NO_KEYS),
   { ...write(REAP_COMMAND, -2, keys.reap, ALL_KEYS), internal: true },
   write("flushall", -1, keys.flush, NO_KEYS),
