@@ -453,6 +453,11 @@ export class Engine<R = unknown> {
     return this.failure;
   }
 
+  /** Whether this node leads now (cheap: for per-request routing, where status() would allocate). */
+  get isLeader(): boolean {
+    return this.node.raft.role === StateRole.Leader;
+  }
+
   /** Ticks this engine has given raft since it opened: its clock, in the unit raft's timeouts use. */
   get tickCount(): number {
     return this.ticks;

@@ -43,7 +43,7 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
           if (c === undefined) return error(`ERR unknown command '${args[0]!.toString("latin1")}'`);
           if (!arityOk(c, args.length)) return Errors.wrongArity(c.name);
           if (hasOverlongKey(c, args)) return Errors.keyTooLong(MAX_KEY_BYTES);
-          return c.kind === "write" ? c.run(ctx, args) : c.run(ctx, args);
+          return c.run(ctx, args);
         });
       }),
     );

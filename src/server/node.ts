@@ -55,7 +55,7 @@ export class RaftkvNode {
    * expired at the entry's time, so a key written again meanwhile stays.
    */
   private reapExpired(): void {
-    if (this.reaping || this.engine.status().softState.role !== "leader") return;
+    if (this.reaping || !this.engine.isLeader) return;
     const now = Date.now();
     const keys = this.store.expiredKeys(now, REAP_BATCH_KEYS);
     if (keys.length === 0) return;

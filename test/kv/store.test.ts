@@ -1,13 +1,16 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { after, describe, it } from "node:test";
 import fc from "fast-check";
 import { readAll } from "../../src/engine/state-machine.js";
 import { KvSnapshotFormatError } from "../../src/kv/errors.js";
+import { MAX_KEY_BYTES, REAP_COMMAND } from "../../src/kv/exec/table.js";
+import { KvStateMachine, writeEntry } from "../../src/kv/machine.js";
 import { RecordType } from "../../src/kv/record.js";
 import { KvStore } from "../../src/kv/store.js";
+import { EntryType } from "../../src/raft/types.js";
 
 const SEED = Number(process.env.RAFTKV_PROPERTY_SEED ?? 424242);
 const dirs: string[] = [];
@@ -202,7 +205,6 @@ describe("KvStore", () => {
     const s3 = await KvStore.open(dir);
     await s3.close();
     rmSync(path.join(dir, "gen-3.mdb"), { force: true });
-    const { cpSync } = await import("node:fs");
     cpSync(path.join(dir, "gen-2.mdb"), path.join(dir, "gen-3.mdb"));
     const s4 = await KvStore.open(dir);
     assert.equal(s4.get(b("a"))?.payload.toString(), "new");
@@ -213,9 +215,6 @@ describe("KvStore", () => {
 
 describe("KvStateMachine: the leader's removal of expired keys", () => {
   it("deletes each named key that is expired at the entry's time, and no other", async () => {
-    const { KvStateMachine, writeEntry } = await import("../../src/kv/machine.js");
-    const { REAP_COMMAND } = await import("../../src/kv/exec/table.js");
-    const { EntryType } = await import("../../src/raft/types.js");
     const store = await KvStore.open(tempDir());
     const m = new KvStateMachine(store);
     let index = 0;
@@ -249,9 +248,6 @@ describe("KvStateMachine: the leader's removal of expired keys", () => {
 
 describe("KvStateMachine: limits", () => {
   it("an entry with a key longer than MAX_KEY_BYTES answers an error and changes nothing (LMDB would throw)", async () => {
-    const { KvStateMachine, writeEntry } = await import("../../src/kv/machine.js");
-    const { MAX_KEY_BYTES } = await import("../../src/kv/exec/table.js");
-    const { EntryType } = await import("../../src/raft/types.js");
     const store = await KvStore.open(tempDir());
     const m = new KvStateMachine(store);
     const long = Buffer.alloc(MAX_KEY_BYTES + 1000, 0x61);
@@ -279,8 +275,6 @@ describe("KvStateMachine: limits", () => {
 
 describe("KvStore: found by review", () => {
   it("the empty key is a key like any other (LMDB refuses zero-length keys: the store prefixes them)", async () => {
-    const { KvStateMachine, writeEntry } = await import("../../src/kv/machine.js");
-    const { EntryType } = await import("../../src/raft/types.js");
     const store = await KvStore.open(tempDir());
     const m = new KvStateMachine(store);
     const [[set]] = (await m.apply([

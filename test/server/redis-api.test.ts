@@ -256,6 +256,18 @@ describe("Redis front door: data through the leader and a follower", () => {
   });
 });
 
+/** Writes raw bytes on a new connection and returns everything read until the server closes it. */
+function sendAndReadUntilClosed(port: number, bytes: string): Promise<string> {
+  return new Promise<string>((resolve) => {
+    const s = net.connect(port, "127.0.0.1", () => s.write(bytes));
+    let got = "";
+    s.on("data", (d) => {
+      got += d.toString();
+    });
+    s.on("close", () => resolve(got));
+  });
+}
+
 describe("Redis front door: AUTH, bad input, redis-cli", () => {
   it("requirepass: commands need AUTH; a wrong password is WRONGPASS", async () => {
     const port = leader.options.port!;
@@ -287,29 +299,13 @@ describe("Redis front door: AUTH, bad input, redis-cli", () => {
 
   it("a malformed frame gets a protocol error and its connection closed; other clients are unaffected", async () => {
     await leader.set("safe", "kept");
-    const port = leader.options.port!;
-    const reply = await new Promise<string>((resolve) => {
-      const s = net.connect(port, "127.0.0.1", () => s.write("*1\r\n$abc\r\n"));
-      let got = "";
-      s.on("data", (d) => {
-        got += d.toString();
-      });
-      s.on("close", () => resolve(got));
-    });
+    const reply = await sendAndReadUntilClosed(leader.options.port!, "*1\r\n$abc\r\n");
     assert.equal(reply, "-ERR Protocol error: invalid bulk length\r\n");
     assert.equal(await leader.get("safe"), "kept");
   });
 
   it("nothing after QUIT runs, even when it came in the same packet", async () => {
-    const port = leader.options.port!;
-    const reply = await new Promise<string>((resolve) => {
-      const s = net.connect(port, "127.0.0.1", () => s.write("QUIT\r\nSET after-quit v\r\nPING\r\n"));
-      let got = "";
-      s.on("data", (d) => {
-        got += d.toString();
-      });
-      s.on("close", () => resolve(got));
-    });
+    const reply = await sendAndReadUntilClosed(leader.options.port!, "QUIT\r\nSET after-quit v\r\nPING\r\n");
     assert.equal(reply, "+OK\r\n");
     assert.equal(await leader.exists("after-quit"), 0);
   });

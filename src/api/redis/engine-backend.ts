@@ -41,7 +41,7 @@ export class EngineBackend implements KvBackend {
   ) {
     this.now = options.now ?? Date.now;
     this.forwardTimeoutMs = options.forwardTimeoutMs ?? 5_000;
-    const self = engine.status().id;
+    const self = engine.id;
     machine.onOriginApplied((origin, replies) => {
       if (origin.node !== self) return;
       const waiter = this.forwarded.get(origin.seq);
@@ -54,7 +54,7 @@ export class EngineBackend implements KvBackend {
 
   async write(commands: readonly (readonly Buffer[])[]): Promise<readonly Reply[]> {
     try {
-      if (this.engine.status().softState.role === "leader") {
+      if (this.engine.isLeader) {
         const { result } = await this.engine.propose(writeEntry(this.now(), commands));
         return result;
       }
@@ -67,7 +67,7 @@ export class EngineBackend implements KvBackend {
 
   private async forward(commands: readonly (readonly Buffer[])[]): Promise<readonly Reply[]> {
     const seq = ++this.seq;
-    const origin = { node: this.engine.status().id, seq };
+    const origin = { node: this.engine.id, seq };
     const applied = new Promise<KvApplyResult | null>((resolve) => {
       const timer = setTimeout(() => {
         this.forwarded.delete(seq);
