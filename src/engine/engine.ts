@@ -1,13 +1,14 @@
 /**
  * The engine: one event loop that owns one raft node. Everything that wants something of raft — ticks,
- * client proposals and reads, inbound messages, dispatch reports — posts an event and wakes the loop;
- * only the loop calls into the node, so nothing changes raft state between ready() and advance().
+ * client proposals and reads, inbound messages, dispatch reports, applies finished — posts an event and
+ * wakes the loop; only the loop calls into the node, so nothing changes raft state between ready() and
+ * advance().
  *
  * One Ready cycle: send what may go early → persist entries and hard state (one fdatasync) → send the
- * messages that vouch for the write → apply committed entries → answer proposals and reads → advance.
- *
- * Not built yet (issue 4): snapshots between engines (the state machine's snapshot/restore, local
- * snapshots every N entries with compaction), membership admin calls, metrics.
+ * messages that vouch for the write → hand committed entries to the apply pipeline → advance. The
+ * pipeline applies them off the loop while the next cycles persist and replicate; as batches finish, the
+ * loop tells raft (appliedTo), answers proposals and reads, applies conf changes in their place, and takes
+ * local snapshots between batches.
  */
 
 import { randomInt } from "node:crypto";
@@ -25,7 +26,6 @@ import {
   EMPTY_BYTES,
   EMPTY_CONF_STATE,
   type Entry,
-  EntryType,
   type Message,
   MessageType,
   NONE,
@@ -39,6 +39,7 @@ import {
 import { DiskStorage } from "../storage/disk-storage.js";
 import { type FileSystem, readFileChunks } from "../storage/fs.js";
 import type { InboundHandler, ReceivedSnapshot, SnapshotSource, Transport } from "../transport/transport.js";
+import { ApplyPipeline } from "./apply-pipeline.js";
 import { type DispatchOptions, PeerDispatcher, realTimers, type Timers } from "./dispatch.js";
 import {
   EngineClosedError,
@@ -100,6 +101,11 @@ export interface EngineOptions<R> {
   /** Snapshot files kept; the log after the oldest stays too, so a corrupt newest can fall back. */
   keepSnapshots?: number;
   maxPendingReads?: number;
+  /** Committed entries handed to the state machine in one apply() call, at most (count and bytes). */
+  maxApplyBatchEntries?: number;
+  maxApplyBatchBytes?: number;
+  /** Committed entries waiting to be applied, in bytes, past which the loop waits for the state machine. */
+  maxApplyBacklogBytes?: number;
   reportQueueCapacity?: number;
   dispatch?: DispatchOptions;
   /**
@@ -135,6 +141,9 @@ export const ENGINE_DEFAULTS = {
   /** Snapshot payload bytes per piece handed to the transport. */
   snapshotChunkBytes: 1024 * 1024,
   maxPendingReads: 10_000,
+  maxApplyBatchEntries: 10_000,
+  maxApplyBatchBytes: 16 * 1024 * 1024,
+  maxApplyBacklogBytes: 64 * 1024 * 1024,
 };
 
 export interface RequestOptions {
@@ -191,6 +200,7 @@ export class Engine<R = unknown> {
   private ticksDue = 0;
   /** Indexes at or below this were applied to the state machine before a restart: raft replays them. */
   private readonly smAppliedAtOpen: number;
+  private readonly pipeline: ApplyPipeline<R>;
 
   // Requests inside raft.
   private readonly pending = new Map<number, { term: number; waiter: Waiter<Proposed<R>> }>();
@@ -235,6 +245,18 @@ export class Engine<R = unknown> {
     this.reports = new ReportQueue(o.reportQueueCapacity ?? REPORT_QUEUE_DEFAULT_CAPACITY);
     this.reports.onPosted = () => this.wake();
     this.smAppliedAtOpen = smAppliedAtOpen;
+    this.pipeline = new ApplyPipeline<R>({
+      stateMachine: o.stateMachine,
+      skipThrough: smAppliedAtOpen,
+      appliedThrough: node.raft.log.applied,
+      onApplied: (e, result) => this.settleProposal(e, result as R),
+      onProgress: () => this.wake(),
+      onError: (err) => {
+        if (!this.closed) this.failStop(err);
+      },
+      maxBatchEntries: this.opts.maxApplyBatchEntries,
+      maxBatchBytes: this.opts.maxApplyBatchBytes,
+    });
     this.readPrefix = (o.random ? o.random.intn(0x7fff_ffff) : randomInt(0x7fff_ffff)).toString(36);
     const { registry, latency, names } = createEngineMetrics(
       {
@@ -480,6 +502,8 @@ export class Engine<R = unknown> {
   private async shutDown(): Promise<void> {
     this.halt(new EngineClosedError());
     await this.idle;
+    // The state machine is the caller's to close once this resolves: no batch may be under way.
+    await this.pipeline.stop();
     await (this.transportClosing ?? this.transport.close());
     // A local snapshot still being written finishes (or fails) before the storage closes under it.
     await this.snapshotWrite;
@@ -497,6 +521,7 @@ export class Engine<R = unknown> {
   /** Stops the loop, the ticks and the dispatchers, and fails every request with `err`. */
   private halt(err: Error): void {
     this.closed = true;
+    void this.pipeline.stop();
     if (this.tickTimer !== null) this.timers.clearTimeout(this.tickTimer);
     this.tickTimer = null;
     this.failAll(err);
@@ -602,6 +627,7 @@ export class Engine<R = unknown> {
   /** Hands everything posted since the last turn to raft. */
   private feedEvents(): void {
     const node = this.node;
+    this.collectApplied();
     this.catchUpTicks();
     // Before the ticks: a snapshot still streaming must not be timed out by them.
     for (const [peer, d] of this.dispatchers) {
@@ -782,10 +808,35 @@ export class Engine<R = unknown> {
     // Votes and acknowledgements vouch for what was just made durable.
     for (const m of rd.messagesAfterPersist)
       if (!(votesEarly && m.type === MessageType.VoteResp)) this.dispatch(m);
-    if (rd.committedEntries.length > 0) await this.apply(rd.committedEntries);
+    if (rd.snapshot) this.pipeline.resetTo(rd.snapshot.metadata.index);
+    if (rd.committedEntries.length > 0) this.pipeline.push(rd.committedEntries);
     for (const rs of rd.readStates) this.onReadState(rs);
     if (rd.softState) this.onSoftState(rd.softState);
-    this.node.advance(rd);
+    // Committed entries are applied off the loop; collectApplied() tells raft as they are done. Past a
+    // backlog, the loop waits for the state machine rather than queue without bound.
+    this.node.advanceWithoutApplying(rd);
+    if (rd.snapshot) this.releaseReads();
+    const maxBacklog = this.opts.maxApplyBacklogBytes;
+    for (let running = this.pipeline.running; running !== null; running = this.pipeline.running) {
+      if (this.pipeline.backlogBytes <= maxBacklog) break;
+      await running;
+    }
+  }
+
+  /**
+   * Tells raft what the pipeline has applied, and applies to raft the conf change it stopped at, once
+   * everything before it is applied. Then answers the reads that waited for those entries, and takes a
+   * local snapshot if one is due.
+   */
+  private collectApplied(): void {
+    const pipeline = this.pipeline;
+    for (;;) {
+      if (pipeline.appliedThrough > this.node.raft.log.applied) this.node.appliedTo(pipeline.appliedThrough);
+      const cc = pipeline.takeConfChange();
+      if (cc === null) break;
+      this.applyConfChangeEntry(cc);
+    }
+    pipeline.kick();
     this.releaseReads();
     this.maybeSnapshot();
   }
@@ -796,20 +847,23 @@ export class Engine<R = unknown> {
    * snapshot kept, and deletes whole segments.
    */
   private maybeSnapshot(): void {
-    const every = this.opts.snapshotEveryEntries;
-    if (every <= 0 || this.snapshotting) return;
     const applied = this.node.raft.log.applied;
-    // While the log replays what the state machine already holds, its state is ahead of `applied`:
-    // a snapshot now would be labelled with the wrong index.
-    if (applied < this.smAppliedAtOpen) return;
-    const snap = this.storage.snapshot().metadata;
-    if (applied - snap.index < every && !(applied > snap.index && this.snapshotLacksAMember(snap.confState)))
+    if (!this.snapshotDue(applied)) {
+      this.pipeline.release();
       return;
+    }
+    // The state machine must hold exactly the entries through `applied`: with a batch under way, hold
+    // the pipeline after it; its stopping wakes the loop, which comes back here.
+    if (this.pipeline.applyingBatch || this.pipeline.appliedThrough !== applied) {
+      this.pipeline.hold();
+      return;
+    }
     this.snapshotting = true;
     const confState = this.node.raft.trk.confState();
     // Captured now, on the loop, consistent with `applied`; streamed to disk off it, and released as
     // soon as it is read.
     const image = releasedAfterReading(this.sm.snapshot());
+    this.pipeline.release();
     this.snapshotWrite = this.storage
       .createSnapshot(applied, confState, image.stream)
       .finally(image.release)
@@ -821,6 +875,18 @@ export class Engine<R = unknown> {
           if (!this.closed) this.failStop(err);
         },
       );
+  }
+
+  private snapshotDue(applied: number): boolean {
+    const every = this.opts.snapshotEveryEntries;
+    if (every <= 0 || this.snapshotting) return false;
+    // While the log replays what the state machine already holds, its state is ahead of `applied`:
+    // a snapshot now would be labelled with the wrong index.
+    if (applied < this.smAppliedAtOpen) return false;
+    const snap = this.storage.snapshot().metadata;
+    return (
+      applied - snap.index >= every || (applied > snap.index && this.snapshotLacksAMember(snap.confState))
+    );
   }
 
   /**
@@ -922,33 +988,15 @@ export class Engine<R = unknown> {
     this.logger.info("installed snapshot", { id: this.id, index: meta.index, term: meta.term });
   }
 
-  private async apply(entries: readonly Entry[]): Promise<void> {
-    let run: Entry[] = [];
-    const flush = async () => {
-      if (run.length === 0) return;
-      const batch = run;
-      run = [];
-      const results = await this.sm.apply(batch);
-      for (let i = 0; i < batch.length; i++) this.settleProposal(batch[i]!, results[i] as R);
-    };
-    for (const e of entries) {
-      if (e.type === EntryType.ConfChange) {
-        await flush();
-        const cs = this.node.applyConfChange(decodeConfChange(e.data));
-        this.retireDispatchers(cs);
-        const p = this.pendingConf.get(e.index);
-        if (p) {
-          this.pendingConf.delete(e.index);
-          if (p.term === e.term) p.waiter.resolve(cs);
-          else p.waiter.reject(new LeadershipLostError(`index ${e.index} was taken by term ${e.term}`));
-        }
-      } else if (e.data.byteLength === 0 || e.index <= this.smAppliedAtOpen) {
-        this.settleProposal(e, undefined as R);
-      } else {
-        run.push(e);
-      }
+  private applyConfChangeEntry(e: Entry): void {
+    const cs = this.node.applyConfChange(decodeConfChange(e.data));
+    this.retireDispatchers(cs);
+    const p = this.pendingConf.get(e.index);
+    if (p) {
+      this.pendingConf.delete(e.index);
+      if (p.term === e.term) p.waiter.resolve(cs);
+      else p.waiter.reject(new LeadershipLostError(`index ${e.index} was taken by term ${e.term}`));
     }
-    await flush();
   }
 
   private settleProposal(e: Entry, result: R): void {

@@ -27,7 +27,7 @@ export interface StateMachine<R = unknown> {
    */
   appliedIndex(): number;
   /**
-   * Captures the state as of the last entry applied. Called on the loop right after an apply, so it
+   * Captures the state as of the last entry applied. Called on the loop between two applies, so it
    * must be quick: take a handle, and let the engine stream it to disk afterwards.
    */
   snapshot(): SnapshotHandle;

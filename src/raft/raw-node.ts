@@ -242,8 +242,36 @@ export class RawNode {
 
   /** The caller finished the Ready: its writes are durable, its committed entries applied. */
   advance(rd: Ready): void {
+    this.finish(rd, "advance");
+    const committed = rd.committedEntries;
+    if (committed.length > 0) this.markApplied(committed[committed.length - 1]!.index);
+    this.stepSelfMessages();
+  }
+
+  /**
+   * For a caller that applies committed entries off its loop: the Ready's writes are durable and its
+   * messages sent, but its committed entries are only handed out. Raft counts them as applied when the
+   * caller says so through appliedTo(); until then it defers snapshots from the leader and keeps a
+   * conf change among them pending.
+   */
+  advanceWithoutApplying(rd: Ready): void {
+    this.finish(rd, "advanceWithoutApplying");
+    this.stepSelfMessages();
+  }
+
+  /** Entries up to `index` (handed out by earlier Readys) are applied. Not while a Ready is out. */
+  appliedTo(index: number): void {
+    if (this.inFlight) throw new RaftUsageError("appliedTo() called between ready() and advance()");
+    if (index > this.raft.log.applying)
+      throw new RaftUsageError(
+        `appliedTo(${index}) is past the entries handed out (${this.raft.log.applying})`,
+      );
+    if (index > this.raft.log.applied) this.markApplied(index);
+  }
+
+  private finish(rd: Ready, caller: string): void {
     if (rd !== this.inFlight)
-      throw new RaftUsageError("advance() must be given the Ready from the last ready()");
+      throw new RaftUsageError(`${caller}() must be given the Ready from the last ready()`);
     this.inFlight = null;
     const r = this.raft;
     if (rd.snapshot) {
@@ -254,12 +282,16 @@ export class RawNode {
       const last = rd.entries[rd.entries.length - 1]!;
       r.onPersisted(last.index, last.term);
     }
-    if (rd.committedEntries.length > 0) {
-      r.log.appliedTo(rd.committedEntries[rd.committedEntries.length - 1]!.index);
-      r.maybeProposeAutoLeave();
-    }
+  }
+
+  private markApplied(index: number): void {
+    this.raft.log.appliedTo(index);
+    this.raft.maybeProposeAutoLeave();
+  }
+
+  private stepSelfMessages(): void {
     const self = this.selfMessages;
     this.selfMessages = [];
-    for (const m of self) r.step(m);
+    for (const m of self) this.raft.step(m);
   }
 }

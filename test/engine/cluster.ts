@@ -28,7 +28,10 @@ export class ListMachine implements StateMachine<number> {
   durableIndex = 0;
   lastApplied = 0;
   explode = false;
-  apply(entries: readonly Entry[]): number[] {
+  apply(entries: readonly Entry[]): number[] | Promise<number[]> {
+    return this.applyNow(entries);
+  }
+  protected applyNow(entries: readonly Entry[]): number[] {
     return entries.map((e) => {
       const s = Buffer.from(e.data).toString();
       if (this.explode && s === "boom") throw new Error("state machine failure (injected)");

@@ -61,7 +61,7 @@ describe("the simulator", () => {
   it("a seed replays exactly: the same events, operations and outcome", async () => {
     const trace = async () => {
       const lines: string[] = [];
-      const r = await simulate({ seed: 7, durationMs: 6_000, trace: (l) => lines.push(l) });
+      const r = await simulate({ seed: 7, durationMs: 10_000, trace: (l) => lines.push(l) });
       return { lines, stats: r.stats };
     };
     const a = await trace();

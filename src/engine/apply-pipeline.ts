@@ -1,0 +1,177 @@
+/**
+ * Committed entries between raft handing them out and their being applied. Normal entries are applied
+ * off the loop, in batches as large as what has queued up meanwhile, so that raft goes on persisting,
+ * replicating and committing while the state machine writes: a cycle costs one WAL fdatasync, not that
+ * plus the state machine's commit.
+ *
+ * A conf change stops the worker at the head of the queue: the loop applies it to raft itself, once every
+ * entry before it is applied, so that membership changes keep their place in the order of entries. The
+ * loop may also hold the worker between batches, to capture a snapshot of a state that is exactly that of
+ * raft's applied index.
+ */
+import { type Entry, EntryType } from "../raft/types.js";
+import type { StateMachine } from "./state-machine.js";
+
+export interface ApplyPipelineOptions<R> {
+  readonly stateMachine: StateMachine<R>;
+  /** Entries up to here are already in the state machine (it was durable past raft's snapshot). */
+  readonly skipThrough: number;
+  /** Raft's applied index when the pipeline starts. */
+  readonly appliedThrough: number;
+  /** Called for every entry applied, in order; `result` is undefined for entries not given to the state machine. */
+  readonly onApplied: (entry: Entry, result: R | undefined) => void;
+  /** The worker moved on or stopped: the loop has something to collect. */
+  readonly onProgress: () => void;
+  /** The state machine failed: fatal for the node. */
+  readonly onError: (err: unknown) => void;
+  /** Largest batch handed to the state machine at once (entries, and bytes of data). */
+  readonly maxBatchEntries: number;
+  readonly maxBatchBytes: number;
+}
+
+export class ApplyPipeline<R> {
+  private queue: Entry[] = [];
+  private head = 0;
+  private queued = 0;
+  private worker: Promise<void> | null = null;
+  private held = false;
+  private inBatch = false;
+  private stopped = false;
+  private through: number;
+
+  constructor(private readonly o: ApplyPipelineOptions<R>) {
+    this.through = o.appliedThrough;
+  }
+
+  /** Every entry up to this index is applied. */
+  get appliedThrough(): number {
+    return this.through;
+  }
+
+  /** Bytes of entry data queued and not yet applied. */
+  get backlogBytes(): number {
+    return this.queued;
+  }
+
+  /** The worker's current run, if it is applying; the loop may wait on it for backpressure. */
+  get running(): Promise<void> | null {
+    return this.worker;
+  }
+
+  get isEmpty(): boolean {
+    return this.head === this.queue.length;
+  }
+
+  /** A batch is with the state machine: its state may be anywhere between two applied indexes. */
+  get applyingBatch(): boolean {
+    return this.inBatch;
+  }
+
+  /** Queues committed entries (in index order, right after those queued before) and starts the worker. */
+  push(entries: readonly Entry[]): void {
+    for (const e of entries) {
+      this.queue.push(e);
+      this.queued += e.data.byteLength;
+    }
+    this.kick();
+  }
+
+  /**
+   * The conf change at the head, once every entry before it is applied: the caller applies it to raft
+   * now, and it counts as applied.
+   */
+  takeConfChange(): Entry | null {
+    if (this.worker !== null || this.isEmpty) return null;
+    const e = this.queue[this.head]!;
+    if (e.type !== EntryType.ConfChange) return null;
+    this.advanceHead(1);
+    this.queued -= e.data.byteLength;
+    this.through = e.index;
+    return e;
+  }
+
+  /** Stops the worker after its current batch, until release(). */
+  hold(): void {
+    this.held = true;
+  }
+
+  release(): void {
+    this.held = false;
+    this.kick();
+  }
+
+  /** Raft installed a snapshot at `index`: the pipeline must be empty, and resumes after it. */
+  resetTo(index: number): void {
+    if (!this.isEmpty || this.inBatch)
+      throw new Error(`engine invariant: a snapshot installed with entries still being applied`);
+    this.through = index;
+  }
+
+  /** Starts the worker if there is a normal entry at the head and nothing holds it. */
+  kick(): void {
+    if (this.worker !== null || this.held || this.stopped || this.isEmpty) return;
+    if (this.queue[this.head]!.type === EntryType.ConfChange) return;
+    // Cleared in a later microtask, never before the assignment (a run may finish without awaiting).
+    this.worker = this.work().finally(() => {
+      this.worker = null;
+      this.o.onProgress();
+    });
+  }
+
+  /** No batch starts after this; resolves once the one under way (if any) is done. */
+  stop(): Promise<void> {
+    this.stopped = true;
+    return this.worker ?? Promise.resolve();
+  }
+
+  private async work(): Promise<void> {
+    try {
+      while (!this.stopped && !this.held) {
+        const run = this.takeRun();
+        if (run.length === 0) break;
+        this.inBatch = true;
+        const forMachine = run.filter((e) => e.data.byteLength > 0 && e.index > this.o.skipThrough);
+        const results = forMachine.length > 0 ? await this.o.stateMachine.apply(forMachine) : [];
+        let k = 0;
+        for (const e of run) {
+          const result = forMachine[k] === e ? results[k++] : undefined;
+          this.o.onApplied(e, result);
+        }
+        this.through = run[run.length - 1]!.index;
+        this.inBatch = false;
+        this.o.onProgress();
+      }
+    } catch (err) {
+      this.stopped = true;
+      this.o.onError(err);
+    }
+  }
+
+  /** Normal entries from the head, up to the first conf change or the batch limits. */
+  private takeRun(): Entry[] {
+    const run: Entry[] = [];
+    let bytes = 0;
+    let i = this.head;
+    for (; i < this.queue.length && run.length < this.o.maxBatchEntries; i++) {
+      const e = this.queue[i]!;
+      if (e.type === EntryType.ConfChange) break;
+      if (run.length > 0 && bytes + e.data.byteLength > this.o.maxBatchBytes) break;
+      run.push(e);
+      bytes += e.data.byteLength;
+    }
+    this.advanceHead(run.length);
+    this.queued -= bytes;
+    return run;
+  }
+
+  private advanceHead(n: number): void {
+    this.head += n;
+    if (this.head === this.queue.length) {
+      this.queue = [];
+      this.head = 0;
+    } else if (this.head > 4096 && this.head * 2 > this.queue.length) {
+      this.queue = this.queue.slice(this.head);
+      this.head = 0;
+    }
+  }
+}

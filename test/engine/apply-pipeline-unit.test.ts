@@ -1,0 +1,139 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { ApplyPipeline } from "../../src/engine/apply-pipeline.js";
+import type { StateMachine } from "../../src/engine/state-machine.js";
+import { type Entry, EntryType } from "../../src/raft/types.js";
+import { settle } from "../helpers/virtual-time.js";
+
+const normal = (index: number, data = `e${index}`): Entry => ({
+  index,
+  term: 1,
+  type: EntryType.Normal,
+  data: Buffer.from(data),
+});
+const confChange = (index: number): Entry => ({
+  index,
+  term: 1,
+  type: EntryType.ConfChange,
+  data: Buffer.from("cc"),
+});
+
+/** A pipeline over a machine that records its batches and answers each entry with its index. */
+function harness(opts: { skipThrough?: number; failAt?: number; maxBatchEntries?: number } = {}) {
+  const batches: number[][] = [];
+  const answered: [number, number | undefined][] = [];
+  const errors: unknown[] = [];
+  const sm: StateMachine<number> = {
+    apply: async (entries) => {
+      batches.push(entries.map((e) => e.index));
+      if (entries.some((e) => e.index === opts.failAt)) throw new Error("apply failed (injected)");
+      return entries.map((e) => e.index);
+    },
+    appliedIndex: () => 0,
+    snapshot: () => {
+      throw new Error("not used");
+    },
+    restore: async () => {},
+  };
+  const pipeline = new ApplyPipeline<number>({
+    stateMachine: sm,
+    skipThrough: opts.skipThrough ?? 0,
+    appliedThrough: 0,
+    onApplied: (e, r) => answered.push([e.index, r]),
+    onProgress: () => {},
+    onError: (err) => errors.push(err),
+    maxBatchEntries: opts.maxBatchEntries ?? 100,
+    maxBatchBytes: 1024,
+  });
+  return { pipeline, batches, answered, errors };
+}
+
+describe("the apply pipeline", () => {
+  it("applies in order, batching what queued up while a batch was under way", async () => {
+    const h = harness();
+    h.pipeline.push([normal(1)]);
+    h.pipeline.push([normal(2), normal(3)]);
+    h.pipeline.push([normal(4)]);
+    await settle();
+    assert.deepEqual(h.batches, [[1], [2, 3, 4]]);
+    assert.deepEqual(
+      h.answered.map(([i]) => i),
+      [1, 2, 3, 4],
+    );
+    assert.equal(h.pipeline.appliedThrough, 4);
+    assert.equal(h.pipeline.running, null);
+  });
+
+  it("keeps batches within the limits", async () => {
+    const h = harness({ maxBatchEntries: 2 });
+    h.pipeline.push([
+      normal(1),
+      normal(2),
+      normal(3),
+      normal(4, "x".repeat(1023)),
+      normal(5, "y".repeat(100)),
+    ]);
+    await settle();
+    assert.deepEqual(h.batches, [[1, 2], [3], [4], [5]]);
+  });
+
+  it("stops at a conf change until the caller takes it, and not before the entries ahead of it are applied", async () => {
+    const h = harness();
+    h.pipeline.push([normal(1), confChange(2), normal(3)]);
+    assert.equal(h.pipeline.takeConfChange(), null, "entry 1 is still being applied");
+    await settle();
+    assert.deepEqual(h.batches, [[1]]);
+    assert.equal(h.pipeline.appliedThrough, 1);
+    assert.equal(h.pipeline.takeConfChange()?.index, 2);
+    assert.equal(h.pipeline.appliedThrough, 2);
+    h.pipeline.kick();
+    await settle();
+    assert.deepEqual(h.batches, [[1], [3]]);
+    assert.equal(h.pipeline.appliedThrough, 3);
+  });
+
+  it("gives the state machine neither empty entries nor those it already holds, but answers them", async () => {
+    const h = harness({ skipThrough: 2 });
+    h.pipeline.push([normal(1), normal(2), normal(3, ""), normal(4)]);
+    await settle();
+    assert.deepEqual(h.batches, [[4]]);
+    assert.deepEqual(h.answered, [
+      [1, undefined],
+      [2, undefined],
+      [3, undefined],
+      [4, 4],
+    ]);
+  });
+
+  it("holds between batches, and resumes on release", async () => {
+    const h = harness();
+    h.pipeline.push([normal(1)]);
+    h.pipeline.hold();
+    h.pipeline.push([normal(2)]);
+    await settle();
+    assert.deepEqual(h.batches, [[1]], "the batch under way finished; the next waits");
+    h.pipeline.release();
+    await settle();
+    assert.deepEqual(h.batches, [[1], [2]]);
+  });
+
+  it("reports a failed apply once and applies nothing after it", async () => {
+    const h = harness({ failAt: 2 });
+    h.pipeline.push([normal(1)]);
+    h.pipeline.push([normal(2)]);
+    h.pipeline.push([normal(3)]);
+    await settle();
+    assert.equal(h.errors.length, 1);
+    assert.equal(h.pipeline.appliedThrough, 1);
+    h.pipeline.kick();
+    await settle();
+    assert.deepEqual(h.batches, [[1], [2, 3]]);
+  });
+
+  it("refuses to jump to a snapshot with entries still queued", () => {
+    const h = harness();
+    h.pipeline.hold();
+    h.pipeline.push([normal(1)]);
+    assert.throws(() => h.pipeline.resetTo(5), /still being applied/);
+  });
+});
