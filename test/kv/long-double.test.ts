@@ -160,7 +160,7 @@ describe("long double: parse (Redis's string2ld)", () => {
         "1,5",
       ],
       ...["0x", "0xp1", "0x1p", "0x.p1", "0b101", "infin", "in", "nan", "NaN", "-nan", "nan(1)", "\u0661"],
-      ...["1.5\0", "\0", "\0abc", "+\0"],
+      ...["1.5\0", "\0", "\0abc", "+\0", "+-1", "1e+-1", ".e5", "0e", "00x1", "0x-1", "0x1e+3", "infinityx"],
       // Overflow, including a tie that rounds up past the largest value, and underflow to zero.
       ...[
         "1e5000",
