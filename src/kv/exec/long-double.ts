@@ -60,11 +60,12 @@ function bitLength(n: bigint): number {
 
 /**
  * The long double nearest (ties to even) to (-1)^negative × (n + f) × 2^e, where f is 0 when
- * `inexact` is false and strictly between 0 and 1 otherwise. An inexact n must carry at least two
- * bits below the significand's lowest (the caller gives it enough), so f only breaks ties.
- * Past the largest finite value: infinity. Below half the smallest subnormal: a zero.
+ * `inexact` is false and strictly between 0 and 1 otherwise. An inexact n must have more bits than
+ * the result keeps (the caller gives it enough), so that f only decides exact halves. Past the
+ * largest finite value (or a tie with the next power of two): infinity. Up to half the smallest
+ * subnormal: a zero.
  */
-export function roundToLongDouble(negative: boolean, n: bigint, e: number, inexact = false): LongDouble {
+function roundToLongDouble(negative: boolean, n: bigint, e: number, inexact = false): LongDouble {
   if (n === 0n) return zero(negative);
   let exponent = Math.max(e + bitLength(n) - SIGNIFICAND_BITS, MIN_EXPONENT);
   let significand: bigint;

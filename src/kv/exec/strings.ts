@@ -3,7 +3,7 @@ import { array, bulk, Errors, int, NIL, OK, type Reply } from "../reply.js";
 import { inInt64, MAX_STRING_BYTES, parseInt64, upper } from "./args.js";
 import { type ReadAccess, STRING, type WriteAccess } from "./context.js";
 import { type ExpireUnit, expireAt } from "./expire.js";
-import { addLongDouble, formatLongDouble, parseLongDouble, ZERO } from "./long-double.js";
+import { addLongDouble, formatLongDouble, isFiniteLongDouble, parseLongDouble, ZERO } from "./long-double.js";
 
 /** A key's string value; WRONGTYPE for another type; null when absent. */
 function stringOf(ctx: ReadAccess, key: Buffer): Buffer | null | Reply {
@@ -239,7 +239,7 @@ export function incrbyfloat(ctx: WriteAccess, args: readonly Buffer[]): Reply {
   const by = parseLongDouble(args[2]!);
   if (current === null || by === null) return Errors.notFloat;
   const next = addLongDouble(current, by);
-  if (next.kind !== "finite") return Errors.incrNanOrInf;
+  if (!isFiniteLongDouble(next)) return Errors.incrNanOrInf;
   const text = Buffer.from(formatLongDouble(next), "latin1");
   ctx.put(key, STRING, r?.expireAtMs ?? 0, text);
   return bulk(text);
