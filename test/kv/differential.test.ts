@@ -1,5 +1,5 @@
 /**
- * Differential: random sequences of string and key commands run against the key-value state machine
+ * Differential: random sequences of string and key commands (INCRBYFLOAT included) run against the key-value state machine
  * and against a real redis-server give byte-identical RESP2 replies. (Debian's redis-server; CI installs
  * it.) Times that depend on each server's own clock reading are compared within a second.
  */
@@ -40,8 +40,44 @@ const intText = fc.oneof(
     " 1",
   ),
 );
+/**
+ * INCRBYFLOAT increments and stored numbers: small decimals, exponents, integers, values near 1e17
+ * (where %.17Lf shows the binary rounding), hexadecimal, infinities, the extremes, and refusals.
+ */
+const floatText = fc.oneof(
+  fc
+    .tuple(fc.integer({ min: -999, max: 999 }), fc.stringMatching(/^[0-9]{1,6}$/))
+    .map(([i, f]) => `${i}.${f}`),
+  fc
+    .tuple(
+      fc.integer({ min: -99, max: 99 }),
+      fc.constantFrom("e", "E", ".0e", "e+", "e-0"),
+      fc.integer({ min: -25, max: 25 }),
+    )
+    .map(([m, e, x]) => `${m}${e}${x}`),
+  fc.double({ noNaN: true, noDefaultInfinity: true }).map(String),
+  fc.integer({ min: -100_000, max: 100_000 }).map(String),
+  fc
+    .tuple(fc.bigInt(-1000n, 1000n), fc.stringMatching(/^[0-9]{0,4}$/))
+    .map(([d, f]) => `${10n ** 17n + d}${f === "" ? "" : `.${f}`}`),
+  fc.constantFrom("0.1", "-0", "-0.0", "+1.5", ".5", "5.", "1e17", "-1e-18", "0x1p3", "0x1p-18"),
+  // Overflow, underflow and infinities (a sum past the largest value is refused).
+  fc.constantFrom(
+    "inf",
+    "-Infinity",
+    "1.18973149535723176502e4932",
+    "-1.18973149535723176502e4932",
+    "1e4932",
+    "nan",
+    "1e5000",
+    "1e-5000",
+    "3.6e-4951",
+  ),
+  fc.constantFrom("", " 1", "1 ", "1e", "1.2.3", "abc", "0x", "--1", "1,5"),
+);
 const value = fc.oneof(
   intText,
+  floatText,
   fc.string({ maxLength: 12 }),
   fc.uint8Array({ maxLength: 12 }).map((a) => Buffer.from(a)),
 );
@@ -124,6 +160,8 @@ const command: fc.Arbitrary<Arg[]> = fc.oneof(
     .map(([k, o, v]) => ["SETRANGE", k, o, v]),
   fc.tuple(fc.constantFrom("INCR", "DECR"), key).map(([c, k]) => [c, k]),
   fc.tuple(fc.constantFrom("INCRBY", "DECRBY"), key, intText).map(([c, k, n]) => [c, k, n]),
+  { weight: 6, arbitrary: fc.tuple(key, floatText).map(([k, n]) => ["INCRBYFLOAT", k, n]) },
+  fc.constantFrom<Arg[]>(["INCRBYFLOAT", "k0"], ["INCRBYFLOAT", "k0", "1", "2"]),
   fc.array(key, { minLength: 1, maxLength: 3 }).map((ks) => ["DEL", ...ks]),
   fc.array(key, { minLength: 1, maxLength: 3 }).map((ks) => ["UNLINK", ...ks]),
   fc.array(key, { minLength: 1, maxLength: 3 }).map((ks) => ["EXISTS", ...ks]),

@@ -111,6 +111,30 @@ describe("Redis front door: data through the leader and a follower", () => {
     assert.deepEqual(await leader.mget("a", "b", "nope"), ["1", "2", null]);
   });
 
+  it("INCRBYFLOAT through the leader and a follower: Redis's text, its errors, the TTL kept", async () => {
+    assert.equal(await leader.set("f", "10.5", "EX", 100), "OK");
+    assert.equal(await leader.incrbyfloat("f", "0.1"), "10.6");
+    // Long double arithmetic shows through the 17 decimals, the same on every replica.
+    assert.equal(await follower.incrbyfloat("f", "-5.0e3"), "-4989.39999999999999991");
+    assert.equal(await follower.get("f"), "-4989.39999999999999991");
+    assert.equal(await leader.get("f"), "-4989.39999999999999991");
+    const ttl = await follower.ttl("f");
+    assert.ok(ttl === 100 || ttl === 99, String(ttl));
+    assert.equal(await follower.incrbyfloat("f-new", "1e17"), "100000000000000000");
+    assert.equal(await leader.incrbyfloat("f-new", "0.1"), "100000000000000000.1015625");
+    assert.equal(await follower.incrbyfloat("f-new", "0x1p-3"), "100000000000000000.2265625");
+    assert.equal(await leader.incrbyfloat("f-zero", "-0"), "0");
+    await assert.rejects(leader.incrbyfloat("f", "1.5x"), /ERR value is not a valid float/);
+    await leader.set("f-text", "hello");
+    await assert.rejects(follower.incrbyfloat("f-text", "1"), /ERR value is not a valid float/);
+    await assert.rejects(follower.incrbyfloat("f", "inf"), /ERR increment would produce NaN or Infinity/);
+    await assert.rejects(
+      leader.call("INCRBYFLOAT", "f"),
+      /ERR wrong number of arguments for 'incrbyfloat' command/,
+    );
+    assert.equal(await leader.get("f"), "-4989.39999999999999991");
+  });
+
   it("a follower serves linearizable reads of what the leader acknowledged", async () => {
     assert.equal(await leader.set("seen", "by-all"), "OK");
     assert.equal(await follower.get("seen"), "by-all");

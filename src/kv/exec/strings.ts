@@ -3,6 +3,7 @@ import { array, bulk, Errors, int, NIL, OK, type Reply } from "../reply.js";
 import { inInt64, MAX_STRING_BYTES, parseInt64, upper } from "./args.js";
 import { type ReadAccess, STRING, type WriteAccess } from "./context.js";
 import { type ExpireUnit, expireAt } from "./expire.js";
+import { addLongDouble, formatLongDouble, isFiniteLongDouble, parseLongDouble, ZERO } from "./long-double.js";
 
 /** A key's string value; WRONGTYPE for another type; null when absent. */
 function stringOf(ctx: ReadAccess, key: Buffer): Buffer | null | Reply {
@@ -224,4 +225,22 @@ export function decrby(ctx: WriteAccess, args: readonly Buffer[]): Reply {
   if (by === null) return Errors.notInteger;
   if (by === -9223372036854775808n) return { k: "error", v: "ERR decrement would overflow" };
   return incrementBy(ctx, args[1]!, -by);
+}
+
+/**
+ * INCRBYFLOAT: C long double arithmetic emulated bit for bit (long-double.ts), so every replica stores
+ * the same text as redis-server would. The key keeps its time to live, as Redis's SET … KEEPTTL does.
+ */
+export function incrbyfloat(ctx: WriteAccess, args: readonly Buffer[]): Reply {
+  const key = args[1]!;
+  const r = ctx.lookup(key);
+  if (r !== undefined && r.type !== STRING) return Errors.wrongType;
+  const current = r === undefined ? ZERO : parseLongDouble(r.payload);
+  const by = parseLongDouble(args[2]!);
+  if (current === null || by === null) return Errors.notFloat;
+  const next = addLongDouble(current, by);
+  if (!isFiniteLongDouble(next)) return Errors.incrNanOrInf;
+  const text = Buffer.from(formatLongDouble(next), "latin1");
+  ctx.put(key, STRING, r?.expireAtMs ?? 0, text);
+  return bulk(text);
 }

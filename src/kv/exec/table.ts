@@ -91,6 +91,7 @@ const COMMANDS: readonly KvCommand[] = [
   write("decr", 2, strings.decr),
   write("incrby", 3, strings.incrby),
   write("decrby", 3, strings.decrby),
+  write("incrbyfloat", 3, strings.incrbyfloat),
   write("del", -2, keys.del, ALL_KEYS),
   write("unlink", -2, keys.del, ALL_KEYS),
   read("exists", -2, keys.exists, ALL_KEYS),
