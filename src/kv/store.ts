@@ -216,9 +216,10 @@ export class KvStore {
         return true;
       },
       clear: (atMs) => {
-        const all = [...keys.getRange()].map(
-          ({ key, value }) => [Buffer.from(key), recordVersion(value)] as const,
-        );
+        // Only keys and versions are kept (the lazy map lets each value go), then the keys are removed.
+        const all = [
+          ...keys.getRange().map(({ key, value }) => [Buffer.from(key), recordVersion(value)] as const),
+        ];
         for (const [k, version] of all) {
           bury(k, version, atMs);
           keys.removeSync(k);

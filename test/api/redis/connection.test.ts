@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import type { KvBackend } from "../../../src/api/redis/backend.js";
 import { RedisServer } from "../../../src/api/redis/server.js";
+import { MAX_WATCHED_KEYS } from "../../../src/api/redis/watched-keys.js";
 import { bulk, OK, type Reply } from "../../../src/kv/reply.js";
 import type { WatchedKey } from "../../../src/kv/watch.js";
 import { connectRaw } from "../../helpers/redis-server.js";
@@ -114,6 +115,23 @@ describe("a client connection", () => {
     assert.equal(String(await raw.call(["WATCH", "no-quorum"])), "-TRYAGAIN no quorum\r\n");
     await raw.call(["MULTI"]);
     assert.equal(String(await raw.call(["EXEC"])), "*-1\r\n");
+    await raw.close();
+  });
+
+  it("a connection watches at most MAX_WATCHED_KEYS keys; a WATCH past that is refused whole", async () => {
+    const server = await RedisServer.start({ backend: new SlowBackend(), listen: "127.0.0.1:0" });
+    servers.push(server);
+    const raw = await connectRaw(server.port);
+    const keys = (from: number, n: number) => Array.from({ length: n }, (_, i) => `key${from + i}`);
+    assert.equal(String(await raw.call(["WATCH", ...keys(0, MAX_WATCHED_KEYS - 1)])), "+OK\r\n");
+    // Watching a key again does not count twice.
+    assert.equal(String(await raw.call(["WATCH", "key0", "last"])), "+OK\r\n");
+    assert.equal(
+      String(await raw.call(["WATCH", "one-more"])),
+      `-ERR too many watched keys (at most ${MAX_WATCHED_KEYS})\r\n`,
+    );
+    assert.equal(String(await raw.call(["UNWATCH"])), "+OK\r\n");
+    assert.equal(String(await raw.call(["WATCH", "one-more"])), "+OK\r\n");
     await raw.close();
   });
 });
