@@ -216,8 +216,10 @@ export class ClientConnection {
     this.watched.clear();
   }
 
-  /** WATCH: reads the keys' versions, after this connection's earlier writes (its own writes before
-   * the WATCH do not abort the EXEC; those after it do, as in Redis). */
+  /**
+   * WATCH: reads the keys' versions, after this connection's earlier writes (its own writes before the
+   * WATCH do not abort the EXEC; those after it do, as in Redis).
+   */
   private watch(args: Buffer[]): Outcome {
     if (args.length < 2) {
       // Refused before it runs, as Redis's arity check is: inside MULTI that discards the transaction.
