@@ -10,12 +10,16 @@ import { readAccess, writeAccess } from "./exec/context.js";
 import { arityOk, hasOverlongKey, lookupCommand, MAX_KEY_BYTES } from "./exec/table.js";
 import { Errors, error, type Reply } from "./reply.js";
 import type { KvStore } from "./store.js";
+import { type WatchedKey, watchedVersion, watchesHold } from "./watch.js";
 
-/** One reply per command of the entry (several for a MULTI/EXEC). */
-export type KvApplyResult = readonly Reply[];
+/**
+ * One reply per command of the entry (several for a MULTI/EXEC); null when the transaction's watched
+ * keys had changed, and nothing ran.
+ */
+export type KvApplyResult = readonly Reply[] | null;
 
-/** Told the replies of each applied entry that names an origin (see KvOrigin). */
-export type OriginListener = (origin: KvOrigin, replies: KvApplyResult) => void;
+/** Told the result of each applied entry that names an origin (see KvOrigin). */
+export type OriginListener = (origin: KvOrigin, result: KvApplyResult) => void;
 
 export class KvStateMachine implements StateMachine<KvApplyResult> {
   private listener: OriginListener | null = null;
@@ -33,10 +37,12 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
     const origins: Array<KvOrigin | null> = [];
     const results = await this.store.writeBatchAsync(last, (w) =>
       entries.map((e) => {
-        const { nowMs, origin, commands } = decodeKvEntry(e.data);
+        const { nowMs, origin, watches, commands } = decodeKvEntry(e.data);
         origins.push(origin);
-        const ctx = writeAccess(w, nowMs);
-        return commands.map((args) => {
+        // Checked before anything runs, against the state left by every earlier entry (this batch's too).
+        if (watches.length > 0 && !watchesHold(w, watches, nowMs)) return null;
+        const ctx = writeAccess(w, nowMs, e.index);
+        return commands.map((args): Reply => {
           const c = lookupCommand(args[0]!, true);
           // The proposer checked these; a replica answers the same way whatever it is given. Reads come
           // in entries too, inside a MULTI/EXEC: they see the transaction's earlier writes.
@@ -53,6 +59,30 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
         if (o) this.listener(o, results[i]!);
       }
     return results;
+  }
+
+  /**
+   * WATCH: the keys' versions in the applied state (0: absent, or expired at `nowMs`), with the index
+   * of that state. Keys are copied: they outlive the request.
+   */
+  watch(keys: readonly Buffer[], nowMs: number): WatchedKey[] {
+    // One synchronous run reads one committed state: the index and the versions agree.
+    const seenAt = this.store.committedIndex();
+    return keys.map((key) => ({
+      key: Buffer.from(key),
+      version: watchedVersion(this.store, key, nowMs),
+      seenAt,
+    }));
+  }
+
+  /** A read-only MULTI/EXEC with watched keys: null (nothing ran) if one of them changed. */
+  readWatched(
+    watches: readonly WatchedKey[],
+    commands: readonly (readonly Buffer[])[],
+    nowMs: number,
+  ): Reply[] | null {
+    if (!watchesHold(this.store, watches, nowMs)) return null;
+    return commands.map((args) => this.read(args, nowMs));
   }
 
   /** Runs a read command against the applied state, judging expiry at `nowMs`. */
@@ -78,11 +108,12 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
   }
 }
 
-/** The entry a write (or a MULTI/EXEC of writes) is proposed as. */
+/** The entry a write (or a MULTI/EXEC of writes, with the keys it watched) is proposed as. */
 export function writeEntry(
   nowMs: number,
   commands: readonly (readonly Uint8Array[])[],
   origin: KvOrigin | null = null,
+  watches: readonly WatchedKey[] = [],
 ): Buffer {
-  return encodeKvEntry(nowMs, commands, origin);
+  return encodeKvEntry(nowMs, commands, origin, watches);
 }

@@ -1,7 +1,8 @@
 /**
- * How a key's record is stored: a 9-byte header — its type, and its absolute expiry time in ms since
- * the epoch (0: none), decided by the leader and carried in the command, so every replica agrees on
- * it — then the type's payload (a string's bytes; the other types keep their members elsewhere).
+ * How a key's record is stored: a 17-byte header — its type; its absolute expiry time in ms since the
+ * epoch (0: none), decided by the proposer and carried in the command, so every replica agrees on it;
+ * and its version, the raft index of the entry that last wrote it (WATCH compares versions) — then the
+ * type's payload (a string's bytes; the other types keep their members elsewhere).
  */
 
 export const RecordType = {
@@ -9,19 +10,27 @@ export const RecordType = {
 } as const;
 export type RecordType = (typeof RecordType)[keyof typeof RecordType];
 
-export const RECORD_HEADER_BYTES = 9;
+export const RECORD_HEADER_BYTES = 17;
 
 export interface KeyRecord {
   readonly type: RecordType;
   /** Absolute expiry in ms since the epoch; 0 when the key does not expire. */
   readonly expireAtMs: number;
+  /** The raft index of the entry that last wrote the key (never 0: indexes start at 1). */
+  readonly version: number;
   readonly payload: Buffer;
 }
 
-export function encodeRecord(type: RecordType, expireAtMs: number, payload: Uint8Array): Buffer {
+export function encodeRecord(
+  type: RecordType,
+  expireAtMs: number,
+  version: number,
+  payload: Uint8Array,
+): Buffer {
   const out = Buffer.allocUnsafe(RECORD_HEADER_BYTES + payload.length);
   out[0] = type;
   out.writeBigUInt64BE(BigInt(expireAtMs), 1);
+  out.writeBigUInt64BE(BigInt(version), 9);
   out.set(payload, RECORD_HEADER_BYTES);
   return out;
 }
@@ -33,6 +42,7 @@ export function decodeRecord(bytes: Uint8Array): KeyRecord {
   return {
     type: b[0] as RecordType,
     expireAtMs: Number(b.readBigUInt64BE(1)),
+    version: Number(b.readBigUInt64BE(9)),
     payload: Buffer.from(b.subarray(RECORD_HEADER_BYTES)),
   };
 }
@@ -42,10 +52,40 @@ export function recordExpiry(bytes: Uint8Array): number {
   return Number(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).readBigUInt64BE(1));
 }
 
+/** The version of an encoded record, without decoding the rest. */
+export function recordVersion(bytes: Uint8Array): number {
+  return Number(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).readBigUInt64BE(9));
+}
+
 /** The expiry index key: the expiry time (8 bytes, big-endian, so the index sorts by time), then the key. */
 export function expiryIndexKey(expireAtMs: number, key: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(8 + key.length);
   out.writeBigUInt64BE(BigInt(expireAtMs), 0);
   out.set(key, 8);
   return out;
+}
+
+/**
+ * A deleted key's tombstone: the version of the record that was deleted, and when (the deleting
+ * entry's time). WATCH needs it for a key that was absent when watched: a record written after the
+ * WATCH and deleted before the EXEC leaves no record, only this.
+ */
+export interface Tombstone {
+  readonly version: number;
+  readonly deletedAtMs: number;
+}
+
+export const TOMBSTONE_BYTES = 16;
+
+export function encodeTombstone(version: number, deletedAtMs: number): Buffer {
+  const out = Buffer.allocUnsafe(TOMBSTONE_BYTES);
+  out.writeBigUInt64BE(BigInt(version), 0);
+  out.writeBigUInt64BE(BigInt(deletedAtMs), 8);
+  return out;
+}
+
+export function decodeTombstone(bytes: Uint8Array): Tombstone {
+  if (bytes.length !== TOMBSTONE_BYTES) throw new RangeError(`a tombstone of ${bytes.length} bytes`);
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  return { version: Number(b.readBigUInt64BE(0)), deletedAtMs: Number(b.readBigUInt64BE(8)) };
 }

@@ -8,6 +8,8 @@ export type Reply =
   | { readonly k: "int"; readonly v: number | bigint }
   | { readonly k: "bulk"; readonly v: Buffer }
   | { readonly k: "nil" }
+  /** A null where an array was expected: an EXEC whose watched keys changed (RESP2 `*-1`, RESP3 `_`). */
+  | { readonly k: "nilArray" }
   | { readonly k: "array"; readonly v: readonly Reply[] }
   /** RESP3 map; a flat array of keys and values to a RESP2 client. */
   | { readonly k: "map"; readonly v: ReadonlyArray<readonly [Reply, Reply]> }
@@ -15,6 +17,7 @@ export type Reply =
 
 export const OK: Reply = { k: "status", v: "OK" };
 export const NIL: Reply = { k: "nil" };
+export const NIL_ARRAY: Reply = { k: "nilArray" };
 export const status = (v: string): Reply => ({ k: "status", v });
 export const int = (v: number | bigint): Reply => ({ k: "int", v });
 export const bulk = (v: Buffer): Reply => ({ k: "bulk", v });

@@ -1,21 +1,26 @@
 /**
  * The key-value store's snapshot payload (what the transport frames and checksums):
  *
- *   "RKVS"  u16 version = 1  u64 applied index
+ *   "RKVS"  u16 version = 2  u64 applied index  u64 tombstone horizon
  *   0x01 u32 key length  u32 record length  key  record      one per key, in key order
- *   0xFF u64 number of keys                                  the end; nothing may follow
+ *   0x02 u32 key length  u32 16  key  tombstone              one per tombstone, in key order
+ *   0xFF u64 number of keys  u64 number of tombstones        the end; nothing may follow
  *
- * The expiry index is not carried: a restore rebuilds it from the records.
+ * The expiry index and the tombstones' index by time are not carried: a restore rebuilds them.
+ * Keys are the store's stored keys; a record carries its version, so WATCH gives the same answer on a
+ * replica restored from a snapshot as on one that applied every entry.
  */
 import { KvSnapshotFormatError } from "./errors.js";
+import { TOMBSTONE_BYTES } from "./record.js";
 
 const MAGIC = Buffer.from("RKVS", "latin1");
-const VERSION = 1;
-const HEADER_BYTES = 4 + 2 + 8;
+const VERSION = 2;
+const HEADER_BYTES = 4 + 2 + 8 + 8;
 const TAG_KEY = 0x01;
+const TAG_TOMBSTONE = 0x02;
 const TAG_END = 0xff;
 const KEY_PREFIX_BYTES = 1 + 4 + 4;
-const END_BYTES = 1 + 8;
+const END_BYTES = 1 + 8 + 8;
 const CHUNK_BYTES = 64 * 1024;
 
 export interface KvPair {
@@ -23,28 +28,44 @@ export interface KvPair {
   readonly value: Uint8Array;
 }
 
-/** Encodes pairs (in key order) into chunks of about 64 KiB; large values are passed through whole. */
-export function* encodeKvSnapshot(appliedIndex: number, pairs: Iterable<KvPair>): Generator<Buffer> {
+/** What a snapshot holds. */
+export interface KvImage {
+  readonly appliedIndex: number;
+  readonly tombstoneHorizon: number;
+  /** Stored key → record, in key order. */
+  readonly records: Iterable<KvPair>;
+  /** Stored key → tombstone, in key order. */
+  readonly tombstones: Iterable<KvPair>;
+}
+
+/** Encodes an image into chunks of about 64 KiB; large values are passed through whole. */
+export function* encodeKvSnapshot(image: KvImage): Generator<Buffer> {
   let chunk = Buffer.allocUnsafe(CHUNK_BYTES);
   chunk.set(MAGIC, 0);
   chunk.writeUInt16BE(VERSION, 4);
-  chunk.writeBigUInt64BE(BigInt(appliedIndex), 6);
+  chunk.writeBigUInt64BE(BigInt(image.appliedIndex), 6);
+  chunk.writeBigUInt64BE(BigInt(image.tombstoneHorizon), 14);
   let at = HEADER_BYTES;
-  let count = 0n;
-  for (const { key, value } of pairs) {
-    const need = KEY_PREFIX_BYTES + key.length + value.length;
-    if (at + need > chunk.length) {
-      if (at > 0) yield chunk.subarray(0, at);
-      chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, need));
-      at = 0;
+  const counts = [0n, 0n];
+  for (const [tag, pairs] of [
+    [TAG_KEY, image.records],
+    [TAG_TOMBSTONE, image.tombstones],
+  ] as const) {
+    for (const { key, value } of pairs) {
+      const need = KEY_PREFIX_BYTES + key.length + value.length;
+      if (at + need > chunk.length) {
+        if (at > 0) yield chunk.subarray(0, at);
+        chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, need));
+        at = 0;
+      }
+      chunk[at] = tag;
+      chunk.writeUInt32BE(key.length, at + 1);
+      chunk.writeUInt32BE(value.length, at + 5);
+      chunk.set(key, at + KEY_PREFIX_BYTES);
+      chunk.set(value, at + KEY_PREFIX_BYTES + key.length);
+      at += need;
+      counts[tag === TAG_KEY ? 0 : 1]!++;
     }
-    chunk[at] = TAG_KEY;
-    chunk.writeUInt32BE(key.length, at + 1);
-    chunk.writeUInt32BE(value.length, at + 5);
-    chunk.set(key, at + KEY_PREFIX_BYTES);
-    chunk.set(value, at + KEY_PREFIX_BYTES + key.length);
-    at += need;
-    count++;
   }
   if (at + END_BYTES > chunk.length) {
     yield chunk.subarray(0, at);
@@ -52,18 +73,22 @@ export function* encodeKvSnapshot(appliedIndex: number, pairs: Iterable<KvPair>)
     at = 0;
   }
   chunk[at] = TAG_END;
-  chunk.writeBigUInt64BE(count, at + 1);
+  chunk.writeBigUInt64BE(counts[0]!, at + 1);
+  chunk.writeBigUInt64BE(counts[1]!, at + 9);
   yield chunk.subarray(0, at + END_BYTES);
 }
 
 export interface KvSnapshotLimits {
   readonly maxKeyBytes: number;
   readonly maxRecordBytes: number;
+  /** A record shorter than its header is damage. */
+  readonly minRecordBytes: number;
 }
 
 /**
- * Decodes a payload as its chunks arrive: `onPair` gets each pair (views valid only during the call),
- * `finish()` checks the payload ended properly and returns its applied index.
+ * Decodes a payload as its chunks arrive: `onPair` gets each key and record, `onTombstone` each
+ * tombstone (views valid only during the call); `finish()` checks the payload ended properly and
+ * returns its applied index and tombstone horizon.
  */
 export class KvSnapshotDecoder {
   /** Bytes not yet parsed, and how many must be here before parsing can move on (no rescans). */
@@ -71,12 +96,15 @@ export class KvSnapshotDecoder {
   private partBytes = 0;
   private need = HEADER_BYTES;
   private appliedIndex = -1;
-  private count = 0n;
+  private tombstoneHorizon = 0;
+  private records = 0n;
+  private tombstones = 0n;
   private ended = false;
 
   constructor(
     private readonly limits: KvSnapshotLimits,
     private readonly onPair: (key: Buffer, record: Buffer) => void,
+    private readonly onTombstone: (key: Buffer, tombstone: Buffer) => void,
   ) {}
 
   push(chunk: Uint8Array): void {
@@ -101,6 +129,7 @@ export class KvSnapshotDecoder {
       if (version !== VERSION)
         throw new KvSnapshotFormatError(`format version ${version}, expected ${VERSION}`);
       this.appliedIndex = Number(data.readBigUInt64BE(6));
+      this.tombstoneHorizon = Number(data.readBigUInt64BE(14));
       p = HEADER_BYTES;
     }
     while (p < data.length) {
@@ -111,16 +140,21 @@ export class KvSnapshotDecoder {
           this.need = END_BYTES;
           return p;
         }
-        const count = data.readBigUInt64BE(p + 1);
-        if (count !== this.count)
+        const records = data.readBigUInt64BE(p + 1);
+        const tombstones = data.readBigUInt64BE(p + 9);
+        if (records !== this.records || tombstones !== this.tombstones)
           throw new KvSnapshotFormatError(
-            `the end marker counts ${count} keys, the payload held ${this.count}`,
+            `the end marker counts ${records} keys and ${tombstones} tombstones, the payload held ${this.records} and ${this.tombstones}`,
           );
         this.ended = true;
         p += END_BYTES;
         continue;
       }
-      if (tag !== TAG_KEY) throw new KvSnapshotFormatError(`unknown record tag 0x${tag!.toString(16)}`);
+      if (tag !== TAG_KEY && tag !== TAG_TOMBSTONE)
+        throw new KvSnapshotFormatError(`unknown record tag 0x${tag!.toString(16)}`);
+      // Tombstones follow every key: a key after one is out of order.
+      if (tag === TAG_KEY && this.tombstones > 0n)
+        throw new KvSnapshotFormatError("a key after the tombstones");
       if (data.length - p < KEY_PREFIX_BYTES) {
         this.need = KEY_PREFIX_BYTES;
         return p;
@@ -129,26 +163,38 @@ export class KvSnapshotDecoder {
       const recLen = data.readUInt32BE(p + 5);
       if (keyLen === 0 || keyLen > this.limits.maxKeyBytes)
         throw new KvSnapshotFormatError(`a key of ${keyLen} bytes`);
-      if (recLen > this.limits.maxRecordBytes) throw new KvSnapshotFormatError(`a record of ${recLen} bytes`);
+      if (tag === TAG_KEY && (recLen > this.limits.maxRecordBytes || recLen < this.limits.minRecordBytes))
+        throw new KvSnapshotFormatError(`a record of ${recLen} bytes`);
+      if (tag === TAG_TOMBSTONE && recLen !== TOMBSTONE_BYTES)
+        throw new KvSnapshotFormatError(`a tombstone of ${recLen} bytes`);
       const size = KEY_PREFIX_BYTES + keyLen + recLen;
       if (p + size > data.length) {
         this.need = size;
         return p;
       }
       const keyStart = p + KEY_PREFIX_BYTES;
-      this.onPair(data.subarray(keyStart, keyStart + keyLen), data.subarray(keyStart + keyLen, p + size));
-      this.count++;
+      const key = data.subarray(keyStart, keyStart + keyLen);
+      const value = data.subarray(keyStart + keyLen, p + size);
+      if (tag === TAG_KEY) {
+        this.onPair(key, value);
+        this.records++;
+      } else {
+        this.onTombstone(key, value);
+        this.tombstones++;
+      }
       p += size;
     }
     this.need = 1;
     return p;
   }
 
-  /** The payload's applied index, once it has ended properly. */
-  finish(): number {
+  /** The payload's applied index and tombstone horizon, once it has ended properly. */
+  finish(): { appliedIndex: number; tombstoneHorizon: number } {
     if (this.appliedIndex < 0) throw new KvSnapshotFormatError("it ended before its header");
     if (!this.ended)
-      throw new KvSnapshotFormatError(`it ended after ${this.count} keys, without its end marker`);
-    return this.appliedIndex;
+      throw new KvSnapshotFormatError(
+        `it ended after ${this.records} keys and ${this.tombstones} tombstones, without its end marker`,
+      );
+    return { appliedIndex: this.appliedIndex, tombstoneHorizon: this.tombstoneHorizon };
   }
 }

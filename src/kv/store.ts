@@ -1,7 +1,14 @@
 /**
  * The on-disk key-value store, on LMDB. One environment holds the keys (key → record), an expiry
- * index (expiry time ‖ key), and the applied index, all changed together in one write transaction per
- * batch of committed entries: a restart neither re-applies nor loses an entry it applied.
+ * index (expiry time ‖ key), the tombstones of deleted keys (key → deleted version and time, and an
+ * index of them by time), and in `meta` the applied index and the tombstone horizon, all changed
+ * together in one write transaction per batch of committed entries: a restart neither re-applies nor
+ * loses an entry it applied.
+ *
+ * Tombstones serve WATCH (see `watch.ts`): a deletion leaves one when the deleted record's version is
+ * above the horizon; the leader has old ones forgotten (`forget`), which raises the horizon to the
+ * highest version forgotten. So every deleted record whose version is above the horizon has a
+ * tombstone (or a later one of the same key).
  *
  * Commits do not wait for their fsync (LMDB's overlapping sync keeps the file consistent, and a power
  * loss can only take the store back to an earlier committed batch, whose later entries raft still has
@@ -13,22 +20,31 @@
  */
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
-import { type Database, open as openLmdb, type RootDatabase, TransactionFlags } from "lmdb";
+import { type Database, open as openLmdb, type RootDatabase, type Transaction, TransactionFlags } from "lmdb";
 import type { SnapshotHandle } from "../engine/state-machine.js";
 import { ensureDurableDir, type FileSystem, NodeFileSystem } from "../storage/fs.js";
 import { KvStoreCorruptError } from "./errors.js";
 import {
   decodeRecord,
+  decodeTombstone,
   encodeRecord,
+  encodeTombstone,
   expiryIndexKey,
   type KeyRecord,
+  RECORD_HEADER_BYTES,
   type RecordType,
   recordExpiry,
+  recordVersion,
+  type Tombstone,
 } from "./record.js";
 import { encodeKvSnapshot, KvSnapshotDecoder } from "./snapshot-format.js";
 
 const CURRENT = "CURRENT";
 const APPLIED_KEY = Buffer.from("applied");
+const HORIZON_KEY = Buffer.from("tombstone-horizon");
+const FORMAT_KEY = Buffer.from("format");
+/** The layout of records and meta; a store of another format is refused, never misread. */
+const STORE_FORMAT = 2;
 /** Keys per write transaction while a snapshot is restored. */
 const RESTORE_BATCH_KEYS = 10_000;
 /** Commit without waiting for the fsync; the file stays consistent (overlapping sync). */
@@ -49,15 +65,22 @@ export const DEFAULT_KV_LIMITS: KvStoreLimits = {
 /** Writes inside one batch; reads see the batch's own writes. */
 export interface KvWriter {
   get(key: Uint8Array): KeyRecord | undefined;
-  put(key: Uint8Array, type: RecordType, expireAtMs: number, payload: Uint8Array): void;
-  /** Whether the key was there. */
-  delete(key: Uint8Array): boolean;
-  /** Removes every key. */
-  clear(): void;
+  /** Stores a record written by the entry at index `version`. */
+  put(key: Uint8Array, type: RecordType, expireAtMs: number, payload: Uint8Array, version: number): void;
+  /** Whether the key was there; a deletion by an entry of time `atMs` may leave a tombstone. */
+  delete(key: Uint8Array, atMs: number): boolean;
+  /** Removes every key (each may leave a tombstone, as a deletion does). */
+  clear(atMs: number): void;
   /** Up to `limit` keys from `start` on (inclusive), in key order, with their records. */
   range(start: Uint8Array, limit: number): Array<[Buffer, KeyRecord]>;
   /** Keys stored, as this batch sees them. */
   count(): number;
+  /** The key's tombstone, if it has one. */
+  tombstone(key: Uint8Array): Tombstone | undefined;
+  /** Every deleted record with a version above this has a tombstone. */
+  tombstoneHorizon(): number;
+  /** Forgets up to `limit` tombstones left at or before `cutoffMs`, oldest first; how many were looked at. */
+  forgetTombstones(cutoffMs: number, limit: number): number;
 }
 
 interface Generation {
@@ -66,6 +89,10 @@ interface Generation {
   readonly root: RootDatabase<Buffer, Buffer>;
   readonly keys: Database<Buffer, Buffer>;
   readonly expiries: Database<Buffer, Buffer>;
+  /** stored key → deleted record's version and deletion time. */
+  readonly tombstones: Database<Buffer, Buffer>;
+  /** deletion time ‖ stored key → nothing: the tombstones by age, for forgetting. */
+  readonly burials: Database<Buffer, Buffer>;
   readonly meta: Database<Buffer, Buffer>;
 }
 
@@ -99,7 +126,14 @@ export class KvStore {
       await writePointer(fsys, dir, number);
     }
     await removeGenerationsExcept(dir, number);
-    return new KvStore(dir, { ...DEFAULT_KV_LIMITS, ...limits }, openGeneration(dir, number));
+    const gen = openGeneration(dir, number);
+    try {
+      checkFormat(gen);
+    } catch (err) {
+      await gen.root.close();
+      throw err;
+    }
+    return new KvStore(dir, { ...DEFAULT_KV_LIMITS, ...limits }, gen);
   }
 
   /** The index of the last entry whose effects are in the store. */
@@ -143,37 +177,85 @@ export class KvStore {
   }
 
   private writer(): KvWriter {
-    const { keys, expiries } = this.gen;
+    const { keys, expiries, tombstones, burials, meta } = this.gen;
+    // Read once per batch, and only by a batch that deletes or checks a WATCH.
+    let horizon: number | null = null;
+    const tombstoneHorizon = () => {
+      horizon ??= readU64(meta, HORIZON_KEY);
+      return horizon;
+    };
+    /** Leaves a tombstone for a deleted record, unless its version is at or below the horizon. */
+    const bury = (k: Buffer, version: number, atMs: number) => {
+      if (version <= tombstoneHorizon()) return;
+      tombstones.putSync(k, encodeTombstone(version, atMs));
+      burials.putSync(expiryIndexKey(atMs, k), EMPTY);
+    };
     return {
       get: (key) => {
         const v = keys.get(storedKey(key));
         return v === undefined ? undefined : decodeRecord(v);
       },
-      put: (key, type, expireAtMs, payload) => {
+      put: (key, type, expireAtMs, payload, version) => {
         const k = storedKey(key);
         const old = keys.get(k);
         if (old !== undefined) {
           const oldExpiry = recordExpiry(old);
           if (oldExpiry !== 0 && oldExpiry !== expireAtMs) expiries.removeSync(expiryIndexKey(oldExpiry, k));
         }
-        keys.putSync(k, encodeRecord(type, expireAtMs, payload));
+        keys.putSync(k, encodeRecord(type, expireAtMs, version, payload));
         if (expireAtMs !== 0) expiries.putSync(expiryIndexKey(expireAtMs, k), EMPTY);
       },
-      delete: (key) => {
+      delete: (key, atMs) => {
         const k = storedKey(key);
         const old = keys.get(k);
         if (old === undefined) return false;
         const oldExpiry = recordExpiry(old);
         if (oldExpiry !== 0) expiries.removeSync(expiryIndexKey(oldExpiry, k));
+        bury(k, recordVersion(old), atMs);
         keys.removeSync(k);
         return true;
       },
-      clear: () => {
-        for (const k of [...keys.getKeys()]) keys.removeSync(Buffer.from(k));
+      clear: (atMs) => {
+        // Only keys and versions are kept (the lazy map lets each value go), then the keys are removed.
+        const all = [
+          ...keys.getRange().map(({ key, value }) => [Buffer.from(key), recordVersion(value)] as const),
+        ];
+        for (const [k, version] of all) {
+          bury(k, version, atMs);
+          keys.removeSync(k);
+        }
         for (const k of [...expiries.getKeys()]) expiries.removeSync(Buffer.from(k));
       },
       range: (start, limit) => this.range(start, limit),
       count: () => keys.getCount(),
+      tombstone: (key) => {
+        const v = tombstones.get(storedKey(key));
+        return v === undefined ? undefined : decodeTombstone(v);
+      },
+      tombstoneHorizon,
+      forgetTombstones: (cutoffMs, limit) => {
+        const due = [...burials.getKeys({ end: expiryIndexKey(cutoffMs + 1, EMPTY), limit })].map((b) =>
+          Buffer.from(b),
+        );
+        const before = tombstoneHorizon();
+        let raised = before;
+        for (const b of due) {
+          const k = b.subarray(8);
+          const v = tombstones.get(k);
+          const t = v === undefined ? undefined : decodeTombstone(v);
+          // Unless a later deletion of the key replaced the tombstone (its own burial entry forgets it).
+          if (t !== undefined && t.deletedAtMs === Number(b.readBigUInt64BE(0))) {
+            tombstones.removeSync(k);
+            raised = Math.max(raised, t.version);
+          }
+          burials.removeSync(b);
+        }
+        if (raised !== before) {
+          horizon = raised;
+          meta.putSync(HORIZON_KEY, u64(raised));
+        }
+        return due.length;
+      },
     };
   }
 
@@ -191,6 +273,37 @@ export class KvStore {
     for (const { key, value } of this.gen.keys.getRange({ start: storedKey(start), limit }))
       out.push([userKey(key), decodeRecord(value)]);
     return out;
+  }
+
+  /** A key's tombstone in the committed state, if it has one. */
+  tombstone(key: Uint8Array): Tombstone | undefined {
+    this.checkOpen();
+    const v = this.gen.tombstones.get(storedKey(key));
+    return v === undefined ? undefined : decodeTombstone(v);
+  }
+
+  /** The tombstone horizon in the committed state (see the file's comment). */
+  tombstoneHorizon(): number {
+    this.checkOpen();
+    return readU64(this.gen.meta, HORIZON_KEY);
+  }
+
+  /**
+   * The applied index as the committed state records it: read in the same synchronous run as other
+   * reads, it is the index of exactly the state they see (unlike `appliedIndex`, set once a commit
+   * has resolved).
+   */
+  committedIndex(): number {
+    this.checkOpen();
+    return readU64(this.gen.meta, APPLIED_KEY);
+  }
+
+  /** Whether some tombstone was left at or before `cutoffMs`. */
+  hasTombstonesBefore(cutoffMs: number): boolean {
+    this.checkOpen();
+    for (const _ of this.gen.burials.getKeys({ end: expiryIndexKey(cutoffMs + 1, EMPTY), limit: 1 }))
+      return true;
+    return false;
   }
 
   /** Number of keys stored (expired ones not yet deleted included). */
@@ -214,20 +327,34 @@ export class KvStore {
     return [...this.gen.keys.getRange()].map(({ key, value }) => [userKey(key), decodeRecord(value)]);
   }
 
+  /** Every tombstone, in key order (tests and debugging; not for large stores). */
+  tombstoneEntries(): Array<[Buffer, Tombstone]> {
+    this.checkOpen();
+    return [...this.gen.tombstones.getRange()].map(({ key, value }) => [
+      userKey(key),
+      decodeTombstone(value),
+    ]);
+  }
+
   /**
    * A consistent image as of the last batch written: a read transaction taken now, read later, off the
    * loop, while writes go on.
    */
   snapshot(): SnapshotHandle {
     this.checkOpen();
-    const { keys } = this.gen;
+    const { keys, tombstones, meta } = this.gen;
     const txn = keys.useReadTransaction();
     const applied = this.applied;
     let released = false;
     return {
       async *read() {
-        const pairs = keys.getRange({ transaction: txn }).map(({ key, value }) => ({ key, value }));
-        for (const chunk of encodeKvSnapshot(applied, pairs)) {
+        const image = {
+          appliedIndex: applied,
+          tombstoneHorizon: readU64(meta, HORIZON_KEY, txn),
+          records: keys.getRange({ transaction: txn }).map(({ key, value }) => ({ key, value })),
+          tombstones: tombstones.getRange({ transaction: txn }).map(({ key, value }) => ({ key, value })),
+        };
+        for (const chunk of encodeKvSnapshot(image)) {
           yield chunk;
           // Let the loop breathe between chunks of a large store.
           await new Promise<void>((resolve) => setImmediate(resolve));
@@ -252,25 +379,36 @@ export class KvStore {
     await removeGeneration(this.dir, number);
     const next = openGeneration(this.dir, number);
     try {
-      let batch: Array<[Buffer, Buffer]> = [];
+      /** Pairs decoded and not yet written: a record, or a tombstone (marked by `true`). */
+      let batch: Array<[Buffer, Buffer, boolean]> = [];
       const flush = () => {
         if (batch.length === 0) return;
         const b = batch;
         batch = [];
         next.root.transactionSync(() => {
-          for (const [k, v] of b) {
+          for (const [k, v, isTombstone] of b) {
+            if (isTombstone) {
+              next.tombstones.putSync(k, v);
+              next.burials.putSync(expiryIndexKey(decodeTombstone(v).deletedAtMs, k), EMPTY);
+              continue;
+            }
             next.keys.putSync(k, v);
             const e = recordExpiry(v);
             if (e !== 0) next.expiries.putSync(expiryIndexKey(e, k), EMPTY);
           }
         }, COMMIT_NO_FLUSH);
       };
-      const decoder = new KvSnapshotDecoder(this.limits, (key, record) => {
-        batch.push([Buffer.from(key), Buffer.from(record)]);
+      const take = (key: Buffer, value: Buffer, isTombstone: boolean) => {
+        batch.push([Buffer.from(key), Buffer.from(value), isTombstone]);
         if (batch.length >= RESTORE_BATCH_KEYS) flush();
-      });
+      };
+      const decoder = new KvSnapshotDecoder(
+        { ...this.limits, minRecordBytes: RECORD_HEADER_BYTES },
+        (key, record) => take(key, record, false),
+        (key, tombstone) => take(key, tombstone, true),
+      );
       for await (const chunk of payload) decoder.push(chunk);
-      const payloadIndex = decoder.finish();
+      const { appliedIndex: payloadIndex, tombstoneHorizon } = decoder.finish();
       // The store counts only the entries it was given; raft's snapshot index may be later, past
       // entries the state machine never sees (a new leader's empty entry, membership changes).
       if (payloadIndex > index)
@@ -278,7 +416,11 @@ export class KvStore {
           `the snapshot at index ${index} holds a store applied to ${payloadIndex}`,
         );
       flush();
-      next.root.transactionSync(() => next.meta.putSync(APPLIED_KEY, u64(index)));
+      next.root.transactionSync(() => {
+        next.meta.putSync(APPLIED_KEY, u64(index));
+        next.meta.putSync(HORIZON_KEY, u64(tombstoneHorizon));
+        next.meta.putSync(FORMAT_KEY, u64(STORE_FORMAT));
+      });
       await next.root.flushed;
     } catch (err) {
       await next.root.close();
@@ -334,9 +476,29 @@ function u64(n: number): Buffer {
   return b;
 }
 
-function readApplied(gen: Generation): number {
-  const v = gen.meta.get(APPLIED_KEY);
+function readU64(meta: Database<Buffer, Buffer>, key: Buffer, transaction?: Transaction): number {
+  const v = transaction === undefined ? meta.get(key) : meta.get(key, { transaction });
   return v === undefined ? 0 : Number(v.readBigUInt64BE(0));
+}
+
+function readApplied(gen: Generation): number {
+  return readU64(gen.meta, APPLIED_KEY);
+}
+
+/** Marks a new store with the format; refuses a store of another (older records have no version). */
+function checkFormat(gen: Generation): void {
+  const v = gen.meta.get(FORMAT_KEY);
+  if (v === undefined) {
+    if (gen.meta.get(APPLIED_KEY) !== undefined || gen.keys.getCount() > 0)
+      throw new KvStoreCorruptError(`${gen.file} has no format mark: written by an older raftkv`);
+    gen.root.transactionSync(() => gen.meta.putSync(FORMAT_KEY, u64(STORE_FORMAT)));
+    return;
+  }
+  const format = Number(v.readBigUInt64BE(0));
+  if (format !== STORE_FORMAT)
+    throw new KvStoreCorruptError(
+      `${gen.file} is of format ${format}; this raftkv reads format ${STORE_FORMAT}`,
+    );
 }
 
 function generationFile(dir: string, number: number): string {
@@ -348,7 +510,16 @@ function openGeneration(dir: string, number: number): Generation {
   const root = openLmdb<Buffer, Buffer>({ path: file, maxDbs: 8, keyEncoding: "binary", encoding: "binary" });
   const db = (name: string) =>
     root.openDB<Buffer, Buffer>({ name, keyEncoding: "binary", encoding: "binary" });
-  return { number, file, root, keys: db("keys"), expiries: db("expiries"), meta: db("meta") };
+  return {
+    number,
+    file,
+    root,
+    keys: db("keys"),
+    expiries: db("expiries"),
+    tombstones: db("tombstones"),
+    burials: db("burials"),
+    meta: db("meta"),
+  };
 }
 
 async function writePointer(fsys: FileSystem, dir: string, number: number): Promise<void> {

@@ -6,7 +6,8 @@ import * as path from "node:path";
 import { EngineBackend } from "../api/redis/engine-backend.js";
 import { RedisServer } from "../api/redis/server.js";
 import { Engine } from "../engine/engine.js";
-import { REAP_COMMAND } from "../kv/exec/table.js";
+import { FORGET_BATCH_TOMBSTONES } from "../kv/exec/keys.js";
+import { FORGET_COMMAND, REAP_COMMAND } from "../kv/exec/table.js";
 import { type KvApplyResult, KvStateMachine, writeEntry } from "../kv/machine.js";
 import { KvStore } from "../kv/store.js";
 import { type RaftLogger, silentLogger } from "../raft/config.js";
@@ -28,25 +29,59 @@ export interface NodeConfig {
   tickMs?: number;
   electionTicks?: number;
   snapshotEveryEntries?: number;
+  /**
+   * How long deleted keys are remembered for WATCH (default 60 s): the EXEC of a WATCH of an absent
+   * key held longer than this fails, changed or not (see kv/watch.ts).
+   */
+  tombstoneRetentionMs?: number;
   logger?: RaftLogger;
 }
 
 /** How often the leader looks for expired keys, and how many it removes in one entry. */
 const REAP_EVERY_MS = 100;
 const REAP_BATCH_KEYS = 256;
+const DEFAULT_TOMBSTONE_RETENTION_MS = 60_000;
 
 export class RaftkvNode {
   private readonly reaper: NodeJS.Timeout;
   private reaping = false;
+  private forgetting = false;
 
   private constructor(
     readonly engine: Engine<KvApplyResult>,
     readonly store: KvStore,
     readonly redis: RedisServer,
     private readonly transport: GrpcTransport,
+    private readonly tombstoneRetentionMs: number,
   ) {
-    this.reaper = setInterval(() => this.reapExpired(), REAP_EVERY_MS);
+    this.reaper = setInterval(() => {
+      this.reapExpired();
+      this.forgetTombstones();
+    }, REAP_EVERY_MS);
     this.reaper.unref();
+  }
+
+  /**
+   * On the leader: proposes forgetting the tombstones of keys deleted longer ago than the retention,
+   * a batch at a time, so that deletions are remembered for WATCH for a bounded time and space.
+   */
+  private forgetTombstones(): void {
+    if (this.forgetting || !this.engine.isLeader) return;
+    const now = Date.now();
+    const cutoff = now - this.tombstoneRetentionMs;
+    if (!this.store.hasTombstonesBefore(cutoff)) return;
+    this.forgetting = true;
+    this.engine
+      .propose(writeEntry(now, [[Buffer.from(FORGET_COMMAND), Buffer.from(String(cutoff))]]))
+      .then(({ result }) => {
+        this.forgetting = false;
+        // A full batch: more may be due at once.
+        const looked = result?.[0];
+        if (looked?.k === "int" && Number(looked.v) === FORGET_BATCH_TOMBSTONES) this.forgetTombstones();
+      })
+      .catch(() => {
+        this.forgetting = false; // leadership moved or the engine stopped: the next leader forgets
+      });
   }
 
   /**
@@ -123,7 +158,13 @@ export class RaftkvNode {
       logger,
       ...(config.requirepass !== undefined ? { requirepass: config.requirepass } : {}),
     });
-    return new RaftkvNode(engine, store, redis, transport);
+    return new RaftkvNode(
+      engine,
+      store,
+      redis,
+      transport,
+      config.tombstoneRetentionMs ?? DEFAULT_TOMBSTONE_RETENTION_MS,
+    );
   }
 
   /** Stops serving clients, then raft, then closes the store. */

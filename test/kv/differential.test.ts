@@ -2,6 +2,10 @@
  * Differential: random sequences of string and key commands (INCRBYFLOAT included) run against the key-value state machine
  * and against a real redis-server give byte-identical RESP2 replies. (Debian's redis-server; CI installs
  * it.) Times that depend on each server's own clock reading are compared within a second.
+ *
+ * A second test drives two connections to each side, through raftkv's real front door (over the state
+ * machine, without raft): one WATCHes, writes, runs MULTI/EXEC/DISCARD/UNWATCH, the other writes in
+ * between; every reply, EXEC's included, must be byte-identical.
  */
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -10,11 +14,13 @@ import * as path from "node:path";
 import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
 import { ReplyWriter } from "../../src/api/redis/resp/reply-writer.js";
+import { RedisServer } from "../../src/api/redis/server.js";
 import { writeReply } from "../../src/api/redis/write-reply.js";
 import { lookupCommand } from "../../src/kv/exec/table.js";
 import { KvStateMachine, writeEntry } from "../../src/kv/machine.js";
 import { KvStore } from "../../src/kv/store.js";
 import { EntryType } from "../../src/raft/types.js";
+import { MachineBackend } from "../helpers/machine-backend.js";
 import { connectRaw, type RawRedis, replyEnd, startRedisServer } from "../helpers/redis-server.js";
 
 const SEED = Number(process.env.RAFTKV_PROPERTY_SEED ?? 424242);
@@ -265,6 +271,96 @@ describe("key-value machine vs redis-server (strings and keys)", () => {
           assert.ok(
             same(String(args[0]), mine, theirs),
             `after:\n${log.join("\n")}\nours: ${JSON.stringify(mine.toString("latin1"))}`,
+          );
+        }
+      }),
+      { seed: SEED, numRuns: RUNS },
+    );
+  });
+});
+
+/** Commands whose replies do not depend on a clock reading or on key order (they may sit inside EXEC). */
+const exactCommand = command.filter((args) => !CLOCK_DEPENDENT.has(String(args[0])) && args[0] !== "KEYS");
+
+type Step = readonly ["A" | "B", Arg[]];
+const watchKeys = fc.array(key, { minLength: 1, maxLength: 3 });
+/** A's MULTI … EXEC (or DISCARD), sometimes with WATCH, UNWATCH or a refused command queued inside. */
+const transaction: fc.Arbitrary<Step[]> = fc
+  .tuple(
+    fc.array(
+      fc.oneof(
+        { weight: 8, arbitrary: exactCommand },
+        { weight: 1, arbitrary: watchKeys.map((ks) => ["WATCH", ...ks]) },
+        { weight: 1, arbitrary: fc.constantFrom<Arg[]>(["UNWATCH"], ["PING"], ["WATCH"], ["NOPE"]) },
+      ),
+      { maxLength: 3 },
+    ),
+    fc.constantFrom("EXEC", "EXEC", "EXEC", "DISCARD"),
+  )
+  .map(([queued, end]): Step[] => [["A", ["MULTI"]], ...queued.map((c): Step => ["A", c]), ["A", [end]]]);
+/** Pieces of a session: A watches, writes and runs transactions; B writes in between. */
+const segment: fc.Arbitrary<Step[]> = fc.oneof(
+  // The common pattern: WATCH, others (or A itself) write or not, then the transaction.
+  {
+    weight: 6,
+    arbitrary: fc
+      .tuple(
+        watchKeys,
+        fc.array(fc.tuple(fc.constantFrom<"A" | "B">("B", "B", "B", "A"), exactCommand), { maxLength: 3 }),
+        transaction,
+      )
+      .map(([ks, between, tx]): Step[] => [["A", ["WATCH", ...ks]], ...between, ...tx]),
+  },
+  { weight: 2, arbitrary: watchKeys.map((ks): Step[] => [["A", ["WATCH", ...ks]]]) },
+  { weight: 2, arbitrary: exactCommand.map((c): Step[] => [["B", c]]) },
+  { weight: 1, arbitrary: exactCommand.map((c): Step[] => [["A", c]]) },
+  { weight: 1, arbitrary: fc.constant<Step[]>([["A", ["UNWATCH"]]]) },
+  { weight: 2, arbitrary: transaction },
+);
+
+describe("two connections, WATCH and MULTI/EXEC: raftkv's front door vs redis-server", () => {
+  let server: { port: number; stop: () => Promise<void> };
+  let theirs: Record<"A" | "B", RawRedis>;
+  let ours: Record<"A" | "B", RawRedis>;
+  let front: RedisServer;
+  let store: KvStore;
+  const dir = mkdtempSync(path.join(os.tmpdir(), "raftkv-diff-watch-"));
+
+  before(async () => {
+    server = await startRedisServer();
+    store = await KvStore.open(dir);
+    front = await RedisServer.start({
+      backend: new MachineBackend(new KvStateMachine(store)),
+      listen: "127.0.0.1:0",
+    });
+    theirs = { A: await connectRaw(server.port), B: await connectRaw(server.port) };
+    ours = { A: await connectRaw(front.port), B: await connectRaw(front.port) };
+  });
+  after(async () => {
+    for (const c of [theirs?.A, theirs?.B, ours?.A, ours?.B]) await c?.close();
+    await front?.close();
+    await server?.stop();
+    await store?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("random sessions get identical replies", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(segment, { minLength: 1, maxLength: 8 }), async (segments) => {
+        for (const side of [theirs, ours]) {
+          await side.A.call(["UNWATCH"]);
+          await side.B.call(["FLUSHALL"]);
+        }
+        const log: string[] = [];
+        for (const [who, args] of segments.flat()) {
+          const expected = await theirs[who].call(args);
+          const got = await ours[who].call(args);
+          log.push(
+            `${who}: ${args.map((a) => JSON.stringify(a.toString("latin1"))).join(" ")} → ${JSON.stringify(expected.toString("latin1"))}`,
+          );
+          assert.ok(
+            got.equals(expected),
+            `after:\n${log.join("\n")}\nours: ${JSON.stringify(got.toString("latin1"))}`,
           );
         }
       }),

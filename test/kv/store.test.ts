@@ -44,8 +44,12 @@ function image(store: KvStore) {
     applied: store.appliedIndex,
     keys: store
       .entries()
-      .map(([k, r]) => [k.toString("hex"), r.type, r.expireAtMs, r.payload.toString("hex")]),
+      .map(([k, r]) => [k.toString("hex"), r.type, r.expireAtMs, r.version, r.payload.toString("hex")]),
     expired: store.expiredKeys(Number.MAX_SAFE_INTEGER - 1, 1_000_000).map((k) => k.toString("hex")),
+    tombstones: store.tombstoneEntries().map(([k, t]) => [k.toString("hex"), t.version, t.deletedAtMs]),
+    horizon: store.tombstoneHorizon(),
+    // The tombstones' index by time: what is due to be forgotten.
+    due: [0, 2 ** 20, 2 ** 40, Number.MAX_SAFE_INTEGER - 1].map((t) => store.hasTombstonesBefore(t)),
   };
 }
 
@@ -54,9 +58,9 @@ describe("KvStore", () => {
     const dir = tempDir();
     const s = await KvStore.open(dir);
     const replies = s.writeBatch(7, (w) => {
-      w.put(b("a"), RecordType.String, 0, b("1"));
-      w.put(b("b"), RecordType.String, 0, b("2"));
-      return [w.delete(b("b")), w.delete(b("missing")), w.get(b("a"))?.payload.toString()];
+      w.put(b("a"), RecordType.String, 0, b("1"), 1);
+      w.put(b("b"), RecordType.String, 0, b("2"), 1);
+      return [w.delete(b("b"), 1000), w.delete(b("missing"), 1000), w.get(b("a"))?.payload.toString()];
     });
     assert.deepEqual(replies, [true, false, "1"]);
     await s.close();
@@ -70,16 +74,16 @@ describe("KvStore", () => {
   it("the expiry index follows puts, overwrites and deletes, soonest first", async () => {
     const s = await KvStore.open(tempDir());
     s.writeBatch(1, (w) => {
-      w.put(b("x"), RecordType.String, 3000, b("x"));
-      w.put(b("y"), RecordType.String, 1000, b("y"));
-      w.put(b("z"), RecordType.String, 2000, b("z"));
-      w.put(b("p"), RecordType.String, 0, b("p"));
+      w.put(b("x"), RecordType.String, 3000, b("x"), 1);
+      w.put(b("y"), RecordType.String, 1000, b("y"), 1);
+      w.put(b("z"), RecordType.String, 2000, b("z"), 1);
+      w.put(b("p"), RecordType.String, 0, b("p"), 1);
     });
     assert.deepEqual(s.expiredKeys(2500, 10).map(String), ["y", "z"]);
     s.writeBatch(2, (w) => {
-      w.put(b("y"), RecordType.String, 0, b("y2")); // persisted: out of the index
-      w.put(b("x"), RecordType.String, 500, b("x2")); // expires sooner now
-      w.delete(b("z"));
+      w.put(b("y"), RecordType.String, 0, b("y2"), 1); // persisted: out of the index
+      w.put(b("x"), RecordType.String, 500, b("x2"), 1); // expires sooner now
+      w.delete(b("z"), 1000);
     });
     assert.deepEqual(s.expiredKeys(2500, 10).map(String), ["x"]);
     assert.deepEqual(s.expiredKeys(400, 10).map(String), []);
@@ -88,11 +92,11 @@ describe("KvStore", () => {
 
   it("a snapshot is the state when it was taken, while writes go on", async () => {
     const s = await KvStore.open(tempDir());
-    s.writeBatch(1, (w) => w.put(b("k"), RecordType.String, 0, b("before")));
+    s.writeBatch(1, (w) => w.put(b("k"), RecordType.String, 0, b("before"), 1));
     const h = s.snapshot();
     s.writeBatch(2, (w) => {
-      w.put(b("k"), RecordType.String, 0, b("after"));
-      w.put(b("new"), RecordType.String, 0, b("v"));
+      w.put(b("k"), RecordType.String, 0, b("after"), 2);
+      w.put(b("new"), RecordType.String, 0, b("v"), 2);
     });
     const bytes = await readAll(h.read());
     h.release();
@@ -105,29 +109,33 @@ describe("KvStore", () => {
     await Promise.all([s.close(), other.close()]);
   });
 
-  it("restore(snapshot(S)) equals S for random binary keys, values and expiries, and survives a reopen", async () => {
+  it("restore(snapshot(S)) equals S for random binary keys, values, expiries, versions and tombstones, and survives a reopen", async () => {
     const key = fc.uint8Array({ minLength: 1, maxLength: 48 });
     const value = fc.oneof(
       { weight: 10, arbitrary: fc.uint8Array({ maxLength: 64 }) },
       { weight: 1, arbitrary: fc.uint8Array({ minLength: 70_000, maxLength: 140_000 }) },
     );
     const expiry = fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 2 ** 47 }));
-    const state = fc.array(fc.tuple(key, value, expiry), { maxLength: 300 });
+    const version = fc.integer({ min: 1, max: 2 ** 40 });
+    const state = fc.array(fc.tuple(key, value, expiry, version), { maxLength: 300 });
     await fc.assert(
       fc.asyncProperty(
         state,
         fc.integer({ min: 1, max: 2 ** 40 }),
         fc.array(fc.nat(), { maxLength: 6 }),
-        async (pairs, index, cuts) => {
+        fc.option(fc.integer({ min: 0, max: 2 ** 41 })),
+        async (pairs, index, cuts, forgetBefore) => {
           const source = await KvStore.open(tempDir());
-          // Several batches, with overwrites and deletes along the way.
+          // Several batches, with overwrites and deletes (leaving tombstones) along the way.
           const third = Math.ceil(pairs.length / 3);
           for (let i = 0; i < pairs.length; i += third) {
             source.writeBatch(index, (w) => {
-              for (const [k, v, e] of pairs.slice(i, i + third)) w.put(k, RecordType.String, e, v);
-              if (i > 0 && pairs[i - 1]) w.delete(pairs[i - 1]![0]);
+              for (const [k, v, e, ver] of pairs.slice(i, i + third)) w.put(k, RecordType.String, e, v, ver);
+              if (i > 0 && pairs[i - 1]) w.delete(pairs[i - 1]![0], pairs[i - 1]![3] * 2);
             });
           }
+          // Some tombstones forgotten: the horizon rises.
+          if (forgetBefore !== null) source.writeBatch(index, (w) => w.forgetTombstones(forgetBefore, 100));
           source.writeBatch(index, () => undefined);
           const bytes = await snapshotBytes(source);
           // Delivered in arbitrary pieces, into a store that held something else.
@@ -140,7 +148,7 @@ describe("KvStore", () => {
           }
           const dir = tempDir();
           const target = await KvStore.open(dir);
-          target.writeBatch(3, (w) => w.put(b("stale"), RecordType.String, 99, b("old")));
+          target.writeBatch(3, (w) => w.put(b("stale"), RecordType.String, 99, b("old"), 1));
           await target.restore(chunksOf(pieces), index);
           assert.deepEqual(image(target), image(source));
           await target.close();
@@ -158,19 +166,20 @@ describe("KvStore", () => {
     const source = await KvStore.open(tempDir());
     source.writeBatch(5, (w) => {
       for (let i = 0; i < 50; i++)
-        w.put(b(`key${i}`), RecordType.String, i % 3 === 0 ? 1000 + i : 0, b(`value${i}`));
+        w.put(b(`key${i}`), RecordType.String, i % 3 === 0 ? 1000 + i : 0, b(`value${i}`), 1);
     });
     const bytes = Buffer.from(await snapshotBytes(source));
     const dir = tempDir();
     const target = await KvStore.open(dir);
-    target.writeBatch(2, (w) => w.put(b("mine"), RecordType.String, 0, b("kept")));
+    target.writeBatch(2, (w) => w.put(b("mine"), RecordType.String, 0, b("kept"), 1));
     const before = image(target);
     const damaged: Buffer[] = [
       bytes.subarray(0, 3),
       bytes.subarray(0, bytes.length - 1),
       bytes.subarray(0, Math.floor(bytes.length / 2)),
       Buffer.concat([bytes, Buffer.from([0])]),
-      Buffer.from(bytes).fill(0x07, 20, 21),
+      // The first record's tag (after the 22-byte header).
+      Buffer.from(bytes).fill(0x07, 22, 23),
       Buffer.concat([Buffer.from("XXXX"), bytes.subarray(4)]),
     ];
     for (const d of damaged) {
@@ -191,11 +200,11 @@ describe("KvStore", () => {
   it("after a crash in a restore, a reopen finds the old store or the new one, and removes the other", async () => {
     const dir = tempDir();
     const s = await KvStore.open(dir);
-    s.writeBatch(4, (w) => w.put(b("a"), RecordType.String, 0, b("old")));
+    s.writeBatch(4, (w) => w.put(b("a"), RecordType.String, 0, b("old"), 1));
     await s.close();
     // Crashed before the pointer moved: a half-written next generation lies beside the live one.
     const other = await KvStore.open(tempDir());
-    other.writeBatch(9, (w) => w.put(b("a"), RecordType.String, 0, b("new")));
+    other.writeBatch(9, (w) => w.put(b("a"), RecordType.String, 0, b("new"), 1));
     const bytes = await snapshotBytes(other);
     await other.close();
     const s2 = await KvStore.open(dir);
@@ -294,7 +303,7 @@ describe("KvStore: found by review", () => {
 
   it("a snapshot labelled past the store's own applied index (entries it never saw) restores at the label", async () => {
     const source = await KvStore.open(tempDir());
-    source.writeBatch(5, (w) => w.put(b("a"), RecordType.String, 0, b("1")));
+    source.writeBatch(5, (w) => w.put(b("a"), RecordType.String, 0, b("1"), 1));
     const bytes = await snapshotBytes(source);
     const target = await KvStore.open(tempDir());
     // Raft's snapshot is at 7: entries 6 and 7 were a new leader's empty entry and a membership change.
@@ -304,5 +313,120 @@ describe("KvStore: found by review", () => {
     // Never the other way: a store applied past the snapshot's index is not that snapshot.
     await assert.rejects(target.restore(chunksOf([bytes]), 4), /holds a store applied to 5/);
     await Promise.all([source.close(), target.close()]);
+  });
+});
+
+describe("KvStore: tombstones and versions", () => {
+  it("a deletion leaves a tombstone with the deleted version, unless that version is at or below the horizon", async () => {
+    const s = await KvStore.open(tempDir());
+    s.writeBatch(3, (w) => {
+      w.put(b("a"), RecordType.String, 0, b("1"), 2);
+      w.put(b("b"), RecordType.String, 0, b("1"), 3);
+    });
+    s.writeBatch(4, (w) => w.delete(b("a"), 5000));
+    assert.deepEqual(s.tombstoneEntries(), [[b("a"), { version: 2, deletedAtMs: 5000 }]]);
+    // Forgetting raises the horizon to the highest version forgotten.
+    s.writeBatch(5, (w) => assert.equal(w.forgetTombstones(5000, 10), 1));
+    assert.equal(s.tombstoneHorizon(), 2);
+    s.writeBatch(6, (w) => {
+      w.put(b("c"), RecordType.String, 0, b("1"), 1);
+      w.delete(b("c"), 6000); // version 1 ≤ horizon: nothing to remember
+      w.clear(7000); // b, version 3: remembered
+    });
+    assert.deepEqual(s.tombstoneEntries(), [[b("b"), { version: 3, deletedAtMs: 7000 }]]);
+    await s.close();
+  });
+
+  it("forgetting goes oldest first, up to the cutoff and the limit; a replaced tombstone stays until its own time", async () => {
+    const s = await KvStore.open(tempDir());
+    s.writeBatch(10, (w) => {
+      for (const [k, v] of [
+        ["x", 5],
+        ["y", 6],
+        ["z", 7],
+      ] as const)
+        w.put(b(k), RecordType.String, 0, b("v"), v);
+      w.delete(b("x"), 300);
+      w.delete(b("y"), 100);
+      w.delete(b("z"), 200);
+      // x deleted again later, with a later version: its tombstone is replaced.
+      w.put(b("x"), RecordType.String, 0, b("v"), 9);
+      w.delete(b("x"), 400);
+    });
+    assert.equal(s.hasTombstonesBefore(99), false);
+    assert.equal(s.hasTombstonesBefore(100), true);
+    s.writeBatch(11, (w) => assert.equal(w.forgetTombstones(1000, 1), 1));
+    assert.deepEqual(
+      s.tombstoneEntries().map(([k]) => String(k)),
+      ["x", "z"],
+    );
+    assert.equal(s.tombstoneHorizon(), 6);
+    // x's old burial (300) finds a newer tombstone and leaves it.
+    s.writeBatch(12, (w) => assert.equal(w.forgetTombstones(300, 10), 2));
+    assert.deepEqual(s.tombstoneEntries(), [[b("x"), { version: 9, deletedAtMs: 400 }]]);
+    assert.equal(s.tombstoneHorizon(), 7);
+    s.writeBatch(13, (w) => assert.equal(w.forgetTombstones(400, 10), 1));
+    assert.deepEqual(s.tombstoneEntries(), []);
+    assert.equal(s.tombstoneHorizon(), 9);
+    assert.equal(s.hasTombstonesBefore(Number.MAX_SAFE_INTEGER - 1), false);
+    await s.close();
+  });
+
+  it("a store written before records had versions is refused, not misread", async () => {
+    const dir = tempDir();
+    const s = await KvStore.open(dir);
+    s.writeBatch(1, (w) => w.put(b("a"), RecordType.String, 0, b("1"), 1));
+    await s.close();
+    // Remove the format mark, as a store of the previous format would be.
+    const { open } = await import("lmdb");
+    const root = open<Buffer, Buffer>({
+      path: path.join(dir, "gen-1.mdb"),
+      maxDbs: 8,
+      keyEncoding: "binary",
+      encoding: "binary",
+    });
+    const meta = root.openDB<Buffer, Buffer>({ name: "meta", keyEncoding: "binary", encoding: "binary" });
+    await meta.remove(b("format"));
+    await root.close();
+    await assert.rejects(KvStore.open(dir), /no format mark: written by an older raftkv/);
+  });
+
+  it("a payload with a record shorter than its header, a tombstone of the wrong size, or a key after a tombstone is refused", async () => {
+    const frame = (tag: number, key: Buffer, value: Buffer) => {
+      const head = Buffer.alloc(9);
+      head[0] = tag;
+      head.writeUInt32BE(key.length, 1);
+      head.writeUInt32BE(value.length, 5);
+      return Buffer.concat([head, key, value]);
+    };
+    const payload = (frames: Buffer[], keys: number, tombstones: number) => {
+      const header = Buffer.alloc(22);
+      header.write("RKVS", 0, "latin1");
+      header.writeUInt16BE(2, 4);
+      header.writeBigUInt64BE(1n, 6);
+      const end = Buffer.alloc(17);
+      end[0] = 0xff;
+      end.writeBigUInt64BE(BigInt(keys), 1);
+      end.writeBigUInt64BE(BigInt(tombstones), 9);
+      return Buffer.concat([header, ...frames, end]);
+    };
+    const record = Buffer.alloc(17);
+    const tombstone = Buffer.alloc(16);
+    const target = await KvStore.open(tempDir());
+    await target.restore(
+      chunksOf([payload([frame(1, b("ka"), record), frame(2, b("kb"), tombstone)], 1, 1)]),
+      1,
+    );
+    assert.deepEqual(
+      target.tombstoneEntries().map(([k]) => String(k)),
+      ["b"],
+    );
+    for (const bad of [
+      payload([frame(1, b("ka"), Buffer.alloc(16))], 1, 0),
+      payload([frame(2, b("kb"), Buffer.alloc(17))], 0, 1),
+      payload([frame(2, b("kb"), tombstone), frame(1, b("ka"), record)], 1, 1),
+    ])
+      await assert.rejects(target.restore(chunksOf([bad]), 1), KvSnapshotFormatError);
+    await target.close();
   });
 });

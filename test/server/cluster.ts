@@ -10,7 +10,10 @@ export class ServerCluster {
   readonly nodes: RaftkvNode[] = [];
   private readonly dir = mkdtempSync(path.join(os.tmpdir(), "raftkv-server-"));
 
-  static async start(size: number, options: { requirepass?: string } = {}): Promise<ServerCluster> {
+  static async start(
+    size: number,
+    options: { requirepass?: string; tombstoneRetentionMs?: number } = {},
+  ): Promise<ServerCluster> {
     const c = new ServerCluster();
     const peers = new Map<number, string>();
     for (let id = 1; id <= size; id++) peers.set(id, `127.0.0.1:${await freePort()}`);
@@ -24,6 +27,9 @@ export class ServerCluster {
           redisListen: "127.0.0.1:0",
           tickMs: 20,
           ...(options.requirepass !== undefined ? { requirepass: options.requirepass } : {}),
+          ...(options.tombstoneRetentionMs !== undefined
+            ? { tombstoneRetentionMs: options.tombstoneRetentionMs }
+            : {}),
         }),
       );
     }

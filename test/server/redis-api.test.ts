@@ -23,7 +23,8 @@ function client(port: number, extra: Record<string, unknown> = {}): Redis {
 }
 
 before(async () => {
-  cluster = await ServerCluster.start(3);
+  // Deleted keys are remembered for WATCH for 1.5 s here (60 s by default), so the test sees them forgotten.
+  cluster = await ServerCluster.start(3, { tombstoneRetentionMs: 1_500 });
   leader = client((await cluster.leader()).redis.port);
   follower = client((await cluster.follower()).redis.port);
 });
@@ -277,6 +278,126 @@ describe("Redis front door: data through the leader and a follower", () => {
       assert.deepEqual(out[3 * i + 1], [null, String(i)]);
       assert.deepEqual(out[3 * i + 2], [null, i + 1]);
     }
+  });
+});
+
+describe("Redis front door: WATCH and UNWATCH", () => {
+  /** A connection of its own (WATCH is per connection), closed after the test. */
+  const opened: Redis[] = [];
+  const own = async (node: "leader" | "follower") => {
+    const c = client((node === "leader" ? await cluster.leader() : await cluster.follower()).redis.port);
+    opened.push(c);
+    return c;
+  };
+  after(() => {
+    for (const c of opened) c.disconnect();
+  });
+
+  for (const node of ["leader", "follower"] as const) {
+    it(`through the ${node}: another client's write to a watched key makes EXEC answer null and nothing runs; unrelated writes do not`, async () => {
+      const a = await own(node);
+      const b = await own(node === "leader" ? "follower" : "leader");
+      const key = `w:${node}`;
+      await b.set(key, "1");
+      assert.equal(await a.watch(key, `${key}:absent`), "OK");
+      await b.set(`${key}:other`, "x");
+      assert.deepEqual(await a.multi().set(`${key}:out`, "first").get(key).exec(), [
+        [null, "OK"],
+        [null, "1"],
+      ]);
+      await a.watch(key);
+      await b.set(key, "1"); // the same value: still a write
+      assert.equal(await a.multi().set(`${key}:out`, "second").exec(), null);
+      assert.equal(await b.get(`${key}:out`), "first");
+      // An absent key created meanwhile, and one created and deleted again, abort too.
+      await a.watch(`${key}:absent`);
+      await b.set(`${key}:absent`, "now");
+      await b.del(`${key}:absent`);
+      assert.equal(await a.multi().set(`${key}:out`, "third").exec(), null);
+      // EXEC cleared the watch: the next transaction runs.
+      await b.set(key, "2");
+      assert.deepEqual(await a.multi().get(key).exec(), [[null, "2"]]);
+    });
+  }
+
+  it("FLUSHALL aborts a watcher of a key it removed; a key that expires between WATCH and EXEC aborts too", async () => {
+    const a = await own("follower");
+    await leader.set("w:flushed", "v");
+    await a.watch("w:flushed");
+    await leader.flushall();
+    assert.equal(await a.multi().set("w:out", "1").exec(), null);
+    await leader.set("w:short", "v", "PX", 100);
+    await a.watch("w:short");
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(await a.multi().set("w:out", "2").exec(), null);
+    assert.equal(await leader.exists("w:out"), 0);
+  });
+
+  it("the watching connection's own writes after WATCH abort its EXEC, those before it do not (pipelined too)", async () => {
+    const a = await own("follower");
+    const out = await a
+      .pipeline()
+      .set("w:own", "1")
+      .watch("w:own")
+      .call("MULTI")
+      .get("w:own")
+      .call("EXEC")
+      .exec();
+    assert.deepEqual(out?.[4], [null, ["1"]]);
+    const again = await a
+      .pipeline()
+      .watch("w:own")
+      .set("w:own", "2")
+      .call("MULTI")
+      .get("w:own")
+      .call("EXEC")
+      .exec();
+    assert.deepEqual(again?.[4], [null, null]);
+  });
+
+  it("WATCH inside MULTI is an error that keeps the transaction; UNWATCH and DISCARD forget the watched keys", async () => {
+    const a = await own("leader");
+    const b = await own("follower");
+    await a.call("MULTI");
+    await assert.rejects(a.watch("w:x"), /ERR WATCH inside MULTI is not allowed/);
+    assert.deepEqual(await a.call("EXEC"), []);
+    await a.watch("w:x");
+    await b.set("w:x", "1");
+    assert.equal(await a.unwatch(), "OK");
+    assert.deepEqual(await a.multi().get("w:x").exec(), [[null, "1"]]);
+    await a.watch("w:x");
+    await a.call("MULTI");
+    await a.call("DISCARD");
+    await b.set("w:x", "2");
+    assert.deepEqual(await a.multi().get("w:x").exec(), [[null, "2"]]);
+    await assert.rejects(a.call("WATCH"), /ERR wrong number of arguments for 'watch' command/);
+    await assert.rejects(a.watch("k".repeat(1025)), /ERR key is too long \(at most 1024 bytes\)/);
+  });
+
+  it("an aborted EXEC is a null array: *-1 in RESP2, _ in RESP3", async () => {
+    for (const protocol of ["2", "3"]) {
+      const raw = await connectRaw(leader.options.port!);
+      await raw.call(["HELLO", protocol]);
+      assert.equal((await raw.call(["WATCH", "w:resp"])).toString(), "+OK\r\n");
+      await follower.set("w:resp", protocol);
+      await raw.call(["MULTI"]);
+      await raw.call(["PING"]);
+      assert.equal((await raw.call(["EXEC"])).toString(), protocol === "2" ? "*-1\r\n" : "_\r\n");
+      await raw.close();
+    }
+  });
+
+  it("the leader has deleted keys forgotten on every replica after the retention", async () => {
+    await leader.set("w:tomb", "v");
+    await leader.del("w:tomb");
+    const remembered = () => cluster.nodes.map((n) => n.store.tombstoneEntries().length);
+    assert.ok(remembered().some((n) => n > 0));
+    const deadline = Date.now() + 10_000;
+    while (remembered().some((n) => n > 0) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(remembered(), [0, 0, 0]);
+    const horizons = cluster.nodes.map((n) => n.store.tombstoneHorizon());
+    assert.ok(horizons[0]! > 0 && horizons.every((h) => h === horizons[0]), String(horizons));
   });
 });
 

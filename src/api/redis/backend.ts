@@ -4,12 +4,25 @@
  * tests may use another.
  */
 import type { Reply } from "../../kv/reply.js";
+import type { WatchedKey } from "../../kv/watch.js";
 
 export interface KvBackend {
   /** Proposes the commands as one entry (several for MULTI/EXEC) and resolves with one reply each. */
   write(commands: readonly (readonly Buffer[])[]): Promise<readonly Reply[]>;
   /** Confirms a linearizable read point, then runs the read commands at it, in order. */
   read(commands: readonly (readonly Buffer[])[]): Promise<readonly Reply[]>;
+  /** WATCH: the keys' versions at a linearizable read point, or the error that kept it from one. */
+  watch(keys: readonly Buffer[]): Promise<readonly WatchedKey[] | Reply>;
+  /**
+   * A MULTI/EXEC with watched keys: the commands proposed as one entry carrying them (`writes`), or
+   * run as one read. One reply per command; null when a watched key had changed (nothing ran); a
+   * single error reply when the transaction could not be run (or its outcome is unknown).
+   */
+  execWatched(
+    commands: readonly (readonly Buffer[])[],
+    watches: readonly WatchedKey[],
+    writes: boolean,
+  ): Promise<readonly Reply[] | null | Reply>;
   /** Number of keys (expired ones not yet removed included, as Redis counts them). */
   keyCount(): number;
   /** `name:value` lines for INFO's replication/raft section. */

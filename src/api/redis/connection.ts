@@ -2,15 +2,18 @@
  * One client connection: requests parsed as they arrive, commands started at once (a pipeline of
  * writes goes to raft together), replies written strictly in request order and coalesced into one
  * socket write per turn. A read waits for this connection's earlier writes, so that it sees them.
+ * WATCH is a read of the keys' versions; an EXEC after it carries them in its entry (see kv/watch.ts).
  */
 import type * as net from "node:net";
 import { arityOk, hasOverlongKey, lookupCommand, MAX_KEY_BYTES } from "../../kv/exec/table.js";
-import { Errors, error, OK, type Reply, status } from "../../kv/reply.js";
+import { Errors, error, NIL_ARRAY, OK, type Reply, status } from "../../kv/reply.js";
+import type { WatchedKey } from "../../kv/watch.js";
 import { RespProtocolError } from "./resp/errors.js";
 import { ReplyWriter } from "./resp/reply-writer.js";
 import { RequestParser } from "./resp/request-parser.js";
 import { runServerCommand, SERVER_COMMANDS } from "./server-commands.js";
 import type { ServerContext } from "./server-context.js";
+import { WatchedKeys } from "./watched-keys.js";
 import { writeReply } from "./write-reply.js";
 
 /** What a command produced: a reply now, a reply later, or a reply and then closing. */
@@ -30,6 +33,7 @@ export class ClientConnection {
   /** Commands queued by MULTI (null: not in a transaction), and whether one was refused meanwhile. */
   private multi: Buffer[][] | null = null;
   private multiDirty = false;
+  private readonly watched = new WatchedKeys();
   /** Replies not yet written, in order (only while one of them is still being computed). */
   private readonly queue: Outcome[] = [];
   private draining = false;
@@ -38,6 +42,8 @@ export class ClientConnection {
   /** QUIT or a protocol error was seen: later input is ignored. */
   private closeRequested = false;
   private lastWrite: Promise<unknown> = Promise.resolve();
+  /** WATCH reads still in flight (null: none): a later write of this connection waits for them. */
+  private pendingWatch: Promise<unknown> | null = null;
 
   constructor(
     readonly socket: net.Socket,
@@ -160,7 +166,10 @@ export class ClientConnection {
       case "discard":
         if (this.multi === null) return error("ERR DISCARD without MULTI");
         this.multi = null;
+        this.watched.clear();
         return OK;
+      case "watch":
+        return this.watch(args);
       case "quit":
         this.closeRequested = true;
         return { reply: OK, close: true };
@@ -202,6 +211,33 @@ export class ClientConnection {
     return status("QUEUED");
   }
 
+  /** UNWATCH (also run inside EXEC, by then after the watched keys were checked). */
+  unwatch(): void {
+    this.watched.clear();
+  }
+
+  /**
+   * WATCH: reads the keys' versions, after this connection's earlier writes (its own writes before the
+   * WATCH do not abort the EXEC; those after it do, as in Redis).
+   */
+  private watch(args: Buffer[]): Outcome {
+    if (args.length < 2) {
+      // Refused before it runs, as Redis's arity check is: inside MULTI that discards the transaction.
+      if (this.multi !== null) this.multiDirty = true;
+      return Errors.wrongArity("watch");
+    }
+    if (this.multi !== null) return error("ERR WATCH inside MULTI is not allowed");
+    const keys = args.slice(1);
+    if (keys.some((k) => k.length > MAX_KEY_BYTES)) return Errors.keyTooLong(MAX_KEY_BYTES);
+    const read = this.lastWrite.then(() => this.ctx.backend.watch(keys));
+    // A write sent after the WATCH must not reach the store before the WATCH has read it.
+    const pending: Promise<unknown> = Promise.allSettled([this.pendingWatch, read]).then(() => {
+      if (this.pendingWatch === pending) this.pendingWatch = null;
+    });
+    this.pendingWatch = pending;
+    return this.watched.add(keys, read);
+  }
+
   /** EXEC: the queued data commands as one raft entry (a read-only transaction as one read). */
   private exec(): Outcome {
     if (this.multi === null) return error("ERR EXEC without MULTI");
@@ -209,11 +245,22 @@ export class ClientConnection {
     const dirty = this.multiDirty;
     this.multi = null;
     this.multiDirty = false;
+    const watched = this.watched.take();
     if (dirty) return error("EXECABORT Transaction discarded because of previous errors.");
     const data = queued.filter((args) => lookupCommand(args[0]!) !== undefined);
     const writes = data.some((args) => lookupCommand(args[0]!)!.kind === "write");
-    const results = data.length === 0 ? Promise.resolve([]) : writes ? this.write(data) : this.read(data);
+    const results: Promise<readonly Reply[] | null | Reply> =
+      watched !== null
+        ? this.execWatched(watched, data, writes)
+        : data.length === 0
+          ? Promise.resolve([])
+          : writes
+            ? this.write(data)
+            : this.read(data);
     return results.then((replies) => {
+      // The watched keys changed: nothing ran, and EXEC answers a null array.
+      if (replies === null) return NIL_ARRAY;
+      if (!isReplyList(replies)) return replies;
       let next = 0;
       const out = queued.map((args) => {
         if (lookupCommand(args[0]!) !== undefined) return replies[next++]!;
@@ -225,8 +272,27 @@ export class ClientConnection {
     });
   }
 
+  /**
+   * A transaction with watched keys, once their versions are read and this connection's earlier writes
+   * are applied (a write of its own after the WATCH must reach the log before this entry, to abort it).
+   */
+  private execWatched(
+    watched: Promise<WatchedKey[] | null>,
+    commands: Buffer[][],
+    writes: boolean,
+  ): Promise<readonly Reply[] | null | Reply> {
+    const p = Promise.all([watched, this.lastWrite]).then(([watches]) =>
+      watches === null ? null : this.ctx.backend.execWatched(commands, watches, writes),
+    );
+    if (writes) this.lastWrite = Promise.allSettled([this.lastWrite, p]).then(() => undefined);
+    return p;
+  }
+
   private write(commands: Buffer[][]): Promise<readonly Reply[]> {
-    const p = this.ctx.backend.write(commands);
+    const p =
+      this.pendingWatch === null
+        ? this.ctx.backend.write(commands)
+        : this.pendingWatch.then(() => this.ctx.backend.write(commands));
     // Every earlier write, not only the last: they need not finish in the order they were sent.
     // (Settled to undefined: the chain must not hold on to every earlier reply.)
     this.lastWrite = Promise.allSettled([this.lastWrite, p]).then(() => undefined);
@@ -244,7 +310,11 @@ function internalError(err: unknown): Reply {
 }
 
 /** Commands that act on the transaction itself, never queued. */
-const TRANSACTION_CONTROL = new Set(["exec", "discard", "multi", "quit"]);
+const TRANSACTION_CONTROL = new Set(["exec", "discard", "multi", "watch", "quit"]);
+
+function isReplyList(r: readonly Reply[] | Reply): r is readonly Reply[] {
+  return Array.isArray(r);
+}
 
 function unknownCommand(args: readonly Buffer[]): Reply {
   const name = args[0]!.toString("latin1").slice(0, 128);

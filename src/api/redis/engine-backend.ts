@@ -9,6 +9,7 @@ import {
 } from "../../engine/errors.js";
 import { type KvApplyResult, type KvStateMachine, writeEntry } from "../../kv/machine.js";
 import { error, type Reply } from "../../kv/reply.js";
+import type { WatchedKey } from "../../kv/watch.js";
 import type { KvBackend } from "./backend.js";
 
 export interface EngineBackendOptions {
@@ -32,7 +33,8 @@ export class EngineBackend implements KvBackend {
    * wake the waiter of a new write with the same number.
    */
   private seq = randomInt(0, 2 ** 47);
-  private readonly forwarded = new Map<number, (replies: KvApplyResult) => void>();
+  /** Forwarded writes awaiting their entry's apply: told its result, or null when given up on. */
+  private readonly forwarded = new Map<number, (outcome: { result: KvApplyResult } | null) => void>();
 
   constructor(
     private readonly engine: Engine<KvApplyResult>,
@@ -42,59 +44,81 @@ export class EngineBackend implements KvBackend {
     this.now = options.now ?? Date.now;
     this.forwardTimeoutMs = options.forwardTimeoutMs ?? 5_000;
     const self = engine.id;
-    machine.onOriginApplied((origin, replies) => {
+    machine.onOriginApplied((origin, result) => {
       if (origin.node !== self) return;
       const waiter = this.forwarded.get(origin.seq);
       if (waiter) {
         this.forwarded.delete(origin.seq);
-        waiter(replies);
+        waiter({ result });
       }
     });
   }
 
   async write(commands: readonly (readonly Buffer[])[]): Promise<readonly Reply[]> {
     try {
-      if (this.engine.isLeader) {
-        const { result } = await this.engine.propose(writeEntry(this.now(), commands));
-        return result;
-      }
-      return await this.forward(commands);
+      // Without watched keys an entry always runs.
+      return (await this.submit(commands, [])) ?? commands.map(() => error("ERR the write did not run"));
     } catch (err) {
       const reply = errorReply(err);
       return commands.map(() => reply);
     }
   }
 
-  private async forward(commands: readonly (readonly Buffer[])[]): Promise<readonly Reply[]> {
+  async execWatched(
+    commands: readonly (readonly Buffer[])[],
+    watches: readonly WatchedKey[],
+    writes: boolean,
+  ): Promise<readonly Reply[] | null | Reply> {
+    try {
+      if (writes) return await this.submit(commands, watches);
+      await this.engine.linearizableRead();
+      return this.machine.readWatched(watches, commands, this.now());
+    } catch (err) {
+      return errorReply(err);
+    }
+  }
+
+  /** Proposes the entry on the leader, or forwards it from a follower; the apply result. */
+  private async submit(
+    commands: readonly (readonly Buffer[])[],
+    watches: readonly WatchedKey[],
+  ): Promise<KvApplyResult> {
+    if (this.engine.isLeader) {
+      const { result } = await this.engine.propose(writeEntry(this.now(), commands, null, watches));
+      return result;
+    }
+    return this.forward(commands, watches);
+  }
+
+  private async forward(
+    commands: readonly (readonly Buffer[])[],
+    watches: readonly WatchedKey[],
+  ): Promise<KvApplyResult> {
     const seq = ++this.seq;
     const origin = { node: this.engine.id, seq };
-    const applied = new Promise<KvApplyResult | null>((resolve) => {
+    const applied = new Promise<{ result: KvApplyResult } | null>((resolve) => {
       const timer = setTimeout(() => {
         this.forwarded.delete(seq);
         resolve(null);
       }, this.forwardTimeoutMs);
       timer.unref();
-      this.forwarded.set(seq, (replies) => {
+      this.forwarded.set(seq, (outcome) => {
         clearTimeout(timer);
-        resolve(replies);
+        resolve(outcome);
       });
     });
     try {
-      await this.engine.forward(writeEntry(this.now(), commands, origin));
+      await this.engine.forward(writeEntry(this.now(), commands, origin, watches));
     } catch (err) {
       const waiter = this.forwarded.get(seq);
       this.forwarded.delete(seq);
-      waiter?.([]);
+      waiter?.(null);
       throw err;
     }
-    const replies = await applied;
-    if (replies === null || replies.length !== commands.length) {
-      const unknown = error(
-        `TRYAGAIN the write was forwarded to the leader and not seen applied within ${this.forwardTimeoutMs} ms; it may or may not have taken effect`,
-      );
-      return commands.map(() => unknown);
-    }
-    return replies;
+    const outcome = await applied;
+    if (outcome === null || (outcome.result !== null && outcome.result.length !== commands.length))
+      throw new ForwardedWriteUnseenError(this.forwardTimeoutMs);
+    return outcome.result;
   }
 
   async read(commands: readonly (readonly Buffer[])[]): Promise<readonly Reply[]> {
@@ -106,6 +130,15 @@ export class EngineBackend implements KvBackend {
     }
     const now = this.now();
     return commands.map((args) => this.machine.read(args, now));
+  }
+
+  async watch(keys: readonly Buffer[]): Promise<readonly WatchedKey[] | Reply> {
+    try {
+      await this.engine.linearizableRead();
+    } catch (err) {
+      return errorReply(err);
+    }
+    return this.machine.watch(keys, this.now());
   }
 
   keyCount(): number {
@@ -133,9 +166,20 @@ export class EngineBackend implements KvBackend {
   }
 }
 
+/** A forwarded write was not seen applied in time: its outcome is unknown. */
+class ForwardedWriteUnseenError extends Error {
+  constructor(timeoutMs: number) {
+    super(
+      `the write was forwarded to the leader and not seen applied within ${timeoutMs} ms; it may or may not have taken effect`,
+    );
+    this.name = "ForwardedWriteUnseenError";
+  }
+}
+
 /** An engine error as a Redis error reply: a code clients can act on, and what to do. */
 function errorReply(err: unknown): Reply {
   if (err instanceof NotLeaderError) return error(`NOTLEADER ${err.message}`);
+  if (err instanceof ForwardedWriteUnseenError) return error(`TRYAGAIN ${err.message}`);
   if (err instanceof LeadershipLostError) return error(`TRYAGAIN ${err.message}`);
   if (err instanceof EngineOverloadedError || err instanceof ReadIndexTimeoutError)
     return error(`TRYAGAIN ${err.message}`);

@@ -195,6 +195,7 @@ function allCommandInfos(): Map<string, Reply> {
   for (const [name, c] of SERVER_COMMANDS) out.set(name, commandInfo(name, c.arity, null));
   for (const name of ["multi", "exec", "discard", "quit"])
     out.set(name, commandInfo(name, name === "quit" ? -1 : 1, null));
+  out.set("watch", commandInfo("watch", -2, null, [1, -1, 1]));
   return out;
 }
 
@@ -335,4 +336,15 @@ export const SERVER_COMMANDS: ReadonlyMap<string, ServerCommand> = new Map<strin
   ["config", { arity: -2, inMulti: false, run: config }],
   ["info", { arity: -1, inMulti: true, run: info }],
   ["time", { arity: 1, inMulti: true, run: time }],
+  [
+    "unwatch",
+    {
+      arity: 1,
+      inMulti: true,
+      run: (conn) => {
+        conn.unwatch();
+        return OK;
+      },
+    },
+  ],
 ]);

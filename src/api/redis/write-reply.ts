@@ -19,6 +19,9 @@ export function writeReply(w: ReplyWriter, r: Reply): void {
     case "nil":
       w.nullBulk();
       return;
+    case "nilArray":
+      w.nullArray();
+      return;
     case "double":
       w.double(r.v);
       return;

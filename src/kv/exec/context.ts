@@ -1,8 +1,9 @@
 /**
  * What a command sees when it runs: the time it runs at, and the keyspace. A write runs inside one
- * apply batch, on every replica, at the proposing node's clock reading carried in its entry; a read runs on one
- * node, at that node's clock. A key whose expiry has passed is absent to both; a write also deletes it
- * (every replica does the same, at the same logical time).
+ * apply batch, on every replica, at the proposing node's clock reading carried in its entry, and what
+ * it stores carries the entry's index as its version; a read runs on one node, at that node's clock. A
+ * key whose expiry has passed is absent to both; a write also deletes it (every replica does the same,
+ * at the same logical time).
  */
 import { type KeyRecord, RecordType } from "../record.js";
 import type { KvStore, KvWriter } from "../store.js";
@@ -25,6 +26,8 @@ export interface WriteAccess extends ReadAccess {
   delete(key: Buffer): boolean;
   /** Removes every key. */
   clear(): void;
+  /** Forgets up to `limit` tombstones left at or before `cutoffMs` (see store.ts). */
+  forgetTombstones(cutoffMs: number, limit: number): number;
 }
 
 export function readAccess(store: KvStore, nowMs: number): ReadAccess {
@@ -39,12 +42,13 @@ export function readAccess(store: KvStore, nowMs: number): ReadAccess {
   };
 }
 
-export function writeAccess(w: KvWriter, nowMs: number): WriteAccess {
+/** What the commands of the entry at `index` see. */
+export function writeAccess(w: KvWriter, nowMs: number, index: number): WriteAccess {
   const lookup = (key: Buffer) => {
     const r = w.get(key);
     if (r === undefined) return undefined;
     if (!isExpired(r, nowMs)) return r;
-    w.delete(key);
+    w.delete(key, nowMs);
     return undefined;
   };
   return {
@@ -53,9 +57,10 @@ export function writeAccess(w: KvWriter, nowMs: number): WriteAccess {
     lookupStored: (key) => w.get(key) !== undefined,
     range: (start, limit) => w.range(start, limit),
     count: () => w.count(),
-    put: (key, type, expireAtMs, payload) => w.put(key, type, expireAtMs, payload),
-    delete: (key) => lookup(key) !== undefined && w.delete(key),
-    clear: () => w.clear(),
+    put: (key, type, expireAtMs, payload) => w.put(key, type, expireAtMs, payload, index),
+    delete: (key) => lookup(key) !== undefined && w.delete(key, nowMs),
+    clear: () => w.clear(nowMs),
+    forgetTombstones: (cutoffMs, limit) => w.forgetTombstones(cutoffMs, limit),
   };
 }
 

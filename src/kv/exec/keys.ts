@@ -1,6 +1,6 @@
 /** Commands on keys of any type, with Redis's replies and errors. */
 import { Errors, error, int, OK, type Reply, status } from "../reply.js";
-import { upper } from "./args.js";
+import { parseInt64, upper } from "./args.js";
 import type { ReadAccess, WriteAccess } from "./context.js";
 import { expireAt } from "./expire.js";
 
@@ -123,4 +123,17 @@ export function reap(ctx: WriteAccess, args: readonly Buffer[]): Reply {
     if (before && ctx.lookup(args[i]!) === undefined) n++;
   }
   return int(n);
+}
+
+/** How many tombstones one `__forget` entry looks at, at most. */
+export const FORGET_BATCH_TOMBSTONES = 1024;
+
+/**
+ * Forgets the oldest tombstones left at or before the time given (ms), raising the tombstone horizon:
+ * the leader's bound on how long deleted keys are remembered for WATCH.
+ */
+export function forget(ctx: WriteAccess, args: readonly Buffer[]): Reply {
+  const cutoff = parseInt64(args[1]!);
+  if (cutoff === null || cutoff < 0n || cutoff > BigInt(Number.MAX_SAFE_INTEGER)) return Errors.notInteger;
+  return int(ctx.forgetTombstones(Number(cutoff), FORGET_BATCH_TOMBSTONES));
 }

@@ -69,6 +69,8 @@ const read = (
 
 /** The leader's removal of expired keys (each deleted only if it is still expired when applied). */
 export const REAP_COMMAND = "__reap";
+/** The leader's forgetting of old tombstones (`__forget <cutoff ms>`). */
+export const FORGET_COMMAND = "__forget";
 
 const COMMANDS: readonly KvCommand[] = [
   read("get", 2, strings.get),
@@ -115,6 +117,7 @@ const COMMANDS: readonly KvCommand[] = [
   read("dbsize", 1, keyspace.dbsize, NO_KEYS),
   write("flushdb", -1, keys.flush, NO_KEYS),
   { ...write(REAP_COMMAND, -2, keys.reap, ALL_KEYS), internal: true },
+  { ...write(FORGET_COMMAND, 2, keys.forget, NO_KEYS), internal: true },
   write("flushall", -1, keys.flush, NO_KEYS),
 ];
 

@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import type { KvBackend } from "../../../src/api/redis/backend.js";
 import { RedisServer } from "../../../src/api/redis/server.js";
+import { MAX_WATCHED_KEYS } from "../../../src/api/redis/watched-keys.js";
 import { bulk, OK, type Reply } from "../../../src/kv/reply.js";
+import type { WatchedKey } from "../../../src/kv/watch.js";
 import { connectRaw } from "../../helpers/redis-server.js";
 
 /** Writes finish after a delay given in their value; reads report what has been written so far. */
@@ -22,6 +24,20 @@ class SlowBackend implements KvBackend {
   async read(commands: readonly (readonly Buffer[])[]): Promise<readonly Reply[]> {
     if (commands[0]![1]!.toString() === "boom") throw new Error("the disk is on fire");
     return commands.map(() => bulk(Buffer.from(this.written.join(","))));
+  }
+  async watch(keys: readonly Buffer[]): Promise<readonly WatchedKey[] | Reply> {
+    if (keys[0]!.toString() === "no-quorum") return { k: "error", v: "TRYAGAIN no quorum" };
+    // Slower than the writes pipelined after it: they must wait for it.
+    await new Promise((r) => setTimeout(r, 30));
+    return keys.map((key) => ({ key: Buffer.from(key), version: 0, seenAt: this.written.length }));
+  }
+  async execWatched(
+    commands: readonly (readonly Buffer[])[],
+    watches: readonly WatchedKey[],
+  ): Promise<readonly Reply[] | null | Reply> {
+    // A watched key "changed" when something was written after it was watched.
+    if (watches.some((w) => w.seenAt !== this.written.length)) return null;
+    return commands.map(() => OK);
   }
   keyCount(): number {
     return 0;
@@ -65,6 +81,57 @@ describe("a client connection", () => {
       "-ERR internal error: the disk is on fire\r\n",
     );
     assert.equal((await raw.call(["PING"])).toString(), "+PONG\r\n");
+    await raw.close();
+  });
+
+  it("pipelined: a write after WATCH waits for the WATCH's read, so it aborts the EXEC; one before it does not", async () => {
+    const server = await RedisServer.start({ backend: new SlowBackend(), listen: "127.0.0.1:0" });
+    servers.push(server);
+    const raw = await connectRaw(server.port);
+    const send = (cmds: string[][]) => Promise.all(cmds.map((c) => raw.call(c))).then((r) => r.map(String));
+    assert.deepEqual(
+      await send([["WATCH", "k"], ["SET", "k", "1"], ["MULTI"], ["SET", "x", "0"], ["EXEC"]]),
+      ["+OK\r\n", "+OK\r\n", "+OK\r\n", "+QUEUED\r\n", "*-1\r\n"],
+    );
+    assert.deepEqual(
+      await send([["SET", "k", "20"], ["WATCH", "k"], ["MULTI"], ["SET", "x", "0"], ["EXEC"]]),
+      ["+OK\r\n", "+OK\r\n", "+OK\r\n", "+QUEUED\r\n", "*1\r\n+OK\r\n"],
+    );
+    // UNWATCH pipelined right after WATCH forgets it, though its read is still in flight.
+    assert.deepEqual(await send([["WATCH", "k"], ["UNWATCH"], ["SET", "k", "1"], ["MULTI"], ["EXEC"]]), [
+      "+OK\r\n",
+      "+OK\r\n",
+      "+OK\r\n",
+      "+OK\r\n",
+      "*0\r\n",
+    ]);
+    await raw.close();
+  });
+
+  it("a WATCH that failed answers its error, and the EXEC after it fails as if its key had changed", async () => {
+    const server = await RedisServer.start({ backend: new SlowBackend(), listen: "127.0.0.1:0" });
+    servers.push(server);
+    const raw = await connectRaw(server.port);
+    assert.equal(String(await raw.call(["WATCH", "no-quorum"])), "-TRYAGAIN no quorum\r\n");
+    await raw.call(["MULTI"]);
+    assert.equal(String(await raw.call(["EXEC"])), "*-1\r\n");
+    await raw.close();
+  });
+
+  it("a connection watches at most MAX_WATCHED_KEYS keys; a WATCH past that is refused whole", async () => {
+    const server = await RedisServer.start({ backend: new SlowBackend(), listen: "127.0.0.1:0" });
+    servers.push(server);
+    const raw = await connectRaw(server.port);
+    const keys = (from: number, n: number) => Array.from({ length: n }, (_, i) => `key${from + i}`);
+    assert.equal(String(await raw.call(["WATCH", ...keys(0, MAX_WATCHED_KEYS - 1)])), "+OK\r\n");
+    // Watching a key again does not count twice.
+    assert.equal(String(await raw.call(["WATCH", "key0", "last"])), "+OK\r\n");
+    assert.equal(
+      String(await raw.call(["WATCH", "one-more"])),
+      `-ERR too many watched keys (at most ${MAX_WATCHED_KEYS})\r\n`,
+    );
+    assert.equal(String(await raw.call(["UNWATCH"])), "+OK\r\n");
+    assert.equal(String(await raw.call(["WATCH", "one-more"])), "+OK\r\n");
     await raw.close();
   });
 });
