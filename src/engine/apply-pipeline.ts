@@ -18,7 +18,10 @@ export interface ApplyPipelineOptions<R> {
   readonly skipThrough: number;
   /** Raft's applied index when the pipeline starts. */
   readonly appliedThrough: number;
-  /** Called for every entry applied, in order; `result` is undefined for entries not given to the state machine. */
+  /**
+   * Called for every entry of a batch, in order, once its result is decided (possibly before the batch is
+   * committed: see StateMachine.apply); `result` is undefined for entries not given to the state machine.
+   */
   readonly onApplied: (entry: Entry, result: R | undefined) => void;
   /** The worker moved on or stopped: the loop has something to collect. */
   readonly onProgress: () => void;
@@ -131,12 +134,14 @@ export class ApplyPipeline<R> {
         if (run.length === 0) break;
         this.inBatch = true;
         const forMachine = run.filter((e) => e.data.byteLength > 0 && e.index > this.o.skipThrough);
-        const results = forMachine.length > 0 ? await this.o.stateMachine.apply(forMachine) : [];
-        let k = 0;
-        for (const e of run) {
-          const result = forMachine[k] === e ? results[k++] : undefined;
-          this.o.onApplied(e, result);
-        }
+        let answered = false;
+        const answer = (results: readonly R[]) => {
+          if (answered) return;
+          answered = true;
+          let k = 0;
+          for (const e of run) this.o.onApplied(e, forMachine[k] === e ? results[k++] : undefined);
+        };
+        answer(forMachine.length > 0 ? await this.o.stateMachine.apply(forMachine, answer) : []);
         this.through = run[run.length - 1]!.index;
         this.inBatch = false;
         this.o.onProgress();

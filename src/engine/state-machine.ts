@@ -19,8 +19,17 @@ export interface StateMachine<R = unknown> {
   /**
    * Applies committed normal entries, in order, and returns one result per entry. The engine hands
    * them over in batches; empty entries (a new leader's) are not passed on.
+   *
+   * A state machine that decides its results before its write is committed (inside a transaction that
+   * still has to commit) may pass them to `decided` then, once: the engine answers the proposals at once,
+   * because the entries are already committed in raft, and a crash before the state machine's commit
+   * only makes the node apply them again. Raft counts the entries applied, and reads waiting for them
+   * go on, only when the returned promise resolves.
    */
-  apply(entries: readonly Entry[]): Promise<readonly R[]> | readonly R[];
+  apply(
+    entries: readonly Entry[],
+    decided?: (results: readonly R[]) => void,
+  ): Promise<readonly R[]> | readonly R[];
   /**
    * The highest index whose effects the state machine has made durable; a restart resumes after it. If
    * it is behind the node's latest snapshot, the engine restores the snapshot into it first.

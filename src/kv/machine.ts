@@ -26,17 +26,23 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
 
   constructor(readonly store: KvStore) {}
 
-  /** Whoever forwards writes learns here when they are applied (once the batch is committed). */
+  /**
+   * Whoever forwards writes learns here when they are applied (their replies decided, inside the batch's
+   * transaction).
+   */
   onOriginApplied(listener: OriginListener): void {
     this.listener = listener;
   }
 
-  async apply(entries: readonly Entry[]): Promise<KvApplyResult[]> {
+  async apply(
+    entries: readonly Entry[],
+    decided?: (results: readonly KvApplyResult[]) => void,
+  ): Promise<KvApplyResult[]> {
     if (entries.length === 0) return [];
     const last = entries[entries.length - 1]!.index;
-    const origins: Array<KvOrigin | null> = [];
-    const results = await this.store.writeBatchAsync(last, (w) =>
-      entries.map((e) => {
+    const results = await this.store.writeBatchAsync(last, (w) => {
+      const origins: Array<KvOrigin | null> = [];
+      const out = entries.map((e) => {
         const { nowMs, origin, watches, commands } = decodeKvEntry(e.data);
         origins.push(origin);
         // Checked before anything runs, against the state left by every earlier entry (this batch's too).
@@ -51,13 +57,17 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
           if (hasOverlongKey(c, args)) return Errors.keyTooLong(MAX_KEY_BYTES);
           return c.run(ctx, args);
         });
-      }),
-    );
-    if (this.listener !== null)
-      for (let i = 0; i < origins.length; i++) {
-        const o = origins[i];
-        if (o) this.listener(o, results[i]!);
-      }
+      });
+      // The replies are decided; the entries are committed in raft, so they may go out before LMDB's
+      // commit (a crash before it re-applies them), and reads still wait for the commit.
+      decided?.(out);
+      if (this.listener !== null)
+        for (let i = 0; i < origins.length; i++) {
+          const o = origins[i];
+          if (o) this.listener(o, out[i]!);
+        }
+      return out;
+    });
     return results;
   }
 

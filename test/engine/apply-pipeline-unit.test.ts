@@ -130,6 +130,43 @@ describe("the apply pipeline", () => {
     assert.deepEqual(h.batches, [[1], [2, 3]]);
   });
 
+  it("answers entries once, as soon as the state machine decides them, before the batch counts as applied", async () => {
+    const answered: number[] = [];
+    let finish: () => void = () => {};
+    const sm: StateMachine<number> = {
+      apply: (entries, decided) => {
+        decided?.(entries.map((e) => e.index * 10));
+        return new Promise<number[]>((resolve) => {
+          finish = () => resolve(entries.map((e) => e.index * 10));
+        });
+      },
+      appliedIndex: () => 0,
+      snapshot: () => {
+        throw new Error("not used");
+      },
+      restore: async () => {},
+    };
+    const pipeline = new ApplyPipeline<number>({
+      stateMachine: sm,
+      skipThrough: 0,
+      appliedThrough: 0,
+      onApplied: (_e, r) => answered.push(r ?? -1),
+      onProgress: () => {},
+      onError: () => {},
+      maxBatchEntries: 100,
+      maxBatchBytes: 1024,
+    });
+    pipeline.push([normal(1), normal(2)]);
+    await settle();
+    assert.deepEqual(answered, [10, 20]);
+    assert.equal(pipeline.appliedThrough, 0, "not applied until the state machine's promise resolves");
+    assert.equal(pipeline.applyingBatch, true);
+    finish();
+    await settle();
+    assert.deepEqual(answered, [10, 20], "answered once");
+    assert.equal(pipeline.appliedThrough, 2);
+  });
+
   it("refuses to jump to a snapshot with entries still queued", () => {
     const h = harness();
     h.pipeline.hold();

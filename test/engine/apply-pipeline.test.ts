@@ -18,8 +18,15 @@ class GatedMachine extends ListMachine {
     for (const go of this.waiting.splice(0)) go();
   }
 
-  override async apply(entries: readonly Entry[]): Promise<number[]> {
+  /** Decides each batch's results at once, before waiting for the gate (like a transaction not yet committed). */
+  decidesEarly = false;
+
+  override async apply(
+    entries: readonly Entry[],
+    decided?: (results: readonly number[]) => void,
+  ): Promise<number[]> {
     this.batches.push(entries.map((e) => e.index));
+    if (this.decidesEarly) decided?.(entries.map((e) => e.index));
     while (this.shut) await new Promise<void>((go) => this.waiting.push(go));
     return this.applyNow(entries);
   }
@@ -69,6 +76,35 @@ describe("applying off the loop", () => {
     // "a" was under way alone; b, c and d queued behind it and went in as one batch.
     assert.deepEqual(lm.batches.slice(-2), [[indexes[0]], indexes.slice(1)]);
     assert.equal(leader.status().applied, indexes[3]);
+    await c.closeAll();
+  });
+
+  it("answers a proposal as soon as the state machine decides its result, and reads only once it is applied", async () => {
+    const { c, leader, machines } = await gatedCluster(14);
+    for (const m of machines.values()) {
+      m.decidesEarly = true;
+      m.close();
+    }
+    let answered: { index: number; result: number } | null = null;
+    void leader.propose(Buffer.from("early")).then((r) => {
+      answered = r;
+    });
+    await c.run(500);
+    assert.ok(answered, "the proposal was answered while its batch was still being applied");
+    const { index, result } = answered as { index: number; result: number };
+    assert.equal(result, index);
+    assert.ok(leader.status().applied < index, "raft does not count it applied yet");
+
+    let readAt = 0;
+    void leader.linearizableRead().then((i) => {
+      readAt = i;
+    });
+    await c.run(500);
+    assert.equal(readAt, 0, "a read waits for the batch to be applied");
+    for (const m of machines.values()) m.open();
+    await c.run(300);
+    assert.ok(readAt >= index, `the read went on at ${readAt}`);
+    assert.equal(leader.status().applied >= index, true);
     await c.closeAll();
   });
 
