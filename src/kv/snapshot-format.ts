@@ -1,20 +1,26 @@
 /**
  * The key-value store's snapshot payload (what the transport frames and checksums):
  *
- *   "RKVS"  u16 version = 1  u64 applied index
+ *   "RKVS"  u16 version = 2  u64 applied index
+ *   0x02 u64 node id  u16 address length  address            one per member of the address book,
+ *                                                            before any key (version 2 only)
  *   0x01 u32 key length  u32 record length  key  record      one per key, in key order
  *   0xFF u64 number of keys                                  the end; nothing may follow
  *
- * The expiry index is not carried: a restore rebuilds it from the records.
+ * The expiry index is not carried: a restore rebuilds it from the records. Version 1 (no address book)
+ * is still read.
  */
+import { MAX_ADDRESS_BOOK_MEMBERS, MAX_ADDRESS_BYTES } from "./address-book.js";
 import { KvSnapshotFormatError } from "./errors.js";
 
 const MAGIC = Buffer.from("RKVS", "latin1");
-const VERSION = 1;
+const VERSION = 2;
 const HEADER_BYTES = 4 + 2 + 8;
 const TAG_KEY = 0x01;
+const TAG_MEMBER = 0x02;
 const TAG_END = 0xff;
 const KEY_PREFIX_BYTES = 1 + 4 + 4;
+const MEMBER_PREFIX_BYTES = 1 + 8 + 2;
 const END_BYTES = 1 + 8;
 const CHUNK_BYTES = 64 * 1024;
 
@@ -23,13 +29,29 @@ export interface KvPair {
   readonly value: Uint8Array;
 }
 
-/** Encodes pairs (in key order) into chunks of about 64 KiB; large values are passed through whole. */
-export function* encodeKvSnapshot(appliedIndex: number, pairs: Iterable<KvPair>): Generator<Buffer> {
+/**
+ * Encodes the address book and then the pairs (in key order) into chunks of about 64 KiB; large values
+ * are passed through whole.
+ */
+export function* encodeKvSnapshot(
+  appliedIndex: number,
+  pairs: Iterable<KvPair>,
+  addressBook: ReadonlyMap<number, string> = new Map(),
+): Generator<Buffer> {
   let chunk = Buffer.allocUnsafe(CHUNK_BYTES);
   chunk.set(MAGIC, 0);
   chunk.writeUInt16BE(VERSION, 4);
   chunk.writeBigUInt64BE(BigInt(appliedIndex), 6);
   let at = HEADER_BYTES;
+  // A handful of short addresses: they fit the first chunk.
+  for (const [id, address] of addressBook) {
+    const bytes = Buffer.from(address, "utf8");
+    chunk[at] = TAG_MEMBER;
+    chunk.writeBigUInt64BE(BigInt(id), at + 1);
+    chunk.writeUInt16BE(bytes.length, at + 9);
+    chunk.set(bytes, at + MEMBER_PREFIX_BYTES);
+    at += MEMBER_PREFIX_BYTES + bytes.length;
+  }
   let count = 0n;
   for (const { key, value } of pairs) {
     const need = KEY_PREFIX_BYTES + key.length + value.length;
@@ -63,7 +85,8 @@ export interface KvSnapshotLimits {
 
 /**
  * Decodes a payload as its chunks arrive: `onPair` gets each pair (views valid only during the call),
- * `finish()` checks the payload ended properly and returns its applied index.
+ * `onMember` each member of the address book; `finish()` checks the payload ended properly and returns
+ * its applied index.
  */
 export class KvSnapshotDecoder {
   /** Bytes not yet parsed, and how many must be here before parsing can move on (no rescans). */
@@ -72,11 +95,14 @@ export class KvSnapshotDecoder {
   private need = HEADER_BYTES;
   private appliedIndex = -1;
   private count = 0n;
+  private members = 0;
+  private version = 0;
   private ended = false;
 
   constructor(
     private readonly limits: KvSnapshotLimits,
     private readonly onPair: (key: Buffer, record: Buffer) => void,
+    private readonly onMember: (id: number, address: string) => void = () => {},
   ) {}
 
   push(chunk: Uint8Array): void {
@@ -98,8 +124,9 @@ export class KvSnapshotDecoder {
     if (this.appliedIndex < 0) {
       if (!data.subarray(0, 4).equals(MAGIC)) throw new KvSnapshotFormatError("it does not start with RKVS");
       const version = data.readUInt16BE(4);
-      if (version !== VERSION)
-        throw new KvSnapshotFormatError(`format version ${version}, expected ${VERSION}`);
+      if (version !== 1 && version !== VERSION)
+        throw new KvSnapshotFormatError(`format version ${version}, expected 1 or ${VERSION}`);
+      this.version = version;
       this.appliedIndex = Number(data.readBigUInt64BE(6));
       p = HEADER_BYTES;
     }
@@ -118,6 +145,30 @@ export class KvSnapshotDecoder {
           );
         this.ended = true;
         p += END_BYTES;
+        continue;
+      }
+      if (tag === TAG_MEMBER && this.version >= 2) {
+        if (data.length - p < MEMBER_PREFIX_BYTES) {
+          this.need = MEMBER_PREFIX_BYTES;
+          return p;
+        }
+        if (this.count > 0n) throw new KvSnapshotFormatError("an address book member after the keys");
+        if (this.members >= MAX_ADDRESS_BOOK_MEMBERS)
+          throw new KvSnapshotFormatError(`more than ${MAX_ADDRESS_BOOK_MEMBERS} address book members`);
+        const id = data.readBigUInt64BE(p + 1);
+        const addressLen = data.readUInt16BE(p + 9);
+        if (id === 0n || id > BigInt(Number.MAX_SAFE_INTEGER))
+          throw new KvSnapshotFormatError(`an address book member with node id ${id}`);
+        if (addressLen === 0 || addressLen > MAX_ADDRESS_BYTES)
+          throw new KvSnapshotFormatError(`an address of ${addressLen} bytes`);
+        const size = MEMBER_PREFIX_BYTES + addressLen;
+        if (p + size > data.length) {
+          this.need = size;
+          return p;
+        }
+        this.members++;
+        this.onMember(Number(id), data.toString("utf8", p + MEMBER_PREFIX_BYTES, p + size));
+        p += size;
         continue;
       }
       if (tag !== TAG_KEY) throw new KvSnapshotFormatError(`unknown record tag 0x${tag!.toString(16)}`);

@@ -13,7 +13,7 @@
  */
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
-import { type Database, open as openLmdb, type RootDatabase, TransactionFlags } from "lmdb";
+import { type Database, open as openLmdb, type RootDatabase, type Transaction, TransactionFlags } from "lmdb";
 import type { SnapshotHandle } from "../engine/state-machine.js";
 import { ensureDurableDir, type FileSystem, NodeFileSystem } from "../storage/fs.js";
 import { KvStoreCorruptError } from "./errors.js";
@@ -29,6 +29,10 @@ import { encodeKvSnapshot, KvSnapshotDecoder } from "./snapshot-format.js";
 
 const CURRENT = "CURRENT";
 const APPLIED_KEY = Buffer.from("applied");
+/** The address book's rows in `meta`: this prefix, then the node id as a u64. */
+const ADDRESS_PREFIX = Buffer.from("addr:");
+/** Just past every row with the prefix (";" follows ":"). */
+const ADDRESS_END = Buffer.from("addr;");
 /** Keys per write transaction while a snapshot is restored. */
 const RESTORE_BATCH_KEYS = 10_000;
 /** Commit without waiting for the fsync; the file stays consistent (overlapping sync). */
@@ -177,6 +181,38 @@ export class KvStore {
     };
   }
 
+  /** The cluster's address book as of the last batch written: node id → raft address, by id. */
+  addressBook(): Map<number, string> {
+    this.checkOpen();
+    return readAddressBook(this.gen.meta);
+  }
+
+  /**
+   * Replaces the address book and records `appliedIndex`, in one transaction committed on LMDB's writer
+   * thread (after every batch queued before it).
+   */
+  async writeAddressBook(appliedIndex: number, book: ReadonlyMap<number, string>): Promise<void> {
+    this.checkOpen();
+    const { root, meta } = this.gen;
+    await root.transaction(() => {
+      replaceAddressBook(meta, book);
+      meta.putSync(APPLIED_KEY, u64(appliedIndex));
+    });
+    this.applied = appliedIndex;
+  }
+
+  /**
+   * A new cluster's first address book, from the addresses every founding member is started with (as its
+   * first membership is): only into a store that has applied nothing and has no book yet. Whether it did.
+   */
+  async seedAddressBook(book: ReadonlyMap<number, string>): Promise<boolean> {
+    this.checkOpen();
+    if (this.applied !== 0 || this.addressBook().size > 0) return false;
+    const { root, meta } = this.gen;
+    await root.transaction(() => replaceAddressBook(meta, book));
+    return true;
+  }
+
   /** A key's record in the committed state (expired or not: the caller decides with its clock). */
   get(key: Uint8Array): KeyRecord | undefined {
     this.checkOpen();
@@ -220,14 +256,15 @@ export class KvStore {
    */
   snapshot(): SnapshotHandle {
     this.checkOpen();
-    const { keys } = this.gen;
+    const { keys, meta } = this.gen;
     const txn = keys.useReadTransaction();
     const applied = this.applied;
     let released = false;
     return {
       async *read() {
+        const book = readAddressBook(meta, txn);
         const pairs = keys.getRange({ transaction: txn }).map(({ key, value }) => ({ key, value }));
-        for (const chunk of encodeKvSnapshot(applied, pairs)) {
+        for (const chunk of encodeKvSnapshot(applied, pairs, book)) {
           yield chunk;
           // Let the loop breathe between chunks of a large store.
           await new Promise<void>((resolve) => setImmediate(resolve));
@@ -265,10 +302,15 @@ export class KvStore {
           }
         }, COMMIT_NO_FLUSH);
       };
-      const decoder = new KvSnapshotDecoder(this.limits, (key, record) => {
-        batch.push([Buffer.from(key), Buffer.from(record)]);
-        if (batch.length >= RESTORE_BATCH_KEYS) flush();
-      });
+      const book = new Map<number, string>();
+      const decoder = new KvSnapshotDecoder(
+        this.limits,
+        (key, record) => {
+          batch.push([Buffer.from(key), Buffer.from(record)]);
+          if (batch.length >= RESTORE_BATCH_KEYS) flush();
+        },
+        (id, address) => book.set(id, address),
+      );
       for await (const chunk of payload) decoder.push(chunk);
       const payloadIndex = decoder.finish();
       // The store counts only the entries it was given; raft's snapshot index may be later, past
@@ -278,7 +320,10 @@ export class KvStore {
           `the snapshot at index ${index} holds a store applied to ${payloadIndex}`,
         );
       flush();
-      next.root.transactionSync(() => next.meta.putSync(APPLIED_KEY, u64(index)));
+      next.root.transactionSync(() => {
+        replaceAddressBook(next.meta, book);
+        next.meta.putSync(APPLIED_KEY, u64(index));
+      });
       await next.root.flushed;
     } catch (err) {
       await next.root.close();
@@ -332,6 +377,32 @@ function u64(n: number): Buffer {
   const b = Buffer.allocUnsafe(8);
   b.writeBigUInt64BE(BigInt(n));
   return b;
+}
+
+function addressKey(id: number): Buffer {
+  const k = Buffer.allocUnsafe(ADDRESS_PREFIX.length + 8);
+  ADDRESS_PREFIX.copy(k, 0);
+  k.writeBigUInt64BE(BigInt(id), ADDRESS_PREFIX.length);
+  return k;
+}
+
+/** The address book rows, in id order (within `transaction` when given). */
+function readAddressBook(meta: Database<Buffer, Buffer>, transaction?: Transaction): Map<number, string> {
+  const book = new Map<number, string>();
+  const range = meta.getRange({
+    start: ADDRESS_PREFIX,
+    end: ADDRESS_END,
+    ...(transaction !== undefined ? { transaction } : {}),
+  });
+  for (const { key, value } of range)
+    book.set(Number(key.readBigUInt64BE(ADDRESS_PREFIX.length)), value.toString("utf8"));
+  return book;
+}
+
+/** Inside a write transaction: the book's rows become exactly `book`. */
+function replaceAddressBook(meta: Database<Buffer, Buffer>, book: ReadonlyMap<number, string>): void {
+  for (const id of readAddressBook(meta).keys()) if (!book.has(id)) meta.removeSync(addressKey(id));
+  for (const [id, address] of book) meta.putSync(addressKey(id), Buffer.from(address, "utf8"));
 }
 
 function readApplied(gen: Generation): number {
