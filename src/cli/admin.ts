@@ -44,7 +44,10 @@ export function adminExitStatus(err: unknown): number {
 
 function nodeId(text: string | undefined, what: string): number {
   if (text === undefined) throw new UsageError(`${what}: the node ID is missing`);
-  return positiveIntFlag("ID", text);
+  const id = /^\d{1,16}$/.test(text) ? Number(text) : Number.NaN;
+  if (!Number.isSafeInteger(id) || id <= 0)
+    throw new UsageError(`${what}: a node ID is a positive integer, got ${JSON.stringify(text)}`);
+  return id;
 }
 
 function nodeAddress(text: string | undefined, what: string): string {

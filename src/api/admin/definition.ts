@@ -4,7 +4,6 @@
  * throw, so that bytes that are not a request are answered INVALID_ARGUMENT, not INTERNAL.
  */
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
-import type * as grpc from "@grpc/grpc-js";
 import * as pb from "../../transport/gen/raftkv/admin/v1/admin_pb.js";
 import {
   type Decoded,
@@ -54,9 +53,3 @@ export const adminServiceDefinition = {
   ),
   transferLeader: unary("TransferLeader", pb.TransferLeaderRequestSchema, pb.TransferLeaderResponseSchema),
 } as const;
-
-/** What a handler of `method` is given by grpc-js. */
-export type AdminCall<M extends { requestDeserialize: (b: Buffer) => unknown }> = grpc.ServerUnaryCall<
-  ReturnType<M["requestDeserialize"]>,
-  unknown
->;

@@ -109,8 +109,8 @@ export class AdminService {
     const transferLeader: Unary<pb.TransferLeaderRequest, pb.TransferLeaderResponse> = (call, callback) =>
       this.answer(call, callback, () => this.transferLeader(call.request, deadlineOf(call)));
     return {
-      definition: adminServiceDefinition as unknown as grpc.ServiceDefinition,
-      implementation: { status, changeMembership, transferLeader } as grpc.UntypedServiceImplementation,
+      definition: adminServiceDefinition,
+      implementation: { status, changeMembership, transferLeader },
     };
   }
 

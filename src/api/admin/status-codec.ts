@@ -109,5 +109,7 @@ export function adminErrorFromStatus(endpoint: string, failure: CallFailure): Er
   }
   if (failure.code === status.INTERNAL || failure.code === status.UNIMPLEMENTED)
     return new AdminError(`${endpoint} answered ${status[failure.code]}: ${failure.details}`);
-  return new NodeUnreachableError(endpoint, `${status[failure.code] ?? failure.code}: ${failure.details}`);
+  // grpc-js ends a connection failure's details with an empty "Resolution note: ".
+  const details = failure.details.replace(/\.?\s*Resolution note:\s*$/, "");
+  return new NodeUnreachableError(endpoint, `${status[failure.code] ?? failure.code}: ${details}`);
 }
