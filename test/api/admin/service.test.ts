@@ -212,13 +212,14 @@ describe("admin service: changes go to the leader", () => {
     assert.equal(err.leader, 0);
   });
 
-  it("promote, remove and transfer of the leader itself are made; a transfer to the leader is a no-op", async () => {
+  it("promote, add-voter (with the address) and remove are made; a transfer to the leader is a no-op", async () => {
     const node = new FakeNode(1);
     const c = client(await serve(node));
     assert.deepEqual((await c.changeMembership({ type: "promote", id: 4 })).voters, [1, 2, 3, 4]);
+    await c.changeMembership({ type: "add-voter", id: 6, address: "h6:6" });
     await c.changeMembership({ type: "remove", id: 3 });
     assert.equal(await c.transferLeader(1), 1);
-    assert.deepEqual(node.calls, ["addVoter 4", "remove 3"]);
+    assert.deepEqual(node.calls, ["addVoter 4", "addVoter 6 h6:6", "remove 3"]);
   });
 });
 
