@@ -120,7 +120,7 @@ export class AdminService {
     run: () => Promise<Res>,
   ): void {
     // Refusals thrown before the first await count as rejections too.
-    Promise.resolve()
+    void Promise.resolve()
       .then(run)
       .then(
         (res) => callback(null, res),
