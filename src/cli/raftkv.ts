@@ -2,93 +2,22 @@
 /**
  * The `raftkv` command line:
  *
- *   raftkv serve --id N --data-dir DIR --peers 1=host:port,2=host:port,3=host:port --redis host:port
- *                [--requirepass PASS] [--tick-ms MS] [--election-ticks N] [--cluster-id NAME]
+ *   raftkv serve [--config FILE] --id N --data-dir DIR --peers 1=host:port,… --redis host:port [--join] …
+ *   raftkv admin --endpoint host:port [--json] status | add-learner ID ADDRESS | promote ID | …
  *   raftkv demo  [--base-port 6379] [--data ./data] [--nodes 3]
  *
- * `serve` runs one node (logs: one JSON object a line on stdout) until SIGINT or SIGTERM. `demo` starts a
- * local cluster of `serve` processes (Redis on base-port, base-port+1, …; raft on base-port+10000, …),
- * says when a leader is elected and how to connect, and stops them all on Ctrl-C.
+ * `serve` runs one node (logs: one JSON object a line on stdout) until SIGINT or SIGTERM (serve.ts,
+ * serve-config.ts). `admin` asks a node's admin service (admin.ts). `demo` starts a local cluster of
+ * `serve` processes (Redis on base-port, base-port+1, …; raft on base-port+10000, …), says when a
+ * leader is elected and how to connect, and stops them all on Ctrl-C.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { mkdirSync, openSync } from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
-import { parseArgs } from "node:util";
-import { pino } from "pino";
-import { fromPino } from "../engine/logging.js";
-import { RaftkvNode } from "../server/node.js";
-
-const USAGE = `usage:
-  raftkv serve --id N --data-dir DIR --peers 1=host:port,2=host:port,3=host:port --redis host:port
-               [--requirepass PASS] [--tick-ms MS] [--election-ticks N] [--cluster-id NAME]
-  raftkv demo  [--base-port 6379] [--data ./data] [--nodes 3]`;
-
-class UsageError extends Error {}
-
-function parsePeers(text: string): Map<number, string> {
-  const peers = new Map<number, string>();
-  for (const part of text.split(",")) {
-    const m = /^(\d+)=(.+:\d+)$/.exec(part.trim());
-    if (!m) throw new UsageError(`--peers: expected id=host:port, got ${JSON.stringify(part)}`);
-    peers.set(Number(m[1]), m[2]!);
-  }
-  return peers;
-}
-
-function positiveInt(name: string, text: string | undefined, fallback?: number): number {
-  if (text === undefined) {
-    if (fallback === undefined) throw new UsageError(`--${name} is required`);
-    return fallback;
-  }
-  const n = Number(text);
-  if (!Number.isSafeInteger(n) || n <= 0)
-    throw new UsageError(`--${name} must be a positive integer, got ${text}`);
-  return n;
-}
-
-async function serve(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      id: { type: "string" },
-      "data-dir": { type: "string" },
-      peers: { type: "string" },
-      redis: { type: "string" },
-      requirepass: { type: "string" },
-      "tick-ms": { type: "string" },
-      "election-ticks": { type: "string" },
-      "cluster-id": { type: "string", default: "raftkv" },
-    },
-  });
-  const id = positiveInt("id", values.id);
-  if (!values["data-dir"]) throw new UsageError("--data-dir is required");
-  if (!values.peers) throw new UsageError("--peers is required");
-  if (!values.redis) throw new UsageError("--redis is required");
-  const peers = parsePeers(values.peers);
-  if (!peers.has(id)) throw new UsageError(`--peers has no address for this node (--id ${id})`);
-  const log = pino({ base: { node: id } });
-  const node = await RaftkvNode.start({
-    id,
-    clusterId: values["cluster-id"],
-    dataDir: values["data-dir"],
-    peers,
-    redisListen: values.redis,
-    tickMs: positiveInt("tick-ms", values["tick-ms"], 100),
-    electionTicks: positiveInt("election-ticks", values["election-ticks"], 10),
-    logger: fromPino(log),
-    ...(values.requirepass !== undefined ? { requirepass: values.requirepass } : {}),
-  });
-  log.info({ redis: `${values.redis.replace(/:\d+$/, "")}:${node.redis.port}` }, "raftkv node serving");
-  await new Promise<void>((resolve) => {
-    const stop = () => resolve();
-    process.once("SIGINT", stop);
-    process.once("SIGTERM", stop);
-  });
-  log.info("stopping");
-  await node.close();
-}
+import { USAGE } from "./usage.js";
+import { parseArgsOrUsage, positiveIntFlag, UsageError } from "./usage-error.js";
 
 /** The node's raft role, from INFO over the Redis protocol (null while it does not answer). */
 async function roleOf(port: number): Promise<string | null> {
@@ -111,7 +40,7 @@ async function roleOf(port: number): Promise<string | null> {
 }
 
 async function demo(argv: string[]): Promise<void> {
-  const { values } = parseArgs({
+  const { values } = parseArgsOrUsage({
     args: argv,
     options: {
       "base-port": { type: "string", default: "6379" },
@@ -119,8 +48,8 @@ async function demo(argv: string[]): Promise<void> {
       nodes: { type: "string", default: "3" },
     },
   });
-  const base = positiveInt("base-port", values["base-port"]);
-  const size = positiveInt("nodes", values.nodes);
+  const base = positiveIntFlag("base-port", values["base-port"]);
+  const size = positiveIntFlag("nodes", values.nodes);
   if (size !== 3 && size !== 5) throw new UsageError("--nodes must be 3 or 5");
   const ids = Array.from({ length: size }, (_, i) => i + 1);
   const peers = ids.map((id) => `${id}=127.0.0.1:${base + 10_000 + id - 1}`).join(",");
@@ -191,16 +120,28 @@ async function demo(argv: string[]): Promise<void> {
 
 async function main(): Promise<void> {
   const [command, ...rest] = process.argv.slice(2);
-  if (command === "serve") await serve(rest);
+  // Each command loads its own modules: `raftkv admin` runs often, from scripts, and need not load the
+  // server's (LMDB, the engine) to ask a node a question.
+  if (command === "serve") await (await import("./serve.js")).serve(rest);
+  else if (command === "admin") await adminCommand(rest);
   else if (command === "demo") await demo(rest);
   else throw new UsageError(command === undefined ? "no command given" : `unknown command ${command}`);
 }
 
+async function adminCommand(argv: string[]): Promise<void> {
+  const { admin, adminErrorJson, adminExitStatus } = await import("./admin.js");
+  try {
+    await admin(argv, (text) => console.log(text));
+  } catch (err) {
+    if (argv.includes("--json")) console.log(adminErrorJson(err));
+    if (err instanceof UsageError) throw err;
+    console.error(`raftkv admin: ${err instanceof Error ? err.message : String(err)}`);
+    process.exit(adminExitStatus(err));
+  }
+}
+
 main().catch((err: unknown) => {
-  if (
-    err instanceof UsageError ||
-    (err instanceof TypeError && "code" in err && String(err.code).startsWith("ERR_PARSE_ARGS"))
-  ) {
+  if (err instanceof UsageError) {
     console.error(`raftkv: ${err.message}\n${USAGE}`);
     process.exit(2);
   }

@@ -5,7 +5,8 @@
  * plus the state machine's commit.
  *
  * A conf change stops the worker at the head of the queue: the loop applies it to raft itself, once every
- * entry before it is applied, so that membership changes keep their place in the order of entries. The
+ * entry before it is applied, so that membership changes keep their place in the order of entries; the
+ * state machine's own part of it (confChangeApplied's hook) then runs before any later entry. The
  * loop may also hold the worker between batches, to capture a snapshot of a state that is exactly that of
  * raft's applied index.
  */
@@ -39,6 +40,8 @@ export class ApplyPipeline<R> {
   private worker: Promise<void> | null = null;
   private held = false;
   private inBatch = false;
+  /** The state machine's part of a conf change the loop applied to raft: runs before the entries after it. */
+  private confHook: { readonly index: number; readonly run: () => Promise<void> } | null = null;
   private stopped = false;
   private through: number;
 
@@ -84,13 +87,25 @@ export class ApplyPipeline<R> {
    * now, and it counts as applied.
    */
   takeConfChange(): Entry | null {
-    if (this.worker !== null || this.isEmpty) return null;
+    if (this.worker !== null || this.confHook !== null || this.isEmpty) return null;
     const e = this.queue[this.head]!;
     if (e.type !== EntryType.ConfChange) return null;
     this.advanceHead(1);
     this.queued -= e.data.byteLength;
-    this.through = e.index;
     return e;
+  }
+
+  /**
+   * The caller applied the conf change taken at `index` to raft. With a hook (the state machine's part),
+   * it counts as applied once the hook is done, and nothing after it is applied before.
+   */
+  confChangeApplied(index: number, hook: (() => Promise<void>) | null): void {
+    if (hook === null) {
+      this.through = index;
+      return;
+    }
+    this.confHook = { index, run: hook };
+    this.kick();
   }
 
   /** Stops the worker after its current batch, until release(). */
@@ -105,15 +120,16 @@ export class ApplyPipeline<R> {
 
   /** Raft installed a snapshot at `index`: the pipeline must be empty, and resumes after it. */
   resetTo(index: number): void {
-    if (!this.isEmpty || this.inBatch)
+    if (!this.isEmpty || this.inBatch || this.confHook !== null)
       throw new Error(`engine invariant: a snapshot installed with entries still being applied`);
     this.through = index;
   }
 
   /** Starts the worker if there is a normal entry at the head and nothing holds it. */
   kick(): void {
-    if (this.worker !== null || this.held || this.stopped || this.isEmpty) return;
-    if (this.queue[this.head]!.type === EntryType.ConfChange) return;
+    if (this.worker !== null || this.held || this.stopped) return;
+    if (this.confHook === null && (this.isEmpty || this.queue[this.head]!.type === EntryType.ConfChange))
+      return;
     // Cleared in a later microtask, never before the assignment (a run may finish without awaiting).
     this.worker = this.work().finally(() => {
       this.worker = null;
@@ -130,6 +146,16 @@ export class ApplyPipeline<R> {
   private async work(): Promise<void> {
     try {
       while (!this.stopped && !this.held) {
+        const hook = this.confHook;
+        if (hook !== null) {
+          this.inBatch = true;
+          await hook.run();
+          this.confHook = null;
+          this.through = hook.index;
+          this.inBatch = false;
+          this.o.onProgress();
+          continue;
+        }
         const run = this.takeRun();
         if (run.length === 0) break;
         this.inBatch = true;

@@ -22,6 +22,7 @@ import { RawNode, type Ready } from "../raft/raw-node.js";
 import type { Status } from "../raft/status.js";
 import {
   type ConfChange,
+  type ConfChangeType,
   type ConfState,
   EMPTY_BYTES,
   EMPTY_CONF_STATE,
@@ -63,7 +64,10 @@ export interface EngineOptions<R> {
    * snapshot (the leader adds it with addLearner or addVoter). initialVoters is then ignored.
    */
   join?: boolean;
-  /** Peer addresses, for NotLeaderError. */
+  /**
+   * Peer addresses, for NotLeaderError. Read when an error is made, so a map the caller keeps current
+   * (membership changes add addresses) is seen as it is then.
+   */
   addresses?: ReadonlyMap<NodeId, string>;
   fs: FileSystem;
   dir: string;
@@ -418,14 +422,18 @@ export class Engine<R = unknown> {
     });
   }
 
-  /** Adds a voter (one at a time); resolves with the membership once the change is applied here. */
-  addVoter(id: NodeId): Promise<ConfState> {
-    return this.changeMembership({ transition: "auto", changes: [{ type: "addVoter", nodeId: id }] });
+  /**
+   * Adds a voter (one at a time); resolves with the membership once the change is applied here.
+   * `context` travels in the change's entry to every member's state machine (`applyConfChange`): a
+   * server puts the new node's address there.
+   */
+  addVoter(id: NodeId, context?: Uint8Array): Promise<ConfState> {
+    return this.changeMembership(singleChange("addVoter", id, context));
   }
 
   /** Adds a learner: it receives the log but does not vote; promote it once it has caught up. */
-  addLearner(id: NodeId): Promise<ConfState> {
-    return this.changeMembership({ transition: "auto", changes: [{ type: "addLearner", nodeId: id }] });
+  addLearner(id: NodeId, context?: Uint8Array): Promise<ConfState> {
+    return this.changeMembership(singleChange("addLearner", id, context));
   }
 
   promoteLearner(id: NodeId): Promise<ConfState> {
@@ -433,7 +441,7 @@ export class Engine<R = unknown> {
   }
 
   removeServer(id: NodeId): Promise<ConfState> {
-    return this.changeMembership({ transition: "auto", changes: [{ type: "removeNode", nodeId: id }] });
+    return this.changeMembership(singleChange("removeNode", id));
   }
 
   private changeMembership(cc: ConfChange): Promise<ConfState> {
@@ -989,8 +997,18 @@ export class Engine<R = unknown> {
   }
 
   private applyConfChangeEntry(e: Entry): void {
-    const cs = this.node.applyConfChange(decodeConfChange(e.data));
+    const cc = decodeConfChange(e.data);
+    const cs = this.node.applyConfChange(cc);
     this.retireDispatchers(cs);
+    // The state machine hears of it before any later entry; replayed after a restart, a change it
+    // already holds is not told again.
+    const tell = this.sm.applyConfChange;
+    this.pipeline.confChangeApplied(
+      e.index,
+      tell !== undefined && e.index > this.smAppliedAtOpen
+        ? () => Promise.resolve(tell.call(this.sm, e.index, cc, cs))
+        : null,
+    );
     const p = this.pendingConf.get(e.index);
     if (p) {
       this.pendingConf.delete(e.index);
@@ -1144,6 +1162,11 @@ function releasedAfterReading(handle: SnapshotHandle): {
     }
   }
   return { stream: stream(), release };
+}
+
+function singleChange(type: ConfChangeType, nodeId: NodeId, context?: Uint8Array): ConfChange {
+  const changes = [{ type, nodeId }];
+  return context === undefined ? { transition: "auto", changes } : { transition: "auto", changes, context };
 }
 
 function snapshotKey(meta: SnapshotMetadata): string {

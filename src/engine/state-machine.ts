@@ -1,4 +1,4 @@
-import type { Entry } from "../raft/types.js";
+import type { ConfChange, ConfState, Entry } from "../raft/types.js";
 
 /**
  * A consistent image of the state machine, captured quickly and read later, off the loop (a read
@@ -46,6 +46,14 @@ export interface StateMachine<R = unknown> {
    * remain. Never called for a new cluster's bootstrap snapshot (index 1), the empty initial state.
    */
   restore(payload: AsyncIterable<Uint8Array>, index: number): Promise<void>;
+  /**
+   * Optional: told each membership change once raft applied it (`confState` is the membership after
+   * it), in log order with `apply`, so that the state machine can keep what the change's context carries
+   * (a server's address book) in its replicated state, and so in its snapshots: a node that catches up
+   * from a snapshot never sees the entry. If it records `index`, `appliedIndex` may report it. Not
+   * called again, after a restart, for an index at or below `appliedIndex()`.
+   */
+  applyConfChange?(index: number, change: ConfChange, confState: ConfState): Promise<void> | void;
 }
 
 /** A handle over bytes already in memory: for small state machines and tests. */

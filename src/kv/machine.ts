@@ -4,7 +4,8 @@
  * restores through the store.
  */
 import type { SnapshotHandle, StateMachine } from "../engine/state-machine.js";
-import type { Entry } from "../raft/types.js";
+import type { ConfChange, ConfState, Entry, NodeId } from "../raft/types.js";
+import { bookAfterChange, decodeAddressContext } from "./address-book.js";
 import { decodeKvEntry, encodeKvEntry, type KvOrigin } from "./entry-codec.js";
 import { readAccess, writeAccess } from "./exec/context.js";
 import { arityOk, hasOverlongKey, lookupCommand, MAX_KEY_BYTES } from "./exec/table.js";
@@ -21,8 +22,12 @@ export type KvApplyResult = readonly Reply[] | null;
 /** Told the result of each applied entry that names an origin (see KvOrigin). */
 export type OriginListener = (origin: KvOrigin, result: KvApplyResult) => void;
 
+/** Told the whole address book each time it may have changed (a membership change, a restore). */
+export type AddressBookListener = (book: ReadonlyMap<NodeId, string>) => void;
+
 export class KvStateMachine implements StateMachine<KvApplyResult> {
   private listener: OriginListener | null = null;
+  private bookListener: AddressBookListener | null = null;
 
   constructor(readonly store: KvStore) {}
 
@@ -32,6 +37,23 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
    */
   onOriginApplied(listener: OriginListener): void {
     this.listener = listener;
+  }
+
+  /** Whoever routes raft traffic learns here of new members' addresses (see address-book.ts). */
+  onAddressBookChanged(listener: AddressBookListener): void {
+    this.bookListener = listener;
+  }
+
+  /**
+   * Keeps the addresses a membership change introduces, and forgets those of nodes it removed, in the
+   * same transaction as the applied index: so the book is in every snapshot from here on.
+   */
+  async applyConfChange(index: number, change: ConfChange, confState: ConfState): Promise<void> {
+    // A context this code did not write introduces nothing; the membership still prunes the book.
+    const introduced = (change.context && decodeAddressContext(change.context)) ?? new Map<NodeId, string>();
+    const book = bookAfterChange(this.store.addressBook(), introduced, confState);
+    await this.store.writeAddressBook(index, book);
+    this.bookListener?.(book);
   }
 
   async apply(
@@ -113,8 +135,9 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
     return this.store.snapshot();
   }
 
-  restore(payload: AsyncIterable<Uint8Array>, index: number): Promise<void> {
-    return this.store.restore(payload, index);
+  async restore(payload: AsyncIterable<Uint8Array>, index: number): Promise<void> {
+    await this.store.restore(payload, index);
+    this.bookListener?.(this.store.addressBook());
   }
 }
 

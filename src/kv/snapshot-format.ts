@@ -1,25 +1,31 @@
 /**
  * The key-value store's snapshot payload (what the transport frames and checksums):
  *
- *   "RKVS"  u16 version = 2  u64 applied index  u64 tombstone horizon
+ *   "RKVS"  u16 version = 3  u64 applied index  u64 tombstone horizon
+ *   0x03 u64 node id  u16 address length  address           one per member of the address book,
+ *                                                            before any key
  *   0x01 u32 key length  u32 record length  key  record      one per key, in key order
  *   0x02 u32 key length  u32 16  key  tombstone              one per tombstone, in key order
  *   0xFF u64 number of keys  u64 number of tombstones        the end; nothing may follow
  *
  * The expiry index and the tombstones' index by time are not carried: a restore rebuilds them.
  * Keys are the store's stored keys; a record carries its version, so WATCH gives the same answer on a
- * replica restored from a snapshot as on one that applied every entry.
+ * replica restored from a snapshot as on one that applied every entry. The address book (each member's
+ * raft address) travels too, so a node that catches up by snapshot can reach every member.
  */
+import { MAX_ADDRESS_BOOK_MEMBERS, MAX_ADDRESS_BYTES } from "./address-book.js";
 import { KvSnapshotFormatError } from "./errors.js";
 import { TOMBSTONE_BYTES } from "./record.js";
 
 const MAGIC = Buffer.from("RKVS", "latin1");
-const VERSION = 2;
+const VERSION = 3;
 const HEADER_BYTES = 4 + 2 + 8 + 8;
 const TAG_KEY = 0x01;
 const TAG_TOMBSTONE = 0x02;
+const TAG_MEMBER = 0x03;
 const TAG_END = 0xff;
 const KEY_PREFIX_BYTES = 1 + 4 + 4;
+const MEMBER_PREFIX_BYTES = 1 + 8 + 2;
 const END_BYTES = 1 + 8 + 8;
 const CHUNK_BYTES = 64 * 1024;
 
@@ -32,6 +38,8 @@ export interface KvPair {
 export interface KvImage {
   readonly appliedIndex: number;
   readonly tombstoneHorizon: number;
+  /** Node id → raft address. */
+  readonly addressBook: ReadonlyMap<number, string>;
   /** Stored key → record, in key order. */
   readonly records: Iterable<KvPair>;
   /** Stored key → tombstone, in key order. */
@@ -46,6 +54,15 @@ export function* encodeKvSnapshot(image: KvImage): Generator<Buffer> {
   chunk.writeBigUInt64BE(BigInt(image.appliedIndex), 6);
   chunk.writeBigUInt64BE(BigInt(image.tombstoneHorizon), 14);
   let at = HEADER_BYTES;
+  // A handful of short addresses (bounded by MAX_ADDRESS_BOOK_MEMBERS): they fit the first chunk.
+  for (const [id, address] of image.addressBook) {
+    const bytes = Buffer.from(address, "utf8");
+    chunk[at] = TAG_MEMBER;
+    chunk.writeBigUInt64BE(BigInt(id), at + 1);
+    chunk.writeUInt16BE(bytes.length, at + 9);
+    chunk.set(bytes, at + MEMBER_PREFIX_BYTES);
+    at += MEMBER_PREFIX_BYTES + bytes.length;
+  }
   const counts = [0n, 0n];
   for (const [tag, pairs] of [
     [TAG_KEY, image.records],
@@ -86,8 +103,8 @@ export interface KvSnapshotLimits {
 }
 
 /**
- * Decodes a payload as its chunks arrive: `onPair` gets each key and record, `onTombstone` each
- * tombstone (views valid only during the call); `finish()` checks the payload ended properly and
+ * Decodes a payload as its chunks arrive: `onMember` gets each member of the address book, `onPair`
+ * each key and record, `onTombstone` each tombstone (views valid only during the call); `finish()` checks the payload ended properly and
  * returns its applied index and tombstone horizon.
  */
 export class KvSnapshotDecoder {
@@ -99,12 +116,14 @@ export class KvSnapshotDecoder {
   private tombstoneHorizon = 0;
   private records = 0n;
   private tombstones = 0n;
+  private members = 0;
   private ended = false;
 
   constructor(
     private readonly limits: KvSnapshotLimits,
     private readonly onPair: (key: Buffer, record: Buffer) => void,
     private readonly onTombstone: (key: Buffer, tombstone: Buffer) => void,
+    private readonly onMember: (id: number, address: string) => void,
   ) {}
 
   push(chunk: Uint8Array): void {
@@ -150,6 +169,12 @@ export class KvSnapshotDecoder {
         p += END_BYTES;
         continue;
       }
+      if (tag === TAG_MEMBER) {
+        const size = this.member(data, p);
+        if (size === 0) return p;
+        p += size;
+        continue;
+      }
       if (tag !== TAG_KEY && tag !== TAG_TOMBSTONE)
         throw new KvSnapshotFormatError(`unknown record tag 0x${tag!.toString(16)}`);
       // Tombstones follow every key: a key after one is out of order.
@@ -186,6 +211,32 @@ export class KvSnapshotDecoder {
     }
     this.need = 1;
     return p;
+  }
+
+  /** Parses the address book member at `p`: its size, or 0 if it is not all here yet. */
+  private member(data: Buffer, p: number): number {
+    if (data.length - p < MEMBER_PREFIX_BYTES) {
+      this.need = MEMBER_PREFIX_BYTES;
+      return 0;
+    }
+    if (this.records > 0n || this.tombstones > 0n)
+      throw new KvSnapshotFormatError("an address book member after the keys");
+    if (this.members >= MAX_ADDRESS_BOOK_MEMBERS)
+      throw new KvSnapshotFormatError(`more than ${MAX_ADDRESS_BOOK_MEMBERS} address book members`);
+    const id = data.readBigUInt64BE(p + 1);
+    const addressLen = data.readUInt16BE(p + 9);
+    if (id === 0n || id > BigInt(Number.MAX_SAFE_INTEGER))
+      throw new KvSnapshotFormatError(`an address book member with node id ${id}`);
+    if (addressLen === 0 || addressLen > MAX_ADDRESS_BYTES)
+      throw new KvSnapshotFormatError(`an address of ${addressLen} bytes`);
+    const size = MEMBER_PREFIX_BYTES + addressLen;
+    if (p + size > data.length) {
+      this.need = size;
+      return 0;
+    }
+    this.members++;
+    this.onMember(Number(id), data.toString("utf8", p + MEMBER_PREFIX_BYTES, p + size));
+    return size;
   }
 
   /** The payload's applied index and tombstone horizon, once it has ended properly. */

@@ -45,6 +45,10 @@ const HORIZON_KEY = Buffer.from("tombstone-horizon");
 const FORMAT_KEY = Buffer.from("format");
 /** The layout of records and meta; a store of another format is refused, never misread. */
 const STORE_FORMAT = 2;
+/** The address book's rows in `meta`: this prefix, then the node id as a u64. */
+const ADDRESS_PREFIX = Buffer.from("addr:");
+/** Just past every row with the prefix (";" follows ":"). */
+const ADDRESS_END = Buffer.from("addr;");
 /** Keys per write transaction while a snapshot is restored. */
 const RESTORE_BATCH_KEYS = 10_000;
 /** Commit without waiting for the fsync; the file stays consistent (overlapping sync). */
@@ -259,6 +263,38 @@ export class KvStore {
     };
   }
 
+  /** The cluster's address book as of the last batch written: node id → raft address, by id. */
+  addressBook(): Map<number, string> {
+    this.checkOpen();
+    return readAddressBook(this.gen.meta);
+  }
+
+  /**
+   * Replaces the address book and records `appliedIndex`, in one transaction committed on LMDB's writer
+   * thread (after every batch queued before it).
+   */
+  async writeAddressBook(appliedIndex: number, book: ReadonlyMap<number, string>): Promise<void> {
+    this.checkOpen();
+    const { root, meta } = this.gen;
+    await root.transaction(() => {
+      replaceAddressBook(meta, book);
+      meta.putSync(APPLIED_KEY, u64(appliedIndex));
+    });
+    this.applied = appliedIndex;
+  }
+
+  /**
+   * A new cluster's first address book, from the addresses every founding member is started with (as its
+   * first membership is): only into a store that has applied nothing and has no book yet. Whether it did.
+   */
+  async seedAddressBook(book: ReadonlyMap<number, string>): Promise<boolean> {
+    this.checkOpen();
+    if (this.applied !== 0 || this.addressBook().size > 0) return false;
+    const { root, meta } = this.gen;
+    await root.transaction(() => replaceAddressBook(meta, book));
+    return true;
+  }
+
   /** A key's record in the committed state (expired or not: the caller decides with its clock). */
   get(key: Uint8Array): KeyRecord | undefined {
     this.checkOpen();
@@ -351,6 +387,7 @@ export class KvStore {
         const image = {
           appliedIndex: applied,
           tombstoneHorizon: readU64(meta, HORIZON_KEY, txn),
+          addressBook: readAddressBook(meta, txn),
           records: keys.getRange({ transaction: txn }).map(({ key, value }) => ({ key, value })),
           tombstones: tombstones.getRange({ transaction: txn }).map(({ key, value }) => ({ key, value })),
         };
@@ -402,10 +439,12 @@ export class KvStore {
         batch.push([Buffer.from(key), Buffer.from(value), isTombstone]);
         if (batch.length >= RESTORE_BATCH_KEYS) flush();
       };
+      const book = new Map<number, string>();
       const decoder = new KvSnapshotDecoder(
         { ...this.limits, minRecordBytes: RECORD_HEADER_BYTES },
         (key, record) => take(key, record, false),
         (key, tombstone) => take(key, tombstone, true),
+        (id, address) => book.set(id, address),
       );
       for await (const chunk of payload) decoder.push(chunk);
       const { appliedIndex: payloadIndex, tombstoneHorizon } = decoder.finish();
@@ -417,6 +456,7 @@ export class KvStore {
         );
       flush();
       next.root.transactionSync(() => {
+        replaceAddressBook(next.meta, book);
         next.meta.putSync(APPLIED_KEY, u64(index));
         next.meta.putSync(HORIZON_KEY, u64(tombstoneHorizon));
         next.meta.putSync(FORMAT_KEY, u64(STORE_FORMAT));
@@ -474,6 +514,32 @@ function u64(n: number): Buffer {
   const b = Buffer.allocUnsafe(8);
   b.writeBigUInt64BE(BigInt(n));
   return b;
+}
+
+function addressKey(id: number): Buffer {
+  const k = Buffer.allocUnsafe(ADDRESS_PREFIX.length + 8);
+  ADDRESS_PREFIX.copy(k, 0);
+  k.writeBigUInt64BE(BigInt(id), ADDRESS_PREFIX.length);
+  return k;
+}
+
+/** The address book rows, in id order (within `transaction` when given). */
+function readAddressBook(meta: Database<Buffer, Buffer>, transaction?: Transaction): Map<number, string> {
+  const book = new Map<number, string>();
+  const range = meta.getRange({
+    start: ADDRESS_PREFIX,
+    end: ADDRESS_END,
+    ...(transaction !== undefined ? { transaction } : {}),
+  });
+  for (const { key, value } of range)
+    book.set(Number(key.readBigUInt64BE(ADDRESS_PREFIX.length)), value.toString("utf8"));
+  return book;
+}
+
+/** Inside a write transaction: the book's rows become exactly `book`. */
+function replaceAddressBook(meta: Database<Buffer, Buffer>, book: ReadonlyMap<number, string>): void {
+  for (const id of readAddressBook(meta).keys()) if (!book.has(id)) meta.removeSync(addressKey(id));
+  for (const [id, address] of book) meta.putSync(addressKey(id), Buffer.from(address, "utf8"));
 }
 
 function readU64(meta: Database<Buffer, Buffer>, key: Buffer, transaction?: Transaction): number {

@@ -1,8 +1,14 @@
 /**
- * One raftkv server node: the LMDB store and its state machine, the raft engine on gRPC, and the Redis
- * front door, assembled and closed in order.
+ * One raftkv server node: the LMDB store and its state machine, the raft engine on gRPC (with the admin
+ * service on the same port), and the Redis front door, assembled and closed in order.
+ *
+ * Peer addresses: `peers` (the command line's) seeds them; the cluster's address book, kept in the
+ * replicated state (src/kv/address-book.ts), is the authority for every member it names. A founding
+ * member writes `peers` into an empty book, a membership change that adds a node carries its address,
+ * and a node that catches up from a snapshot finds the book in it; every change reaches the transport.
  */
 import * as path from "node:path";
+import { AdminService } from "../api/admin/service.js";
 import { EngineBackend } from "../api/redis/engine-backend.js";
 import { RedisServer } from "../api/redis/server.js";
 import { Engine } from "../engine/engine.js";
@@ -19,21 +25,53 @@ export interface NodeConfig {
   id: NodeId;
   clusterId: string;
   dataDir: string;
-  /** Every voter's raft (gRPC) address, this node's included. */
+  /**
+   * Raft (gRPC) addresses by node id. A founding node: every founding voter's, its own included (they
+   * become the first membership). A joining node: at least the current members' (it must answer the
+   * leader before it has the cluster's address book) and its own. The replicated address book takes
+   * precedence for the nodes it names.
+   */
   peers: ReadonlyMap<NodeId, string>;
+  /**
+   * Join an existing cluster: start empty and wait to be added (`raftkv admin add-learner`), never
+   * campaigning before. Ignored once the node has state.
+   */
+  join?: boolean;
   /** host:port for the Redis protocol (port 0: any free one). */
   redisListen: string;
-  /** host:port for raft's gRPC (default: this node's entry in `peers`). */
+  /** host:port for raft's and the admin service's gRPC (default: this node's entry in `peers`). */
   raftListen?: string;
   requirepass?: string;
   tickMs?: number;
   electionTicks?: number;
+  heartbeatTicks?: number;
   snapshotEveryEntries?: number;
   /**
    * How long deleted keys are remembered for WATCH (default 60 s): the EXEC of a WATCH of an absent
    * key held longer than this fails, changed or not (see kv/watch.ts).
    */
   tombstoneRetentionMs?: number;
+  trailingEntries?: number;
+  keepSnapshots?: number;
+  maxPendingProposals?: number;
+  maxProposalBytes?: number;
+  maxPendingReads?: number;
+  /** Raft: bytes of entries in one append message. */
+  maxMessageBytes?: number;
+  /** Raft: bytes the leader holds uncommitted before it refuses proposals. */
+  maxUncommittedBytes?: number;
+  /** Raft: append messages in flight per follower. */
+  maxInflightMessages?: number;
+  /** Redis: clients connected at once. */
+  maxClients?: number;
+  /** Redis: commands a connection may have started and not yet answered before its reads pause. */
+  maxPipelinedCommands?: number;
+  /** Redis: unsent reply bytes past which a client is closed. */
+  maxOutputBytes?: number;
+  /** Redis: the longest argument (proto-max-bulk-len). */
+  maxBulkBytes?: number;
+  /** Redis: how long a follower waits to see a forwarded write applied before answering TRYAGAIN. */
+  forwardTimeoutMs?: number;
   logger?: RaftLogger;
 }
 
@@ -53,6 +91,8 @@ export class RaftkvNode {
     readonly redis: RedisServer,
     private readonly transport: GrpcTransport,
     private readonly tombstoneRetentionMs: number,
+    /** The raft address of each node this one knows (kept current from the address book). */
+    readonly addresses: ReadonlyMap<NodeId, string>,
   ) {
     this.reaper = setInterval(() => {
       this.reapExpired();
@@ -109,16 +149,22 @@ export class RaftkvNode {
   static async start(config: NodeConfig): Promise<RaftkvNode> {
     const logger = config.logger ?? silentLogger;
     const fs = new NodeFileSystem();
-    const store = await KvStore.open(path.join(config.dataDir, "kv"));
-    const machine = new KvStateMachine(store);
     const listen = config.raftListen ?? config.peers.get(config.id);
     if (listen === undefined) throw new RangeError(`peers has no address for node ${config.id}`);
+    const store = await KvStore.open(path.join(config.dataDir, "kv"));
+    const machine = new KvStateMachine(store);
+    if (!config.join && (await store.seedAddressBook(config.peers)))
+      logger.info("address book seeded from the founding peers", { peers: Object.fromEntries(config.peers) });
+    const addresses = new Map(config.peers);
+    for (const [id, address] of store.addressBook()) addresses.set(id, address);
+    if (!addresses.has(config.id)) addresses.set(config.id, listen);
+    const admin = new AdminService({ logger });
     let engine: Engine<KvApplyResult> | null = null;
     const transport = new GrpcTransport({
       id: config.id,
       clusterId: config.clusterId,
       listen,
-      peers: new Map([...config.peers].filter(([id]) => id !== config.id)),
+      peers: new Map([...addresses].filter(([id]) => id !== config.id)),
       fs,
       snapshotDir: path.join(config.dataDir, "incoming"),
       logger,
@@ -126,23 +172,45 @@ export class RaftkvNode {
         open: (meta, signal) => engine!.snapshotSource().open(meta, signal),
         payloadBytes: (meta) => engine!.snapshotSource().payloadBytes!(meta),
       },
+      services: [admin.binding()],
+    });
+    // Set before the engine opens: a restart replays membership changes, and a snapshot may arrive.
+    machine.onAddressBookChanged((book) => {
+      for (const [id, address] of book) {
+        if (addresses.get(id) === address) continue;
+        addresses.set(id, address);
+        if (id !== config.id) transport.setPeer(id, address);
+        logger.info("peer address learned from the address book", { peer: id, address });
+      }
     });
     try {
       engine = await Engine.open<KvApplyResult>({
         id: config.id,
         initialVoters: [...config.peers.keys()],
-        addresses: config.peers,
+        ...(config.join ? { join: true } : {}),
+        addresses,
         fs,
         dir: path.join(config.dataDir, "raft"),
         stateMachine: machine,
         transport,
         logger,
-        ...(config.tickMs !== undefined ? { tickMs: config.tickMs } : {}),
-        ...(config.snapshotEveryEntries !== undefined
-          ? { snapshotEveryEntries: config.snapshotEveryEntries }
-          : {}),
+        ...defined({
+          tickMs: config.tickMs,
+          snapshotEveryEntries: config.snapshotEveryEntries,
+          trailingEntries: config.trailingEntries,
+          keepSnapshots: config.keepSnapshots,
+          maxPendingProposals: config.maxPendingProposals,
+          maxProposalBytes: config.maxProposalBytes,
+          maxPendingReads: config.maxPendingReads,
+        }),
         raft: {
-          ...(config.electionTicks !== undefined ? { electionTicks: config.electionTicks } : {}),
+          ...defined({
+            electionTicks: config.electionTicks,
+            heartbeatTicks: config.heartbeatTicks,
+            maxMessageBytes: config.maxMessageBytes,
+            maxUncommittedBytes: config.maxUncommittedBytes,
+            maxInflightMessages: config.maxInflightMessages,
+          }),
           preVote: true,
           checkQuorum: true,
         },
@@ -152,11 +220,27 @@ export class RaftkvNode {
       await store.close();
       throw err;
     }
+    const opened = engine;
+    admin.attach({
+      clusterId: config.clusterId,
+      status: () => opened.status(),
+      addresses: () => addresses,
+      addVoter: (id, context) => opened.addVoter(id, context),
+      addLearner: (id, context) => opened.addLearner(id, context),
+      removeServer: (id) => opened.removeServer(id),
+      transferLeadership: (to) => opened.transferLeadership(to),
+    });
     const redis = await RedisServer.start({
-      backend: new EngineBackend(engine, machine),
+      backend: new EngineBackend(engine, machine, defined({ forwardTimeoutMs: config.forwardTimeoutMs })),
       listen: config.redisListen,
       logger,
-      ...(config.requirepass !== undefined ? { requirepass: config.requirepass } : {}),
+      ...defined({
+        requirepass: config.requirepass,
+        maxClients: config.maxClients,
+        maxPipelinedCommands: config.maxPipelinedCommands,
+        maxOutputBytes: config.maxOutputBytes,
+      }),
+      ...(config.maxBulkBytes !== undefined ? { requestLimits: { maxBulkBytes: config.maxBulkBytes } } : {}),
     });
     return new RaftkvNode(
       engine,
@@ -164,6 +248,7 @@ export class RaftkvNode {
       redis,
       transport,
       config.tombstoneRetentionMs ?? DEFAULT_TOMBSTONE_RETENTION_MS,
+      addresses,
     );
   }
 
@@ -175,4 +260,11 @@ export class RaftkvNode {
     await this.transport.close().catch(() => undefined);
     await this.store.close();
   }
+}
+
+/** The entries of `o` that are set: optional options left unset keep their defaults. */
+function defined<T extends Record<string, unknown>>(o: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as {
+    [K in keyof T]?: Exclude<T[K], undefined>;
+  };
 }

@@ -54,7 +54,8 @@ export function deserializer<Desc extends DescMessage>(schema: Desc): (bytes: Bu
   return (bytes) => parseProto(schema, view(bytes));
 }
 
-function tolerantDeserializer<Desc extends DescMessage>(
+/** A deserializer that never throws: what the handler gets says whether the bytes parsed. */
+export function tolerantDeserializer<Desc extends DescMessage>(
   schema: Desc,
 ): (bytes: Buffer) => Decoded<MessageShape<Desc>> {
   return (bytes) => {

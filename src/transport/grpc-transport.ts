@@ -89,6 +89,17 @@ export interface GrpcTransportOptions {
   closeGraceMs?: number;
   /** Test-only: faults for the next snapshot sent to `peer`, asked once per transfer (mirrors MemoryNetwork). */
   snapshotFaults?: (peer: NodeId) => SnapshotFaults | null;
+  /**
+   * Further gRPC services to serve on the same port (a server node's admin service), added when the
+   * server starts: an operator needs one address per node, and it is the one its peers know it by.
+   */
+  services?: readonly GrpcServiceBinding[];
+}
+
+/** A gRPC service and its handlers, for {@link GrpcTransportOptions.services}. */
+export interface GrpcServiceBinding {
+  readonly definition: grpc.ServiceDefinition;
+  readonly implementation: grpc.UntypedServiceImplementation;
 }
 
 export const GRPC_TRANSPORT_DEFAULTS = {
@@ -568,6 +579,8 @@ export class GrpcTransport implements Transport {
       snapshot: (call: SnapshotCall, callback: grpc.sendUnaryData<pb.SnapshotAck>) =>
         this.onSnapshotCall(call, callback),
     });
+    for (const service of this.opts.services ?? [])
+      server.addService(service.definition, service.implementation);
     let port: number;
     try {
       port = await new Promise<number>((resolve, reject) => {

@@ -85,11 +85,35 @@ describe("the apply pipeline", () => {
     assert.deepEqual(h.batches, [[1]]);
     assert.equal(h.pipeline.appliedThrough, 1);
     assert.equal(h.pipeline.takeConfChange()?.index, 2);
+    h.pipeline.confChangeApplied(2, null);
     assert.equal(h.pipeline.appliedThrough, 2);
     h.pipeline.kick();
     await settle();
     assert.deepEqual(h.batches, [[1], [3]]);
     assert.equal(h.pipeline.appliedThrough, 3);
+  });
+
+  it("runs the state machine's part of a conf change before any entry after it", async () => {
+    const h = harness();
+    const order: string[] = [];
+    let finishHook: () => void = () => {};
+    h.pipeline.push([confChange(1), normal(2)]);
+    assert.equal(h.pipeline.takeConfChange()?.index, 1);
+    h.pipeline.confChangeApplied(1, async () => {
+      order.push("hook");
+      await new Promise<void>((resolve) => {
+        finishHook = resolve;
+      });
+    });
+    await settle();
+    assert.deepEqual(order, ["hook"]);
+    assert.deepEqual(h.batches, [], "entry 2 waits for the hook");
+    assert.equal(h.pipeline.appliedThrough, 0);
+    assert.equal(h.pipeline.takeConfChange(), null);
+    finishHook();
+    await settle();
+    assert.equal(h.pipeline.appliedThrough, 2);
+    assert.deepEqual(h.batches, [[2]]);
   });
 
   it("gives the state machine neither empty entries nor those it already holds, but answers them", async () => {

@@ -402,7 +402,7 @@ describe("KvStore: tombstones and versions", () => {
     const payload = (frames: Buffer[], keys: number, tombstones: number) => {
       const header = Buffer.alloc(22);
       header.write("RKVS", 0, "latin1");
-      header.writeUInt16BE(2, 4);
+      header.writeUInt16BE(3, 4);
       header.writeBigUInt64BE(1n, 6);
       const end = Buffer.alloc(17);
       end[0] = 0xff;
