@@ -4,6 +4,8 @@
  *
  *   raftkv serve --id N --data-dir DIR --peers 1=host:port,2=host:port,3=host:port --redis host:port
  *                [--requirepass PASS] [--tick-ms MS] [--election-ticks N] [--cluster-id NAME]
+ *                [--max-bulk-bytes N] [--max-args N] [--max-inline-bytes N] [--max-command-bytes N]
+ *                [--max-pipelined-commands N] [--max-output-bytes N] [--max-clients N]
  *   raftkv demo  [--base-port 6379] [--data ./data] [--nodes 3]
  *
  * `serve` runs one node (logs: one JSON object a line on stdout) until SIGINT or SIGTERM. `demo` starts a
@@ -18,11 +20,13 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { fromPino } from "../engine/logging.js";
-import { RaftkvNode } from "../server/node.js";
+import { type NodeConfig, RaftkvNode } from "../server/node.js";
 
 const USAGE = `usage:
   raftkv serve --id N --data-dir DIR --peers 1=host:port,2=host:port,3=host:port --redis host:port
                [--requirepass PASS] [--tick-ms MS] [--election-ticks N] [--cluster-id NAME]
+               [--max-bulk-bytes N] [--max-args N] [--max-inline-bytes N] [--max-command-bytes N]
+               [--max-pipelined-commands N] [--max-output-bytes N] [--max-clients N]
   raftkv demo  [--base-port 6379] [--data ./data] [--nodes 3]`;
 
 class UsageError extends Error {}
@@ -48,6 +52,30 @@ function positiveInt(name: string, text: string | undefined, fallback?: number):
   return n;
 }
 
+/** The Redis front door's limits given on the command line (the others keep the server's defaults). */
+function redisLimits(
+  values: Record<string, string | boolean | undefined>,
+): NonNullable<NodeConfig["redisLimits"]> {
+  const given = (name: string): number | undefined => {
+    const text = values[name];
+    return typeof text === "string" ? positiveInt(name, text) : undefined;
+  };
+  // An absent limit must not be passed as undefined: it would replace the default.
+  const definedOnly = <T extends object>(o: T): T =>
+    Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+  return definedOnly({
+    requestLimits: definedOnly({
+      maxBulkBytes: given("max-bulk-bytes"),
+      maxArgs: given("max-args"),
+      maxInlineBytes: given("max-inline-bytes"),
+      maxCommandBytes: given("max-command-bytes"),
+    }),
+    maxPipelinedCommands: given("max-pipelined-commands"),
+    maxOutputBytes: given("max-output-bytes"),
+    maxClients: given("max-clients"),
+  });
+}
+
 async function serve(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
@@ -60,6 +88,13 @@ async function serve(argv: string[]): Promise<void> {
       "tick-ms": { type: "string" },
       "election-ticks": { type: "string" },
       "cluster-id": { type: "string", default: "raftkv" },
+      "max-bulk-bytes": { type: "string" },
+      "max-args": { type: "string" },
+      "max-inline-bytes": { type: "string" },
+      "max-command-bytes": { type: "string" },
+      "max-pipelined-commands": { type: "string" },
+      "max-output-bytes": { type: "string" },
+      "max-clients": { type: "string" },
     },
   });
   const id = positiveInt("id", values.id);
@@ -78,6 +113,7 @@ async function serve(argv: string[]): Promise<void> {
     tickMs: positiveInt("tick-ms", values["tick-ms"], 100),
     electionTicks: positiveInt("election-ticks", values["election-ticks"], 10),
     logger: fromPino(log),
+    redisLimits: redisLimits(values),
     ...(values.requirepass !== undefined ? { requirepass: values.requirepass } : {}),
   });
   log.info({ redis: `${values.redis.replace(/:\d+$/, "")}:${node.redis.port}` }, "raftkv node serving");

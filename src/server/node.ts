@@ -5,6 +5,7 @@
 import * as path from "node:path";
 import { EngineBackend } from "../api/redis/engine-backend.js";
 import { RedisServer } from "../api/redis/server.js";
+import type { RedisServerOptions } from "../api/redis/server-context.js";
 import { Engine } from "../engine/engine.js";
 import { REAP_COMMAND } from "../kv/exec/table.js";
 import { type KvApplyResult, KvStateMachine, writeEntry } from "../kv/machine.js";
@@ -25,6 +26,10 @@ export interface NodeConfig {
   /** host:port for raft's gRPC (default: this node's entry in `peers`). */
   raftListen?: string;
   requirepass?: string;
+  /** Limits of the Redis front door (each absent one: the server's default). */
+  redisLimits?: Partial<
+    Pick<RedisServerOptions, "requestLimits" | "maxPipelinedCommands" | "maxOutputBytes" | "maxClients">
+  >;
   tickMs?: number;
   electionTicks?: number;
   snapshotEveryEntries?: number;
@@ -121,6 +126,7 @@ export class RaftkvNode {
       backend: new EngineBackend(engine, machine),
       listen: config.redisListen,
       logger,
+      ...config.redisLimits,
       ...(config.requirepass !== undefined ? { requirepass: config.requirepass } : {}),
     });
     return new RaftkvNode(engine, store, redis, transport);
