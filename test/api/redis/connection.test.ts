@@ -78,6 +78,22 @@ describe("a client connection", () => {
     assert.equal(got, "+OK\r\n$2\r\n30\r\n+PONG\r\n");
   });
 
+  it("an error quoting the client's bytes sends them back as they came, as Redis does", async () => {
+    const server = await RedisServer.start({ backend: new SlowBackend(), listen: "127.0.0.1:0" });
+    servers.push(server);
+    const raw = await connectRaw(server.port);
+    const name = Buffer.from("héllo", "utf8");
+    assert.deepEqual(
+      await raw.call([name, Buffer.of(0xff)]),
+      Buffer.concat([
+        Buffer.from("-ERR unknown command '"),
+        name,
+        Buffer.from("', with args beginning with: '\xff' \r\n", "latin1"),
+      ]),
+    );
+    await raw.close();
+  });
+
   it("a command whose work fails answers an error, and the connection goes on", async () => {
     const server = await RedisServer.start({ backend: new SlowBackend(), listen: "127.0.0.1:0" });
     servers.push(server);
