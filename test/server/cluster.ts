@@ -47,8 +47,12 @@ function installExitHook(): void {
 export interface ServerClusterOptions {
   size?: number;
   requirepass?: string;
-  /** Milliseconds per raft tick (default 20: an election in a few hundred milliseconds). */
+  /** Milliseconds per raft tick (default 20). */
   tickMs?: number;
+  /**
+   * Ticks in an election timeout (default 50: a second). Also how long a read may wait for its quorum
+   * round: much shorter, and a node descheduled for that long on a busy machine answers TRYAGAIN.
+   */
   electionTicks?: number;
   /** More `raftkv serve` flags for every node (limits, for instance). */
   extraArgs?: readonly string[];
@@ -190,7 +194,7 @@ export class ServerCluster {
           "--tick-ms",
           String(options.tickMs ?? 20),
           "--election-ticks",
-          String(options.electionTicks ?? 20),
+          String(options.electionTicks ?? 50),
           ...(options.requirepass !== undefined ? ["--requirepass", options.requirepass] : []),
           ...(options.extraArgs ?? []),
         ];
