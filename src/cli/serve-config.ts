@@ -62,6 +62,9 @@ export const SERVE_OPTIONS = {
     help: "unsent reply bytes before a client is closed (default 256 MiB)",
   },
   "max-bulk-bytes": { kind: "positiveInt", help: "the longest argument a client may send (default 64 MiB)" },
+  "max-args": { kind: "positiveInt", help: "arguments in one Redis command (default 1048576)" },
+  "max-inline-bytes": { kind: "positiveInt", help: "the longest inline command line (default 64 KiB)" },
+  "max-command-bytes": { kind: "positiveInt", help: "bytes of one whole Redis command (default 128 MiB)" },
   "forward-timeout-ms": {
     kind: "positiveInt",
     help: "how long a follower waits for a forwarded write (default 5000)",
@@ -297,6 +300,9 @@ export function nodeConfigFrom(s: ServeSettings): Omit<NodeConfig, "logger"> {
     ["maxPipelinedCommands", s["max-pipelined-commands"]],
     ["maxOutputBytes", s["max-output-bytes"]],
     ["maxBulkBytes", s["max-bulk-bytes"]],
+    ["maxArgs", s["max-args"]],
+    ["maxInlineBytes", s["max-inline-bytes"]],
+    ["maxCommandBytes", s["max-command-bytes"]],
     ["forwardTimeoutMs", s["forward-timeout-ms"]],
   ];
   for (const [key, value] of optional) if (value !== undefined) Object.assign(config, { [key]: value });

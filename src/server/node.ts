@@ -70,6 +70,12 @@ export interface NodeConfig {
   maxOutputBytes?: number;
   /** Redis: the longest argument (proto-max-bulk-len). */
   maxBulkBytes?: number;
+  /** Redis: arguments in one command. */
+  maxArgs?: number;
+  /** Redis: the longest inline command line. */
+  maxInlineBytes?: number;
+  /** Redis: bytes of one whole command. */
+  maxCommandBytes?: number;
   /** Redis: how long a follower waits to see a forwarded write applied before answering TRYAGAIN. */
   forwardTimeoutMs?: number;
   logger?: RaftLogger;
@@ -240,7 +246,12 @@ export class RaftkvNode {
         maxPipelinedCommands: config.maxPipelinedCommands,
         maxOutputBytes: config.maxOutputBytes,
       }),
-      ...(config.maxBulkBytes !== undefined ? { requestLimits: { maxBulkBytes: config.maxBulkBytes } } : {}),
+      requestLimits: defined({
+        maxBulkBytes: config.maxBulkBytes,
+        maxArgs: config.maxArgs,
+        maxInlineBytes: config.maxInlineBytes,
+        maxCommandBytes: config.maxCommandBytes,
+      }),
     });
     return new RaftkvNode(
       engine,

@@ -48,6 +48,9 @@ const FULL = {
   "max-pipelined-commands": 1000,
   "max-output-bytes": 8388608,
   "max-bulk-bytes": 1048576,
+  "max-args": 5000,
+  "max-inline-bytes": 4096,
+  "max-command-bytes": 2097152,
   "forward-timeout-ms": 2000,
 };
 
@@ -90,6 +93,9 @@ describe("serve config file", () => {
       maxPipelinedCommands: 1000,
       maxOutputBytes: 8388608,
       maxBulkBytes: 1048576,
+      maxArgs: 5000,
+      maxInlineBytes: 4096,
+      maxCommandBytes: 2097152,
       forwardTimeoutMs: 2000,
     });
   });

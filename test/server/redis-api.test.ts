@@ -1,8 +1,9 @@
 /**
- * The Redis front door of a 3-node cluster, through a real client (ioredis) and Debian's redis-cli:
- * connection commands, string and key commands through the leader and through a follower (which
- * forwards writes),
- * transactions, pipelining, RESP3, AUTH, and bad input that closes only the offending connection.
+ * The Redis front door of a 3-node cluster of `raftkv serve` processes, through a real client (ioredis)
+ * and Debian's redis-cli: connection commands, string and key commands, transactions, pipelining,
+ * RESP3, AUTH, and bad input that closes only the offending connection. Every test runs twice: with the
+ * leader as the node the client talks to (a follower as "the other node"), and with a follower (which
+ * forwards writes and reads to the leader) and the leader as the other.
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
@@ -15,390 +16,21 @@ import { ServerCluster } from "./cluster.js";
 
 const execFileAsync = promisify(execFile);
 let cluster: ServerCluster;
-let leader: Redis;
-let follower: Redis;
+const clients = new Map<"leader" | "follower", Redis>();
 
 function client(port: number, extra: Record<string, unknown> = {}): Redis {
   return new Redis({ port, host: "127.0.0.1", lazyConnect: false, maxRetriesPerRequest: 0, ...extra });
 }
 
 before(async () => {
-  // Deleted keys are remembered for WATCH for 1.5 s here (60 s by default), so the test sees them forgotten.
-  cluster = await ServerCluster.start(3, { tombstoneRetentionMs: 1_500 });
-  leader = client((await cluster.leader()).redis.port);
-  follower = client((await cluster.follower()).redis.port);
+  cluster = await ServerCluster.start();
+  clients.set("leader", client((await cluster.leader()).port));
+  clients.set("follower", client((await cluster.follower()).port));
 });
 
 after(async () => {
-  leader?.disconnect();
-  follower?.disconnect();
+  for (const c of clients.values()) c.disconnect();
   await cluster?.close();
-});
-
-describe("Redis front door: connection and server commands", () => {
-  it("PING, ECHO, SELECT, TIME, DBSIZE answer as Redis does", async () => {
-    assert.equal(await leader.ping(), "PONG");
-    assert.equal(await leader.ping("hi"), "hi");
-    assert.equal(await leader.echo("x y"), "x y");
-    assert.equal(await leader.select(0), "OK");
-    await assert.rejects(leader.select(1), /ERR DB index is out of range/);
-    const [s, us] = (await leader.time()) as unknown as [string, string];
-    assert.ok(Math.abs(Number(s) * 1000 - Date.now()) < 5_000 && Number(us) < 1_000_000);
-    assert.equal(typeof (await leader.dbsize()), "number");
-  });
-
-  it("CLIENT SETNAME/GETNAME/ID/INFO/LIST", async () => {
-    assert.equal(await leader.client("SETNAME", "app-1"), "OK");
-    assert.equal(await leader.client("GETNAME"), "app-1");
-    const id = (await leader.client("ID")) as number;
-    assert.ok(id > 0);
-    assert.match((await leader.client("INFO")) as string, new RegExp(`^id=${id} .*name=app-1 `));
-    assert.match((await leader.client("LIST")) as string, /name=app-1/);
-    await assert.rejects(leader.client("SETNAME", "has space"), /ERR Client names cannot contain spaces/);
-  });
-
-  it("INFO has a raft section, CONFIG GET/SET the common parameters, COMMAND COUNT/INFO", async () => {
-    const info = await leader.info();
-    assert.match(info, /# Raft\r\nraft_node_id:\d+\r\nraft_role:leader\r\n/);
-    assert.match(info, /redis_version:7\.0\.15/);
-    assert.deepEqual(await leader.config("GET", "appendonly"), ["appendonly", "yes"]);
-    assert.equal(await leader.config("SET", "maxmemory", "100"), "OK");
-    assert.deepEqual(await leader.config("GET", "maxmemory"), ["maxmemory", "100"]);
-    await assert.rejects(
-      leader.config("SET", "no-such", "1"),
-      /ERR Unknown option or number of arguments for CONFIG SET - 'no-such'/,
-    );
-    assert.ok(((await leader.command("COUNT")) as unknown as number) > 40);
-    const [get] = (await leader.command("INFO", "get")) as unknown as [[string, number]];
-    assert.deepEqual(get.slice(0, 2), ["get", 2]);
-  });
-
-  it("unknown commands and wrong arity get Redis's errors", async () => {
-    await assert.rejects(
-      leader.call("NOPE", "a", "b"),
-      /ERR unknown command 'NOPE', with args beginning with: 'a' 'b' /,
-    );
-    await assert.rejects(leader.call("GET"), /ERR wrong number of arguments for 'get' command/);
-  });
-
-  it("HELLO 3 switches the connection to RESP3: a map, typed nulls, doubles of RESP2 as bulk", async () => {
-    // ioredis speaks RESP2 only: the exact bytes, on a raw connection.
-    const raw = await connectRaw(leader.options.port!);
-    const hello = (await raw.call(["HELLO", "3"])).toString("latin1");
-    assert.match(
-      hello,
-      /^%7\r\n\$6\r\nserver\r\n\$5\r\nredis\r\n\$7\r\nversion\r\n\$6\r\n7\.0\.15\r\n\$5\r\nproto\r\n:3\r\n/,
-    );
-    assert.equal((await raw.call(["GET", "resp3-missing"])).toString(), "_\r\n");
-    assert.equal((await raw.call(["HELLO", "2"])).toString("latin1").slice(0, 4), "*14\r");
-    assert.equal((await raw.call(["GET", "resp3-missing"])).toString(), "$-1\r\n");
-    assert.equal((await raw.call(["HELLO", "4"])).toString(), "-NOPROTO unsupported protocol version\r\n");
-    await raw.close();
-  });
-});
-
-describe("Redis front door: data through the leader and a follower", () => {
-  it("strings: SET with options, GET, INCR family, APPEND, GETRANGE, MSET/MGET", async () => {
-    assert.equal(await leader.set("s1", "v1"), "OK");
-    assert.equal(await leader.set("s1", "v2", "NX"), null);
-    assert.equal(await leader.set("s1", "v3", "XX", "GET"), "v1");
-    assert.equal(await leader.get("s1"), "v3");
-    assert.equal(await leader.incr("n"), 1);
-    assert.equal(await leader.incrby("n", 41), 42);
-    await assert.rejects(leader.incr("s1"), /ERR value is not an integer or out of range/);
-    assert.equal(await leader.append("s1", "!"), 3);
-    assert.equal(await leader.getrange("s1", 0, -2), "v3");
-    assert.equal(await leader.mset("a", "1", "b", "2"), "OK");
-    assert.deepEqual(await leader.mget("a", "b", "nope"), ["1", "2", null]);
-  });
-
-  it("INCRBYFLOAT through the leader and a follower: Redis's text, its errors, the TTL kept", async () => {
-    assert.equal(await leader.set("f", "10.5", "EX", 100), "OK");
-    assert.equal(await leader.incrbyfloat("f", "0.1"), "10.6");
-    // Long double arithmetic shows through the 17 decimals, the same on every replica.
-    assert.equal(await follower.incrbyfloat("f", "-5.0e3"), "-4989.39999999999999991");
-    assert.equal(await follower.get("f"), "-4989.39999999999999991");
-    assert.equal(await leader.get("f"), "-4989.39999999999999991");
-    const ttl = await follower.ttl("f");
-    assert.ok(ttl === 100 || ttl === 99, String(ttl));
-    assert.equal(await follower.incrbyfloat("f-new", "1e17"), "100000000000000000");
-    assert.equal(await leader.incrbyfloat("f-new", "0.1"), "100000000000000000.1015625");
-    assert.equal(await follower.incrbyfloat("f-new", "0x1p-3"), "100000000000000000.2265625");
-    assert.equal(await leader.incrbyfloat("f-zero", "-0"), "0");
-    await assert.rejects(leader.incrbyfloat("f", "1.5x"), /ERR value is not a valid float/);
-    await leader.set("f-text", "hello");
-    await assert.rejects(follower.incrbyfloat("f-text", "1"), /ERR value is not a valid float/);
-    await assert.rejects(follower.incrbyfloat("f", "inf"), /ERR increment would produce NaN or Infinity/);
-    await assert.rejects(
-      leader.call("INCRBYFLOAT", "f"),
-      /ERR wrong number of arguments for 'incrbyfloat' command/,
-    );
-    assert.equal(await leader.get("f"), "-4989.39999999999999991");
-  });
-
-  it("a follower serves linearizable reads of what the leader acknowledged", async () => {
-    assert.equal(await leader.set("seen", "by-all"), "OK");
-    assert.equal(await follower.get("seen"), "by-all");
-    assert.equal(await follower.exists("seen", "nope"), 1);
-  });
-
-  it("a follower forwards writes to the leader and answers once it has applied them itself", async () => {
-    assert.equal(await follower.set("fw", "1"), "OK");
-    assert.equal(await follower.get("fw"), "1");
-    assert.equal(await leader.get("fw"), "1");
-    // Interleaved increments through both nodes: every one applied exactly once, in one order.
-    const replies = await Promise.all(
-      Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? leader : follower).incr("fw-count")),
-    );
-    assert.deepEqual(
-      [...replies].sort((a, b) => a - b),
-      Array.from({ length: 40 }, (_, i) => i + 1),
-    );
-    assert.equal(await follower.get("fw-count"), "40");
-    const tx = await follower.multi().set("fw-tx", "a").append("fw-tx", "b").get("fw-tx").exec();
-    assert.deepEqual(tx, [
-      [null, "OK"],
-      [null, 2],
-      [null, "ab"],
-    ]);
-  });
-
-  it("expiry: SET EX, TTL, PERSIST, EXPIRE with options, and a key past its time is gone everywhere", async () => {
-    assert.equal(await leader.set("t", "v", "EX", 100), "OK");
-    const ttl = await leader.ttl("t");
-    assert.ok(ttl === 100 || ttl === 99, String(ttl));
-    assert.equal(await leader.expire("t", 50, "GT"), 0);
-    assert.equal(await leader.expire("t", 50, "LT"), 1);
-    assert.equal(await leader.persist("t"), 1);
-    assert.equal(await leader.ttl("t"), -1);
-    assert.equal(await leader.set("gone", "v", "PX", 30), "OK");
-    await new Promise((r) => setTimeout(r, 60));
-    assert.equal(await leader.get("gone"), null);
-    assert.equal(await follower.get("gone"), null);
-    assert.equal(await leader.exists("gone"), 0);
-  });
-
-  it("the leader removes expired keys from every replica (DBSIZE counts them until then)", async () => {
-    await leader.flushdb();
-    await leader.mset("keep1", "v", "keep2", "v");
-    for (let i = 0; i < 20; i++) await leader.set(`short:${i}`, "v", "PX", 30);
-    const sizes = async () => Promise.all(cluster.nodes.map((n) => n.store.keyCount()));
-    const deadline = Date.now() + 10_000;
-    while ((await sizes()).some((n) => n !== 2) && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 50));
-    assert.deepEqual(await sizes(), [2, 2, 2]);
-    assert.equal(await follower.dbsize(), 2);
-    // Not a command clients can call.
-    await assert.rejects(leader.call("__reap", "keep1"), /ERR unknown command '__reap'/);
-  });
-
-  it("keys: DEL, TYPE, RENAME, RENAMENX", async () => {
-    await leader.set("r1", "v");
-    assert.equal(await leader.type("r1"), "string");
-    assert.equal(await leader.rename("r1", "r2"), "OK");
-    await assert.rejects(leader.rename("r1", "r3"), /ERR no such key/);
-    await leader.set("r3", "w");
-    assert.equal(await leader.renamenx("r2", "r3"), 0);
-    assert.equal(await leader.del("r2", "r3", "nope"), 2);
-    assert.equal(await leader.type("r2"), "none");
-  });
-
-  it("KEYS, SCAN (MATCH, COUNT, TYPE) and RANDOMKEY see every live key, through any node", async () => {
-    await leader.flushdb();
-    const names = Array.from({ length: 150 }, (_, i) => `scan:${i}`);
-    await leader.mset(...names.flatMap((n) => [n, "v"]));
-    await leader.set("other", "x");
-    await leader.set("scan:gone", "v", "PX", 1);
-    await new Promise((r) => setTimeout(r, 20));
-    assert.deepEqual((await follower.keys("scan:*")).sort(), [...names].sort());
-    assert.deepEqual(await leader.keys("oth?r"), ["other"]);
-    // A full SCAN returns every key present throughout, while writes go on meanwhile.
-    const seen = new Set<string>();
-    let cursor = "0";
-    let calls = 0;
-    do {
-      const [next, batch] = await follower.scan(cursor, "MATCH", "scan:*", "COUNT", 7);
-      for (const k of batch) seen.add(k);
-      await leader.set(`late:${calls++}`, "v");
-      cursor = next;
-    } while (cursor !== "0");
-    assert.deepEqual([...seen].sort(), [...names].sort());
-    assert.ok(calls > 10, `${calls} calls`);
-    const [, typed] = await leader.scan("0", "COUNT", 1000, "TYPE", "string");
-    assert.ok(typed.includes("other"));
-    const [, none] = await leader.scan("0", "COUNT", 1000, "TYPE", "list");
-    assert.deepEqual(none, []);
-    await assert.rejects(leader.scan("abc"), /ERR invalid cursor/);
-    const random = await follower.randomkey();
-    assert.ok(
-      random !== null && (names.includes(random) || random === "other" || random.startsWith("late:")),
-    );
-    await leader.flushdb();
-    assert.equal(await leader.randomkey(), null);
-  });
-
-  it("MULTI/EXEC is applied as one entry; a queued error aborts with EXECABORT; DISCARD", async () => {
-    const res = await leader.multi().set("m1", "a").incr("m2").get("m1").ping().exec();
-    assert.deepEqual(res, [
-      [null, "OK"],
-      [null, 1],
-      [null, "a"],
-      [null, "PONG"],
-    ]);
-    const bad = leader.multi();
-    bad.set("m3", "x");
-    bad.call("NOPE");
-    await assert.rejects(bad.exec(), /EXECABORT Transaction discarded because of previous errors/);
-    assert.equal(await leader.exists("m3"), 0);
-    assert.equal(await leader.call("MULTI"), "OK");
-    assert.equal(await leader.call("DISCARD"), "OK");
-    await assert.rejects(leader.call("EXEC"), /ERR EXEC without MULTI/);
-  });
-
-  it("DBSIZE in a pipeline counts the connection's earlier writes (it is a read like any other)", async () => {
-    await leader.flushdb();
-    const out = await leader.pipeline().set("d1", "1").set("d2", "2").dbsize().exec();
-    assert.deepEqual(out?.[2], [null, 2]);
-    assert.deepEqual(await follower.pipeline().set("d3", "3").dbsize().exec(), [
-      [null, "OK"],
-      [null, 3],
-    ]);
-  });
-
-  it("a pipeline of writes and reads answers in order, reads seeing earlier writes", async () => {
-    const p = leader.pipeline();
-    for (let i = 0; i < 200; i++) {
-      p.set(`p${i}`, String(i));
-      p.get(`p${i}`);
-      p.incr("pc");
-    }
-    const out = (await p.exec())!;
-    for (let i = 0; i < 200; i++) {
-      assert.deepEqual(out[3 * i], [null, "OK"]);
-      assert.deepEqual(out[3 * i + 1], [null, String(i)]);
-      assert.deepEqual(out[3 * i + 2], [null, i + 1]);
-    }
-  });
-});
-
-describe("Redis front door: WATCH and UNWATCH", () => {
-  /** A connection of its own (WATCH is per connection), closed after the test. */
-  const opened: Redis[] = [];
-  const own = async (node: "leader" | "follower") => {
-    const c = client((node === "leader" ? await cluster.leader() : await cluster.follower()).redis.port);
-    opened.push(c);
-    return c;
-  };
-  after(() => {
-    for (const c of opened) c.disconnect();
-  });
-
-  for (const node of ["leader", "follower"] as const) {
-    it(`through the ${node}: another client's write to a watched key makes EXEC answer null and nothing runs; unrelated writes do not`, async () => {
-      const a = await own(node);
-      const b = await own(node === "leader" ? "follower" : "leader");
-      const key = `w:${node}`;
-      await b.set(key, "1");
-      assert.equal(await a.watch(key, `${key}:absent`), "OK");
-      await b.set(`${key}:other`, "x");
-      assert.deepEqual(await a.multi().set(`${key}:out`, "first").get(key).exec(), [
-        [null, "OK"],
-        [null, "1"],
-      ]);
-      await a.watch(key);
-      await b.set(key, "1"); // the same value: still a write
-      assert.equal(await a.multi().set(`${key}:out`, "second").exec(), null);
-      assert.equal(await b.get(`${key}:out`), "first");
-      // An absent key created meanwhile, and one created and deleted again, abort too.
-      await a.watch(`${key}:absent`);
-      await b.set(`${key}:absent`, "now");
-      await b.del(`${key}:absent`);
-      assert.equal(await a.multi().set(`${key}:out`, "third").exec(), null);
-      // EXEC cleared the watch: the next transaction runs.
-      await b.set(key, "2");
-      assert.deepEqual(await a.multi().get(key).exec(), [[null, "2"]]);
-    });
-  }
-
-  it("FLUSHALL aborts a watcher of a key it removed; a key that expires between WATCH and EXEC aborts too", async () => {
-    const a = await own("follower");
-    await leader.set("w:flushed", "v");
-    await a.watch("w:flushed");
-    await leader.flushall();
-    assert.equal(await a.multi().set("w:out", "1").exec(), null);
-    await leader.set("w:short", "v", "PX", 100);
-    await a.watch("w:short");
-    await new Promise((r) => setTimeout(r, 200));
-    assert.equal(await a.multi().set("w:out", "2").exec(), null);
-    assert.equal(await leader.exists("w:out"), 0);
-  });
-
-  it("the watching connection's own writes after WATCH abort its EXEC, those before it do not (pipelined too)", async () => {
-    const a = await own("follower");
-    const out = await a
-      .pipeline()
-      .set("w:own", "1")
-      .watch("w:own")
-      .call("MULTI")
-      .get("w:own")
-      .call("EXEC")
-      .exec();
-    assert.deepEqual(out?.[4], [null, ["1"]]);
-    const again = await a
-      .pipeline()
-      .watch("w:own")
-      .set("w:own", "2")
-      .call("MULTI")
-      .get("w:own")
-      .call("EXEC")
-      .exec();
-    assert.deepEqual(again?.[4], [null, null]);
-  });
-
-  it("WATCH inside MULTI is an error that keeps the transaction; UNWATCH and DISCARD forget the watched keys", async () => {
-    const a = await own("leader");
-    const b = await own("follower");
-    await a.call("MULTI");
-    await assert.rejects(a.watch("w:x"), /ERR WATCH inside MULTI is not allowed/);
-    assert.deepEqual(await a.call("EXEC"), []);
-    await a.watch("w:x");
-    await b.set("w:x", "1");
-    assert.equal(await a.unwatch(), "OK");
-    assert.deepEqual(await a.multi().get("w:x").exec(), [[null, "1"]]);
-    await a.watch("w:x");
-    await a.call("MULTI");
-    await a.call("DISCARD");
-    await b.set("w:x", "2");
-    assert.deepEqual(await a.multi().get("w:x").exec(), [[null, "2"]]);
-    await assert.rejects(a.call("WATCH"), /ERR wrong number of arguments for 'watch' command/);
-    await assert.rejects(a.watch("k".repeat(1025)), /ERR key is too long \(at most 1024 bytes\)/);
-  });
-
-  it("an aborted EXEC is a null array: *-1 in RESP2, _ in RESP3", async () => {
-    for (const protocol of ["2", "3"]) {
-      const raw = await connectRaw(leader.options.port!);
-      await raw.call(["HELLO", protocol]);
-      assert.equal((await raw.call(["WATCH", "w:resp"])).toString(), "+OK\r\n");
-      await follower.set("w:resp", protocol);
-      await raw.call(["MULTI"]);
-      await raw.call(["PING"]);
-      assert.equal((await raw.call(["EXEC"])).toString(), protocol === "2" ? "*-1\r\n" : "_\r\n");
-      await raw.close();
-    }
-  });
-
-  it("the leader has deleted keys forgotten on every replica after the retention", async () => {
-    await leader.set("w:tomb", "v");
-    await leader.del("w:tomb");
-    const remembered = () => cluster.nodes.map((n) => n.store.tombstoneEntries().length);
-    assert.ok(remembered().some((n) => n > 0));
-    const deadline = Date.now() + 10_000;
-    while (remembered().some((n) => n > 0) && Date.now() < deadline)
-      await new Promise((r) => setTimeout(r, 100));
-    assert.deepEqual(remembered(), [0, 0, 0]);
-    const horizons = cluster.nodes.map((n) => n.store.tombstoneHorizon());
-    assert.ok(horizons[0]! > 0 && horizons.every((h) => h === horizons[0]), String(horizons));
-  });
 });
 
 /** Writes raw bytes on a new connection and returns everything read until the server closes it. */
@@ -413,57 +45,427 @@ function sendAndReadUntilClosed(port: number, bytes: string): Promise<string> {
   });
 }
 
-describe("Redis front door: AUTH, bad input, redis-cli", () => {
-  it("requirepass: commands need AUTH; a wrong password is WRONGPASS", async () => {
-    const port = leader.options.port!;
-    await leader.config("SET", "requirepass", "s3cret");
-    const raw = await connectRaw(port);
-    const say = async (...args: string[]) => (await raw.call(args)).toString();
-    assert.equal(await say("GET", "a"), "-NOAUTH Authentication required.\r\n");
-    assert.equal(
-      await say("AUTH", "wrong"),
-      "-WRONGPASS invalid username-password pair or user is disabled.\r\n",
-    );
-    assert.equal(await say("AUTH", "s3cret"), "+OK\r\n");
-    assert.equal(await say("PING"), "+PONG\r\n");
-    await raw.close();
-    await leader.config("SET", "requirepass", "");
-  });
+for (const via of ["leader", "follower"] as const) {
+  describe(`Redis front door, through the ${via}`, () => {
+    /** The node the test talks to, and another one. */
+    let entry: Redis;
+    let other: Redis;
+    before(async () => {
+      entry = clients.get(via)!;
+      other = clients.get(via === "leader" ? "follower" : "leader")!;
+      // Each pass starts from an empty store: the tests expect their keys absent.
+      await entry.flushdb();
+    });
 
-  it("a key longer than the store takes is refused before raft, through any node and in MULTI", async () => {
-    const long = "k".repeat(1025);
-    await assert.rejects(leader.set(long, "v"), /ERR key is too long \(at most 1024 bytes\)/);
-    await assert.rejects(follower.set(long, "v", "EX", 100), /ERR key is too long/);
-    await assert.rejects(leader.mset("ok", "1", long, "2"), /ERR key is too long/);
-    await assert.rejects(leader.get(long), /ERR key is too long/);
-    await assert.rejects(leader.multi().set("ok", "1").set(long, "2").exec(), /EXECABORT/);
-    assert.equal(await leader.set("k".repeat(1024), "v", "EX", 100), "OK");
-    assert.equal(await follower.get("k".repeat(1024)), "v");
-    assert.equal(await leader.exists("ok"), 0);
-  });
+    describe("connection and server commands", () => {
+      it("PING, ECHO, SELECT, TIME, DBSIZE answer as Redis does", async () => {
+        assert.equal(await entry.ping(), "PONG");
+        assert.equal(await entry.ping("hi"), "hi");
+        assert.equal(await entry.echo("x y"), "x y");
+        assert.equal(await entry.select(0), "OK");
+        await assert.rejects(entry.select(1), /ERR DB index is out of range/);
+        const [s, us] = (await entry.time()) as unknown as [string, string];
+        assert.ok(Math.abs(Number(s) * 1000 - Date.now()) < 5_000 && Number(us) < 1_000_000);
+        assert.equal(typeof (await entry.dbsize()), "number");
+      });
 
-  it("a malformed frame gets a protocol error and its connection closed; other clients are unaffected", async () => {
-    await leader.set("safe", "kept");
-    const reply = await sendAndReadUntilClosed(leader.options.port!, "*1\r\n$abc\r\n");
-    assert.equal(reply, "-ERR Protocol error: invalid bulk length\r\n");
-    assert.equal(await leader.get("safe"), "kept");
-  });
+      it("CLIENT SETNAME/GETNAME/ID/INFO/LIST", async () => {
+        assert.equal(await entry.client("SETNAME", "app-1"), "OK");
+        assert.equal(await entry.client("GETNAME"), "app-1");
+        const id = (await entry.client("ID")) as number;
+        assert.ok(id > 0);
+        assert.match((await entry.client("INFO")) as string, new RegExp(`^id=${id} .*name=app-1 `));
+        assert.match((await entry.client("LIST")) as string, /name=app-1/);
+        await assert.rejects(entry.client("SETNAME", "has space"), /ERR Client names cannot contain spaces/);
+      });
 
-  it("nothing after QUIT runs, even when it came in the same packet", async () => {
-    const reply = await sendAndReadUntilClosed(leader.options.port!, "QUIT\r\nSET after-quit v\r\nPING\r\n");
-    assert.equal(reply, "+OK\r\n");
-    assert.equal(await leader.exists("after-quit"), 0);
-  });
+      it("INFO has a raft section, CONFIG GET/SET the common parameters, COMMAND COUNT/INFO", async () => {
+        const info = await entry.info();
+        assert.match(info, new RegExp(`# Raft\r\nraft_node_id:\\d+\r\nraft_role:${via}\r\n`));
+        assert.match(info, /redis_version:7\.0\.15/);
+        assert.deepEqual(await entry.config("GET", "appendonly"), ["appendonly", "yes"]);
+        assert.equal(await entry.config("SET", "maxmemory", "100"), "OK");
+        assert.deepEqual(await entry.config("GET", "maxmemory"), ["maxmemory", "100"]);
+        await assert.rejects(
+          entry.config("SET", "no-such", "1"),
+          /ERR Unknown option or number of arguments for CONFIG SET - 'no-such'/,
+        );
+        assert.ok(((await entry.command("COUNT")) as unknown as number) > 40);
+        const [get] = (await entry.command("INFO", "get")) as unknown as [[string, number]];
+        assert.deepEqual(get.slice(0, 2), ["get", 2]);
+      });
 
-  it("redis-cli talks to the cluster", async () => {
-    const port = String(leader.options.port!);
-    // Asynchronously: the server runs in this process.
-    const cli = async (...args: string[]) =>
-      (await execFileAsync("redis-cli", ["-p", port, ...args], { encoding: "utf8" })).stdout.trim();
-    assert.equal(await cli("PING"), "PONG");
-    assert.equal(await cli("SET", "cli-key", "hello world"), "OK");
-    assert.equal(await cli("GET", "cli-key"), "hello world");
-    assert.equal(await cli("STRLEN", "cli-key"), "11");
-    assert.match(await cli("INFO", "raft"), /raft_role:leader/);
+      it("unknown commands and wrong arity get Redis's errors", async () => {
+        await assert.rejects(
+          entry.call("NOPE", "a", "b"),
+          /ERR unknown command 'NOPE', with args beginning with: 'a' 'b' /,
+        );
+        await assert.rejects(entry.call("GET"), /ERR wrong number of arguments for 'get' command/);
+      });
+
+      it("HELLO 3 switches the connection to RESP3: a map, typed nulls, doubles of RESP2 as bulk", async () => {
+        // ioredis speaks RESP2 only: the exact bytes, on a raw connection.
+        const raw = await connectRaw(entry.options.port!);
+        const hello = (await raw.call(["HELLO", "3"])).toString("latin1");
+        assert.match(
+          hello,
+          /^%7\r\n\$6\r\nserver\r\n\$5\r\nredis\r\n\$7\r\nversion\r\n\$6\r\n7\.0\.15\r\n\$5\r\nproto\r\n:3\r\n/,
+        );
+        assert.equal((await raw.call(["GET", "resp3-missing"])).toString(), "_\r\n");
+        assert.equal((await raw.call(["HELLO", "2"])).toString("latin1").slice(0, 4), "*14\r");
+        assert.equal((await raw.call(["GET", "resp3-missing"])).toString(), "$-1\r\n");
+        assert.equal(
+          (await raw.call(["HELLO", "4"])).toString(),
+          "-NOPROTO unsupported protocol version\r\n",
+        );
+        await raw.close();
+      });
+    });
+
+    describe("data, written and read through this node and the other", () => {
+      it("strings: SET with options, GET, INCR family, APPEND, GETRANGE, MSET/MGET", async () => {
+        assert.equal(await entry.set("s1", "v1"), "OK");
+        assert.equal(await entry.set("s1", "v2", "NX"), null);
+        assert.equal(await entry.set("s1", "v3", "XX", "GET"), "v1");
+        assert.equal(await entry.get("s1"), "v3");
+        assert.equal(await entry.incr("n"), 1);
+        assert.equal(await entry.incrby("n", 41), 42);
+        await assert.rejects(entry.incr("s1"), /ERR value is not an integer or out of range/);
+        assert.equal(await entry.append("s1", "!"), 3);
+        assert.equal(await entry.getrange("s1", 0, -2), "v3");
+        assert.equal(await entry.mset("a", "1", "b", "2"), "OK");
+        assert.deepEqual(await entry.mget("a", "b", "nope"), ["1", "2", null]);
+      });
+
+      it("INCRBYFLOAT: Redis's long double text, its errors, the TTL kept, the same on every replica", async () => {
+        assert.equal(await entry.set("f", "10.5", "EX", 100), "OK");
+        assert.equal(await entry.incrbyfloat("f", "0.1"), "10.6");
+        // Long double arithmetic shows through the 17 decimals, the same on every replica.
+        assert.equal(await other.incrbyfloat("f", "-5.0e3"), "-4989.39999999999999991");
+        assert.equal(await entry.get("f"), "-4989.39999999999999991");
+        assert.equal(await other.get("f"), "-4989.39999999999999991");
+        const ttl = await entry.ttl("f");
+        assert.ok(ttl === 100 || ttl === 99, String(ttl));
+        assert.equal(await entry.incrbyfloat("f-new", "1e17"), "100000000000000000");
+        assert.equal(await other.incrbyfloat("f-new", "0.1"), "100000000000000000.1015625");
+        assert.equal(await entry.incrbyfloat("f-new", "0x1p-3"), "100000000000000000.2265625");
+        assert.equal(await entry.incrbyfloat("f-zero", "-0"), "0");
+        await assert.rejects(entry.incrbyfloat("f", "1.5x"), /ERR value is not a valid float/);
+        await entry.set("f-text", "hello");
+        await assert.rejects(entry.incrbyfloat("f-text", "1"), /ERR value is not a valid float/);
+        await assert.rejects(entry.incrbyfloat("f", "inf"), /ERR increment would produce NaN or Infinity/);
+        await assert.rejects(
+          entry.call("INCRBYFLOAT", "f"),
+          /ERR wrong number of arguments for 'incrbyfloat' command/,
+        );
+        assert.equal(await other.get("f"), "-4989.39999999999999991");
+      });
+
+      it("the other node serves linearizable reads of what this one acknowledged", async () => {
+        assert.equal(await entry.set("seen", "by-all"), "OK");
+        assert.equal(await other.get("seen"), "by-all");
+        assert.equal(await other.exists("seen", "nope"), 1);
+      });
+
+      it("writes through either node (a follower forwards them) answer once applied there; each applies once", async () => {
+        assert.equal(await other.set("fw", "1"), "OK");
+        assert.equal(await other.get("fw"), "1");
+        assert.equal(await entry.get("fw"), "1");
+        // Interleaved increments through both nodes: every one applied exactly once, in one order.
+        const replies = await Promise.all(
+          Array.from({ length: 40 }, (_, i) => (i % 2 === 0 ? entry : other).incr("fw-count")),
+        );
+        assert.deepEqual(
+          [...replies].sort((a, b) => a - b),
+          Array.from({ length: 40 }, (_, i) => i + 1),
+        );
+        assert.equal(await other.get("fw-count"), "40");
+        const tx = await other.multi().set("fw-tx", "a").append("fw-tx", "b").get("fw-tx").exec();
+        assert.deepEqual(tx, [
+          [null, "OK"],
+          [null, 2],
+          [null, "ab"],
+        ]);
+      });
+
+      it("expiry: SET EX, TTL, PERSIST, EXPIRE with options, and a key past its time is gone everywhere", async () => {
+        assert.equal(await entry.set("t", "v", "EX", 100), "OK");
+        const ttl = await entry.ttl("t");
+        assert.ok(ttl === 100 || ttl === 99, String(ttl));
+        assert.equal(await entry.expire("t", 50, "GT"), 0);
+        assert.equal(await entry.expire("t", 50, "LT"), 1);
+        assert.equal(await entry.persist("t"), 1);
+        assert.equal(await entry.ttl("t"), -1);
+        assert.equal(await entry.set("gone", "v", "PX", 30), "OK");
+        await new Promise((r) => setTimeout(r, 60));
+        assert.equal(await entry.get("gone"), null);
+        assert.equal(await other.get("gone"), null);
+        assert.equal(await entry.exists("gone"), 0);
+      });
+
+      it("the leader removes expired keys from every replica (the key count includes them until then)", async () => {
+        await entry.flushdb();
+        await entry.mset("keep1", "v", "keep2", "v");
+        for (let i = 0; i < 20; i++) await entry.set(`short:${i}`, "v", "PX", 30);
+        const sizes = () => cluster.keyCounts();
+        const deadline = Date.now() + 10_000;
+        while ((await sizes()).some((n) => n !== 2) && Date.now() < deadline)
+          await new Promise((r) => setTimeout(r, 50));
+        assert.deepEqual(await sizes(), [2, 2, 2]);
+        assert.equal(await other.dbsize(), 2);
+        // Not a command clients can call.
+        await assert.rejects(entry.call("__reap", "keep1"), /ERR unknown command '__reap'/);
+      });
+
+      it("keys: DEL, TYPE, RENAME, RENAMENX", async () => {
+        await entry.set("r1", "v");
+        assert.equal(await entry.type("r1"), "string");
+        assert.equal(await entry.rename("r1", "r2"), "OK");
+        await assert.rejects(entry.rename("r1", "r3"), /ERR no such key/);
+        await entry.set("r3", "w");
+        assert.equal(await entry.renamenx("r2", "r3"), 0);
+        assert.equal(await entry.del("r2", "r3", "nope"), 2);
+        assert.equal(await entry.type("r2"), "none");
+      });
+
+      it("KEYS, SCAN (MATCH, COUNT, TYPE) and RANDOMKEY see every live key, through any node", async () => {
+        await entry.flushdb();
+        const names = Array.from({ length: 150 }, (_, i) => `scan:${i}`);
+        await entry.mset(...names.flatMap((n) => [n, "v"]));
+        await entry.set("other", "x");
+        await entry.set("scan:gone", "v", "PX", 1);
+        await new Promise((r) => setTimeout(r, 20));
+        assert.deepEqual((await other.keys("scan:*")).sort(), [...names].sort());
+        assert.deepEqual(await entry.keys("oth?r"), ["other"]);
+        // A full SCAN returns every key present throughout, while writes go on meanwhile.
+        const seen = new Set<string>();
+        let cursor = "0";
+        let calls = 0;
+        do {
+          const [next, batch] = await other.scan(cursor, "MATCH", "scan:*", "COUNT", 7);
+          for (const k of batch) seen.add(k);
+          await entry.set(`late:${calls++}`, "v");
+          cursor = next;
+        } while (cursor !== "0");
+        assert.deepEqual([...seen].sort(), [...names].sort());
+        assert.ok(calls > 10, `${calls} calls`);
+        const [, typed] = await entry.scan("0", "COUNT", 1000, "TYPE", "string");
+        assert.ok(typed.includes("other"));
+        const [, none] = await entry.scan("0", "COUNT", 1000, "TYPE", "list");
+        assert.deepEqual(none, []);
+        await assert.rejects(entry.scan("abc"), /ERR invalid cursor/);
+        const random = await other.randomkey();
+        assert.ok(
+          random !== null && (names.includes(random) || random === "other" || random.startsWith("late:")),
+        );
+        await entry.flushdb();
+        assert.equal(await entry.randomkey(), null);
+      });
+
+      it("MULTI/EXEC is applied as one entry; a queued error aborts with EXECABORT; DISCARD", async () => {
+        const res = await entry.multi().set("m1", "a").incr("m2").get("m1").ping().exec();
+        assert.deepEqual(res, [
+          [null, "OK"],
+          [null, 1],
+          [null, "a"],
+          [null, "PONG"],
+        ]);
+        const bad = entry.multi();
+        bad.set("m3", "x");
+        bad.call("NOPE");
+        await assert.rejects(bad.exec(), /EXECABORT Transaction discarded because of previous errors/);
+        assert.equal(await entry.exists("m3"), 0);
+        assert.equal(await entry.call("MULTI"), "OK");
+        assert.equal(await entry.call("DISCARD"), "OK");
+        await assert.rejects(entry.call("EXEC"), /ERR EXEC without MULTI/);
+      });
+
+      it("DBSIZE in a pipeline counts the connection's earlier writes (it is a read like any other)", async () => {
+        await entry.flushdb();
+        const out = await entry.pipeline().set("d1", "1").set("d2", "2").dbsize().exec();
+        assert.deepEqual(out?.[2], [null, 2]);
+        assert.deepEqual(await other.pipeline().set("d3", "3").dbsize().exec(), [
+          [null, "OK"],
+          [null, 3],
+        ]);
+      });
+
+      it("a pipeline of writes and reads answers in order, reads seeing earlier writes", async () => {
+        const p = entry.pipeline();
+        for (let i = 0; i < 200; i++) {
+          p.set(`p${i}`, String(i));
+          p.get(`p${i}`);
+          p.incr("pc");
+        }
+        const out = (await p.exec())!;
+        for (let i = 0; i < 200; i++) {
+          assert.deepEqual(out[3 * i], [null, "OK"]);
+          assert.deepEqual(out[3 * i + 1], [null, String(i)]);
+          assert.deepEqual(out[3 * i + 2], [null, i + 1]);
+        }
+      });
+    });
+
+    describe("WATCH and UNWATCH", () => {
+      /** Connections of their own (WATCH is per connection), to this node and the other. */
+      const opened: Redis[] = [];
+      const own = (node: "entry" | "other") => {
+        const c = client((node === "entry" ? entry : other).options.port!);
+        opened.push(c);
+        return c;
+      };
+      after(() => {
+        for (const c of opened) c.disconnect();
+      });
+
+      it("another client's write to a watched key makes EXEC answer null and nothing runs; unrelated writes do not", async () => {
+        const a = own("entry");
+        const b = own("other");
+        const key = `w:${via}`;
+        await b.set(key, "1");
+        assert.equal(await a.watch(key, `${key}:absent`), "OK");
+        await b.set(`${key}:other`, "x");
+        assert.deepEqual(await a.multi().set(`${key}:out`, "first").get(key).exec(), [
+          [null, "OK"],
+          [null, "1"],
+        ]);
+        await a.watch(key);
+        await b.set(key, "1"); // the same value: still a write
+        assert.equal(await a.multi().set(`${key}:out`, "second").exec(), null);
+        assert.equal(await b.get(`${key}:out`), "first");
+        // An absent key created meanwhile, and one created and deleted again, abort too.
+        await a.watch(`${key}:absent`);
+        await b.set(`${key}:absent`, "now");
+        await b.del(`${key}:absent`);
+        assert.equal(await a.multi().set(`${key}:out`, "third").exec(), null);
+        // EXEC cleared the watch: the next transaction runs.
+        await b.set(key, "2");
+        assert.deepEqual(await a.multi().get(key).exec(), [[null, "2"]]);
+      });
+
+      it("FLUSHALL aborts a watcher of a key it removed; a key that expires between WATCH and EXEC aborts too", async () => {
+        const a = own("entry");
+        await other.set("w:flushed", "v");
+        await a.watch("w:flushed");
+        await other.flushall();
+        assert.equal(await a.multi().set("w:out", "1").exec(), null);
+        await other.set("w:short", "v", "PX", 100);
+        await a.watch("w:short");
+        await new Promise((r) => setTimeout(r, 200));
+        assert.equal(await a.multi().set("w:out", "2").exec(), null);
+        assert.equal(await other.exists("w:out"), 0);
+      });
+
+      it("the watching connection's own writes after WATCH abort its EXEC, those before it do not (pipelined too)", async () => {
+        const a = own("entry");
+        const out = await a
+          .pipeline()
+          .set("w:own", "1")
+          .watch("w:own")
+          .call("MULTI")
+          .get("w:own")
+          .call("EXEC")
+          .exec();
+        assert.deepEqual(out?.[4], [null, ["1"]]);
+        const again = await a
+          .pipeline()
+          .watch("w:own")
+          .set("w:own", "2")
+          .call("MULTI")
+          .get("w:own")
+          .call("EXEC")
+          .exec();
+        assert.deepEqual(again?.[4], [null, null]);
+      });
+
+      it("WATCH inside MULTI is an error that keeps the transaction; UNWATCH and DISCARD forget the watched keys", async () => {
+        const a = own("entry");
+        const b = own("other");
+        await a.call("MULTI");
+        await assert.rejects(a.watch("w:x"), /ERR WATCH inside MULTI is not allowed/);
+        assert.deepEqual(await a.call("EXEC"), []);
+        await a.watch("w:x");
+        await b.set("w:x", "1");
+        assert.equal(await a.unwatch(), "OK");
+        assert.deepEqual(await a.multi().get("w:x").exec(), [[null, "1"]]);
+        await a.watch("w:x");
+        await a.call("MULTI");
+        await a.call("DISCARD");
+        await b.set("w:x", "2");
+        assert.deepEqual(await a.multi().get("w:x").exec(), [[null, "2"]]);
+        await assert.rejects(a.call("WATCH"), /ERR wrong number of arguments for 'watch' command/);
+        await assert.rejects(a.watch("k".repeat(1025)), /ERR key is too long \(at most 1024 bytes\)/);
+      });
+
+      it("an aborted EXEC is a null array: *-1 in RESP2, _ in RESP3", async () => {
+        for (const protocol of ["2", "3"]) {
+          const raw = await connectRaw(entry.options.port!);
+          await raw.call(["HELLO", protocol]);
+          assert.equal((await raw.call(["WATCH", "w:resp"])).toString(), "+OK\r\n");
+          await other.set("w:resp", protocol);
+          await raw.call(["MULTI"]);
+          await raw.call(["PING"]);
+          assert.equal((await raw.call(["EXEC"])).toString(), protocol === "2" ? "*-1\r\n" : "_\r\n");
+          await raw.close();
+        }
+      });
+    });
+
+    describe("AUTH, bad input, redis-cli", () => {
+      it("requirepass: commands need AUTH; a wrong password is WRONGPASS", async () => {
+        const port = entry.options.port!;
+        await entry.config("SET", "requirepass", "s3cret");
+        const raw = await connectRaw(port);
+        const say = async (...args: string[]) => (await raw.call(args)).toString();
+        assert.equal(await say("GET", "a"), "-NOAUTH Authentication required.\r\n");
+        assert.equal(
+          await say("AUTH", "wrong"),
+          "-WRONGPASS invalid username-password pair or user is disabled.\r\n",
+        );
+        assert.equal(await say("AUTH", "s3cret"), "+OK\r\n");
+        assert.equal(await say("PING"), "+PONG\r\n");
+        await raw.close();
+        await entry.config("SET", "requirepass", "");
+      });
+
+      it("a key longer than the store takes is refused before raft, through any node and in MULTI", async () => {
+        const long = "k".repeat(1025);
+        await assert.rejects(entry.set(long, "v"), /ERR key is too long \(at most 1024 bytes\)/);
+        await assert.rejects(other.set(long, "v", "EX", 100), /ERR key is too long/);
+        await assert.rejects(entry.mset("ok", "1", long, "2"), /ERR key is too long/);
+        await assert.rejects(entry.get(long), /ERR key is too long/);
+        await assert.rejects(entry.multi().set("ok", "1").set(long, "2").exec(), /EXECABORT/);
+        assert.equal(await entry.set("k".repeat(1024), "v", "EX", 100), "OK");
+        assert.equal(await other.get("k".repeat(1024)), "v");
+        assert.equal(await entry.exists("ok"), 0);
+      });
+
+      it("a malformed frame gets a protocol error and its connection closed; other clients are unaffected", async () => {
+        await entry.set("safe", "kept");
+        const reply = await sendAndReadUntilClosed(entry.options.port!, "*1\r\n$abc\r\n");
+        assert.equal(reply, "-ERR Protocol error: invalid bulk length\r\n");
+        assert.equal(await entry.get("safe"), "kept");
+      });
+
+      it("nothing after QUIT runs, even when it came in the same packet", async () => {
+        const reply = await sendAndReadUntilClosed(
+          entry.options.port!,
+          "QUIT\r\nSET after-quit v\r\nPING\r\n",
+        );
+        assert.equal(reply, "+OK\r\n");
+        assert.equal(await entry.exists("after-quit"), 0);
+      });
+
+      it("redis-cli talks to the cluster", async () => {
+        const port = String(entry.options.port!);
+        const cli = async (...args: string[]) =>
+          (await execFileAsync("redis-cli", ["-p", port, ...args], { encoding: "utf8" })).stdout.trim();
+        assert.equal(await cli("PING"), "PONG");
+        assert.equal(await cli("SET", "cli-key", "hello world"), "OK");
+        assert.equal(await cli("GET", "cli-key"), "hello world");
+        assert.equal(await cli("STRLEN", "cli-key"), "11");
+        assert.match(await cli("INFO", "raft"), new RegExp(`raft_role:${via}`));
+      });
+    });
   });
-});
+}

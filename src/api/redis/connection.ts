@@ -41,6 +41,8 @@ export class ClientConnection {
   private closing = false;
   /** QUIT or a protocol error was seen: later input is ignored. */
   private closeRequested = false;
+  /** The client half-closed: it sends nothing more but still reads its replies. */
+  private inputEnded = false;
   private lastWrite: Promise<unknown> = Promise.resolve();
   /** WATCH reads still in flight (null: none): a later write of this connection waits for them. */
   private pendingWatch: Promise<unknown> | null = null;
@@ -53,6 +55,7 @@ export class ClientConnection {
     this.authenticated = ctx.options.requirepass === "";
     this.parser = new RequestParser(ctx.options.requestLimits);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("end", () => this.onInputEnd());
   }
 
   get protocol(): 2 | 3 {
@@ -90,6 +93,24 @@ export class ClientConnection {
     if (this.queue.length > this.ctx.options.maxPipelinedCommands) this.socket.pause();
   }
 
+  /**
+   * The client sent its last byte (`printf '…' | nc -N` does this): like Redis, answer every complete
+   * command it sent (an incomplete last one is dropped), then close. Needs the server's sockets to allow
+   * half-open connections: otherwise Node ends ours at once and the replies still being computed are lost.
+   */
+  private onInputEnd(): void {
+    this.inputEnded = true;
+    if (!this.draining && this.queue.length === 0) this.finish();
+  }
+
+  /** Writes what is pending and closes our side. */
+  private finish(): void {
+    if (this.closing) return;
+    this.closing = true;
+    this.flush();
+    this.socket.end();
+  }
+
   private submit(outcome: Outcome): void {
     // A failure of the work behind a reply is an error reply, handled at once (not only when the reply
     // reaches the head of the queue: an unhandled rejection would end the process).
@@ -116,14 +137,13 @@ export class ClientConnection {
         this.socket.resume();
     }
     this.draining = false;
+    if (this.inputEnded) this.finish();
   }
 
   private emit(outcome: Exclude<Outcome, Promise<Reply>>): void {
     if ("close" in outcome) {
       writeReply(this.writer, outcome.reply);
-      this.closing = true;
-      this.flush();
-      this.socket.end();
+      this.finish();
       return;
     }
     writeReply(this.writer, outcome);

@@ -35,7 +35,9 @@ export class RedisServer {
       clients: () => this.connections,
       log: (message, fields) => logger.info(message, fields),
     };
-    this.server = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+    // Half-open allowed: a client that half-closes after its requests still gets their replies (each
+    // connection closes its side once it has answered; see ClientConnection).
+    this.server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => this.accept(socket));
   }
 
   static async start(config: RedisServerConfig): Promise<RedisServer> {

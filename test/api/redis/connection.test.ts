@@ -1,9 +1,10 @@
 /**
  * A connection, over a backend the test controls: replies keep request order whatever order the work
- * finishes in, reads wait for the connection's earlier writes, and a failed command answers an error
- * without ending the connection.
+ * finishes in, reads wait for the connection's earlier writes, a client that half-closes still gets its
+ * replies, and a failed command answers an error without ending the connection.
  */
 import assert from "node:assert/strict";
+import * as net from "node:net";
 import { after, describe, it } from "node:test";
 import type { KvBackend } from "../../../src/api/redis/backend.js";
 import { RedisServer } from "../../../src/api/redis/server.js";
@@ -68,6 +69,43 @@ describe("a client connection", () => {
     assert.deepEqual(
       replies.map((r) => r.toString()),
       ["+OK\r\n", "+OK\r\n", "$4\r\n1,60\r\n", "+PONG\r\n"],
+    );
+    await raw.close();
+  });
+
+  it("a client that half-closes after its requests still gets every reply, then the connection closes", async () => {
+    // As `printf 'SET a 30\r\nGET a\r\n' | nc -N host port` does: the requests, then a FIN, then reading.
+    const server = await RedisServer.start({ backend: new SlowBackend(), listen: "127.0.0.1:0" });
+    servers.push(server);
+    const got = await new Promise<string>((resolve) => {
+      const s = net.connect(server.port, "127.0.0.1", () => {
+        // The last request is incomplete: it is dropped, as Redis drops it.
+        s.end("SET a 30\r\nGET a\r\nPING\r\n*2\r\n$3\r\nGET\r\n$2\r\nh");
+      });
+      let out = "";
+      s.on("data", (d: Buffer) => {
+        out += d.toString("latin1");
+      });
+      s.on("error", (err) => {
+        out += `<${err.message}>`;
+      });
+      s.on("close", () => resolve(out));
+    });
+    assert.equal(got, "+OK\r\n$2\r\n30\r\n+PONG\r\n");
+  });
+
+  it("an error quoting the client's bytes sends them back as they came, as Redis does", async () => {
+    const server = await RedisServer.start({ backend: new SlowBackend(), listen: "127.0.0.1:0" });
+    servers.push(server);
+    const raw = await connectRaw(server.port);
+    const name = Buffer.from("héllo", "utf8");
+    assert.deepEqual(
+      await raw.call([name, Buffer.of(0xff)]),
+      Buffer.concat([
+        Buffer.from("-ERR unknown command '"),
+        name,
+        Buffer.from("', with args beginning with: '\xff' \r\n", "latin1"),
+      ]),
     );
     await raw.close();
   });

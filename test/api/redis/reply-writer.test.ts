@@ -62,6 +62,23 @@ describe("RESP reply writer", () => {
     );
   });
 
+  it("a status or error line goes out as the bytes it was made of: client bytes as sent, our Unicode as UTF-8", () => {
+    // Client bytes are held one char per byte (latin1): a UTF-8 'é' from a client is "\xc3\xa9".
+    const fromClient = Buffer.from("é\x80", "utf8").toString("latin1");
+    assert.equal(
+      written(2, (w) => w.error(`ERR unknown command '${fromClient}'`)),
+      "-ERR unknown command '\xc3\xa9\xc2\x80'\r\n",
+    );
+    assert.equal(
+      written(2, (w) => w.simple("\xff")),
+      "+\xff\r\n",
+    );
+    assert.equal(
+      written(2, (w) => w.error("ERR internal error: ✗")),
+      "-ERR internal error: \xe2\x9c\x97\r\n",
+    );
+  });
+
   it("large values and many replies come out whole and in order; pending bytes are counted", () => {
     const w = new ReplyWriter();
     const big = Buffer.alloc(100_000, 7);

@@ -7,6 +7,7 @@
 
 const CRLF = "\r\n";
 const BLOCK_BYTES = 16 * 1024;
+const BEYOND_LATIN1 = /[\u0100-\uffff]/;
 
 export type Protocol = 2 | 3;
 
@@ -130,9 +131,13 @@ export class ReplyWriter {
 
   private line(prefix: string, text: string): void {
     const s = `${prefix}${text.replace(/[\r\n]/g, " ")}${CRLF}`;
-    const len = Buffer.byteLength(s);
+    // Text quoted from a client's request (an unknown command's name, a bad option) is held one char
+    // per byte (latin1) and must go back as those very bytes, as Redis echoes them: encoded as UTF-8 a
+    // client's 'é' would come back as four bytes. Only text of our own past U+00FF needs UTF-8.
+    const encoding = BEYOND_LATIN1.test(s) ? "utf8" : "latin1";
+    const len = Buffer.byteLength(s, encoding);
     this.reserve(len);
-    this.offset += this.block.write(s, this.offset, "utf8");
+    this.offset += this.block.write(s, this.offset, encoding);
   }
 
   /** `s` is ASCII (protocol punctuation and numbers). */
