@@ -183,15 +183,8 @@ export class Nemesis {
         return;
       }
       case "isolate": {
-        const links = this.cluster.ids
-          .filter((p) => p !== first)
-          .flatMap(
-            (p) =>
-              [
-                [first, p],
-                [p, first],
-              ] as const,
-          );
+        const links: (readonly [NodeId, NodeId])[] = [];
+        for (const p of this.cluster.ids) if (p !== first) links.push([first, p], [p, first]);
         this.counts[f.kind]++;
         this.log(`${tag}: isolate node ${first} (${f.mode}) for ${f.holdMs} ms`);
         for (const [a, b] of links) net.cut(a, b, f.mode);
