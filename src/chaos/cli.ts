@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
- * `npm run chaos -- [--duration S] [--seed N] [--nodes 3|5] [--clients N] [--keys N] [--dir DIR]
- *                   [--tick-ms MS] [--election-ticks N] [--op-timeout MS] [--recovery-timeout S] [--keep-data]`
+ * `npm run chaos -- [--duration S] [--seed N] [--nodes 3|5] [--clients N] [--keys N] [--key-lifetime S]
+ *                   [--dir DIR] [--tick-ms MS] [--election-ticks N] [--op-timeout MS] [--recovery-timeout S] [--keep-data]`
  *
  * A chaos run against real `raftkv serve` processes (see run.ts). Exit codes: 0 passed; 1 a violation
  * (history not linearizable, two leaders in a term, a reply no correct server gives, a node that exited
@@ -17,8 +17,8 @@ import { ChaosUsageError } from "./errors.js";
 import { type ChaosOptions, problemsOf, runChaos } from "./run.js";
 import { formatReport } from "./summary.js";
 
-const USAGE = `usage: npm run chaos -- [--duration S] [--seed N] [--nodes 3|5] [--clients N] [--keys N] [--dir DIR]
-                       [--tick-ms MS] [--election-ticks N] [--op-timeout MS] [--recovery-timeout S] [--keep-data]`;
+const USAGE = `usage: npm run chaos -- [--duration S] [--seed N] [--nodes 3|5] [--clients N] [--keys N] [--key-lifetime S]
+                       [--dir DIR] [--tick-ms MS] [--election-ticks N] [--op-timeout MS] [--recovery-timeout S] [--keep-data]`;
 
 function int(name: string, text: string | undefined, fallback: number, min: number, max: number): number {
   if (text === undefined) return fallback;
@@ -37,6 +37,7 @@ export function parseChaosArgs(argv: string[]): ChaosOptions {
       nodes: { type: "string" },
       clients: { type: "string" },
       keys: { type: "string" },
+      "key-lifetime": { type: "string" },
       dir: { type: "string" },
       "tick-ms": { type: "string" },
       "election-ticks": { type: "string" },
@@ -55,6 +56,7 @@ export function parseChaosArgs(argv: string[]): ChaosOptions {
     nodes,
     clients: int("clients", values.clients, 8, 1, 64),
     keys: int("keys", values.keys, 8, 1, 1000),
+    keyLifetimeMs: int("key-lifetime", values["key-lifetime"], 30, 1, 24 * 3600) * 1000,
     dir: path.resolve(dir),
     tickMs: int("tick-ms", values["tick-ms"], 50, 1, 10_000),
     electionTicks: int("election-ticks", values["election-ticks"], 10, 2, 1000),
@@ -80,7 +82,8 @@ async function main(): Promise<number> {
   }
   console.log(
     `chaos: seed ${options.seed}, ${options.durationMs / 1000} s, ${options.nodes} nodes, ` +
-      `${options.clients} clients on ${options.keys} keys; logs in ${options.dir}`,
+      `${options.clients} clients on ${options.keys} keys (fresh ones every ${options.keyLifetimeMs / 1000} s); ` +
+      `logs in ${options.dir}`,
   );
   const report = await runChaos(options, (line) => console.log(line));
   for (const line of formatReport(report)) console.log(line);

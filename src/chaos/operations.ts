@@ -37,9 +37,8 @@ const NOT_APPLIED = ["NOTLEADER ", "ERR proposal refused"];
 /** Error replies the server gives when it cannot say what became of a write (or a read failed). */
 const UNKNOWN_OUTCOME = ["TRYAGAIN ", "ERR internal error", "ERR the engine"];
 
-/** Draws the next call of client `client`; `seq` makes its values unique. */
-export function nextCall(random: SeededRandom, keys: readonly string[], client: number, seq: number): KvCall {
-  const key = keys[random.intn(keys.length)]!;
+/** Draws the next call of client `client` on `key`; `seq` makes its values unique. */
+export function nextCall(random: SeededRandom, key: string, client: number, seq: number): KvCall {
   const tag = `${client}.${seq}`;
   const r = random.intn(100);
   if (r < 40) return { f: "get", input: { key } };

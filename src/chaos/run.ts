@@ -14,6 +14,7 @@ import {
   HistoryRecorder,
 } from "../sim/checker/index.js";
 import { ChaosCluster } from "./cluster.js";
+import { KeySpace } from "./key-space.js";
 import { RaftMonitor } from "./monitor.js";
 import { type FaultKind, Nemesis, planFaults } from "./nemesis.js";
 import type { UnexpectedExit } from "./node-process.js";
@@ -27,7 +28,10 @@ export interface ChaosOptions {
   readonly seed: number;
   readonly nodes: number;
   readonly clients: number;
+  /** Keys in use at a time. */
   readonly keys: number;
+  /** How long a key is used before the clients move to a fresh one (see key-space.ts). */
+  readonly keyLifetimeMs: number;
   /** The run's directory: node data and logs, the nemesis log, the history. */
   readonly dir: string;
   readonly tickMs: number;
@@ -61,6 +65,8 @@ export interface ChaosReport {
   readonly recoveryFailure: string | null;
   readonly recoveryMs: number;
   readonly finalReads: number;
+  /** Keys the clients used, over every generation. */
+  readonly keysUsed: number;
   readonly check: CheckResult;
   readonly checkMs: number;
 }
@@ -91,7 +97,7 @@ export async function runChaos(o: ChaosOptions, print: (line: string) => void): 
   );
   const monitor = new RaftMonitor(ports, MONITOR_INTERVAL_MS, clock);
   const recorder = new HistoryRecorder();
-  const keys = Array.from({ length: o.keys }, (_, i) => `k${i}`);
+  const keys = new KeySpace(o.keys, o.keyLifetimeMs);
   const workload = new Workload({
     ports,
     keys,
@@ -136,7 +142,15 @@ export async function runChaos(o: ChaosOptions, print: (line: string) => void): 
     if (typeof state === "string") recoveryFailure = `the cluster did not settle: ${state}`;
     else {
       print(`healed: node ${state.leader} leads (term ${state.term}), every node applied ${state.applied}`);
-      const reads = await readEveryKey(cluster.ids, ports, keys, workload, recorder, clock, deadline);
+      const reads = await readEveryKey(
+        cluster.ids,
+        ports,
+        keys.usedKeys(),
+        workload,
+        recorder,
+        clock,
+        deadline,
+      );
       finalReads = reads.done;
       if (reads.failure !== null) recoveryFailure = reads.failure;
     }
@@ -173,6 +187,7 @@ export async function runChaos(o: ChaosOptions, print: (line: string) => void): 
     recoveryFailure,
     recoveryMs,
     finalReads,
+    keysUsed: keys.usedKeys().length,
     check,
     checkMs,
   };

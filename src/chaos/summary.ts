@@ -14,7 +14,7 @@ export function formatReport(r: ChaosReport): string[] {
   lines.push(`  duration           ${seconds(r.chaosMs)} of faults, ${seconds(r.totalMs)} in all`);
   lines.push(
     `  operations         ${ops.total}: ok ${ops.ok}, failed ${ops.failed}, indeterminate ${ops.indeterminate}, ` +
-      `unexpected ${ops.unexpected} (final reads: ${r.finalReads})`,
+      `unexpected ${ops.unexpected} (final reads: ${r.finalReads} of ${r.keysUsed} keys)`,
   );
   if (r.causes.size > 0)
     lines.push(

@@ -9,13 +9,14 @@ import { SeededRandom } from "../raft/rand.js";
 import type { NodeId } from "../raft/types.js";
 import type { HistoryRecorder } from "../sim/checker/index.js";
 import { CallTimeoutError } from "./errors.js";
+import type { KeySpace } from "./key-space.js";
 import { commandsFor, interpretReplies, nextCall, noAnswer, type Outcome } from "./operations.js";
 import { RespClient } from "./resp-client.js";
 
 export interface WorkloadOptions {
   /** Redis port of each node. */
   readonly ports: ReadonlyMap<NodeId, number>;
-  readonly keys: readonly string[];
+  readonly keys: KeySpace;
   readonly clients: number;
   /** How long a client waits for an answer before it counts the operation as indeterminate. */
   readonly opTimeoutMs: number;
@@ -75,8 +76,8 @@ export class Workload {
           continue;
         }
       }
-      const call = nextCall(random, o.keys, client, seq++);
       const invokedAt = o.clock();
+      const call = nextCall(random, o.keys.pick(random, invokedAt), client, seq++);
       const id = o.recorder.invoke(client, call, invokedAt);
       let outcome: Outcome;
       try {

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { RespReply } from "../../src/api/redis/resp/reply-parser.js";
+import { KeySpace } from "../../src/chaos/key-space.js";
 import { commandsFor, interpretReplies, nextCall } from "../../src/chaos/operations.js";
 import { SeededRandom } from "../../src/raft/rand.js";
 import type { KvCall } from "../../src/sim/checker/index.js";
@@ -91,7 +92,8 @@ describe("chaos operations", () => {
     const seen = new Set<string>();
     const written = new Set<string>();
     for (let seq = 1; seq <= 500; seq++) {
-      const call = nextCall(random, ["a", "b"], 3, seq);
+      const call = nextCall(random, "a", 3, seq);
+      assert.equal(call.input.key, "a");
       seen.add(call.f);
       const value =
         call.f === "put" || call.f === "cas"
@@ -106,5 +108,19 @@ describe("chaos operations", () => {
       }
     }
     assert.deepEqual([...seen].sort(), ["append", "cas", "delete", "get", "put"]);
+  });
+});
+
+describe("chaos key space", () => {
+  it("draws from the live generation's keys and remembers every key drawn", () => {
+    const keys = new KeySpace(3, 1_000);
+    const random = new SeededRandom(9);
+    const early = new Set(Array.from({ length: 60 }, () => keys.pick(random, 999)));
+    assert.deepEqual([...early].sort(), ["g0:k0", "g0:k1", "g0:k2"]);
+    assert.match(keys.pick(random, 2_500), /^g2:k[012]$/);
+    assert.equal(keys.usedKeys().length, 4);
+    assert.deepEqual(keys.usedKeys().slice(0, 3), ["g0:k0", "g0:k1", "g0:k2"]);
+    assert.throws(() => new KeySpace(0, 1_000), RangeError);
+    assert.throws(() => new KeySpace(1, 0), RangeError);
   });
 });
