@@ -85,6 +85,12 @@ async function main(): Promise<number> {
       `${options.clients} clients on ${options.keys} keys (fresh ones every ${options.keyLifetimeMs / 1000} s); ` +
       `logs in ${options.dir}`,
   );
+  // Interrupted: exit at once; the cluster SIGKILLs its nodes as the process exits. Logs stay.
+  for (const signal of ["SIGINT", "SIGTERM"] as const)
+    process.once(signal, () => {
+      console.error(`chaos: ${signal}, stopping; logs in ${options.dir}`);
+      process.exit(130);
+    });
   const report = await runChaos(options, (line) => console.log(line));
   for (const line of formatReport(report)) console.log(line);
   const problems = problemsOf(report);

@@ -23,11 +23,17 @@ export interface ClusterOptions {
 
 export class ChaosCluster {
   readonly unexpectedExits: UnexpectedExit[] = [];
+  /** If the chaos run exits before `close()` (an interrupt, a crash), its nodes must not outlive it. */
+  private readonly killOnExit = () => {
+    for (const n of this.nodes.values()) n.killNow();
+  };
 
   private constructor(
     readonly nodes: ReadonlyMap<NodeId, ServeProcess>,
     readonly network: ChaosNetwork,
-  ) {}
+  ) {
+    process.once("exit", this.killOnExit);
+  }
 
   static async start(options: ClusterOptions): Promise<ChaosCluster> {
     const ids = Array.from({ length: options.nodes }, (_, i) => i + 1);
@@ -93,6 +99,7 @@ export class ChaosCluster {
   /** Stops every node (SIGTERM) and closes the proxies. */
   async close(): Promise<void> {
     await Promise.all([...this.nodes.values()].map((n) => n.stop()));
+    process.removeListener("exit", this.killOnExit);
     await this.network.close();
   }
 }

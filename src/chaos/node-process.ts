@@ -113,6 +113,12 @@ export class ServeProcess {
     await this.exited;
   }
 
+  /** SIGKILL now, without waiting: for a chaos run that is itself exiting. */
+  killNow(): void {
+    this.expectingExit = true;
+    this.child?.kill("SIGKILL");
+  }
+
   /** A line in the node's log saying what the chaos run did to it, and when. */
   private mark(what: string): void {
     appendFileSync(this.logPath, `${JSON.stringify({ chaos: what, node: this.id, time: Date.now() })}\n`);
