@@ -3,7 +3,7 @@
  * service on the same port), and the Redis front door, assembled and closed in order.
  *
  * Peer addresses: `peers` (the command line's) seeds them; the cluster's address book, kept in the
- * replicated state (src/kv/address-book.ts), is the authority for every member it names. A founding
+ * replicated state (src/kv/address-book.ts), supplies every member `peers` does not name. A founding
  * member writes `peers` into an empty book, a membership change that adds a node carries its address,
  * and a node that catches up from a snapshot finds the book in it; every change reaches the transport.
  */
@@ -28,8 +28,8 @@ export interface NodeConfig {
   /**
    * Raft (gRPC) addresses by node id. A founding node: every founding voter's, its own included (they
    * become the first membership). A joining node: at least the current members' (it must answer the
-   * leader before it has the cluster's address book) and its own. The replicated address book takes
-   * precedence for the nodes it names.
+   * leader before it has the cluster's address book) and its own. The replicated address book supplies
+   * the nodes not named here (those added later); for a node named here, this address is the route.
    */
   peers: ReadonlyMap<NodeId, string>;
   /**
@@ -161,8 +161,10 @@ export class RaftkvNode {
     const machine = new KvStateMachine(store);
     if (!config.join && (await store.seedAddressBook(config.peers)))
       logger.info("address book seeded from the founding peers", { peers: Object.fromEntries(config.peers) });
+    // An id keeps its address for ever (a node that moves joins under a new id), so an address this node
+    // was given for an id is the route to it (a proxy, a NAT's); the book supplies the ids it was not given.
     const addresses = new Map(config.peers);
-    for (const [id, address] of store.addressBook()) addresses.set(id, address);
+    for (const [id, address] of store.addressBook()) if (!config.peers.has(id)) addresses.set(id, address);
     if (!addresses.has(config.id)) addresses.set(config.id, listen);
     const admin = new AdminService({ logger });
     let engine: Engine<KvApplyResult> | null = null;
@@ -183,7 +185,7 @@ export class RaftkvNode {
     // Set before the engine opens: a restart replays membership changes, and a snapshot may arrive.
     machine.onAddressBookChanged((book) => {
       for (const [id, address] of book) {
-        if (addresses.get(id) === address) continue;
+        if (config.peers.has(id) || addresses.get(id) === address) continue;
         addresses.set(id, address);
         if (id !== config.id) transport.setPeer(id, address);
         logger.info("peer address learned from the address book", { peer: id, address });

@@ -11,3 +11,11 @@ export class RespProtocolError extends Error {
     super(`Protocol error: ${detail}`);
   }
 }
+
+/**
+ * A server sent bytes that are not a valid RESP2 reply, or a reply over a client's limit. The client
+ * cannot find the next reply's start, so its connection is finished.
+ */
+export class RespReplyFormatError extends Error {
+  override name = "RespReplyFormatError";
+}
