@@ -39,7 +39,7 @@ export const SERVE_OPTIONS = {
   "heartbeat-ticks": { kind: "positiveInt", help: "ticks between the leader's heartbeats (default 1)" },
   "snapshot-every-entries": {
     kind: "nonNegativeInt",
-    help: "entries applied between local snapshots; 0 never (default 10000)",
+    help: "entries applied between local snapshots; 0 never (default 100000)",
   },
   "trailing-entries": { kind: "nonNegativeInt", help: "entries kept before a snapshot (default 5000)" },
   "keep-snapshots": { kind: "positiveInt", help: "snapshot files kept (default 2)" },

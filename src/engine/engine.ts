@@ -139,7 +139,8 @@ export const ENGINE_DEFAULTS = {
   tickMs: 100,
   maxPendingProposals: 10_000,
   maxProposalBytes: 16 * 1024 * 1024,
-  snapshotEveryEntries: 10_000,
+  // As etcd 3.4's --snapshot-count: a snapshot of a large store costs a whole copy of it on disk.
+  snapshotEveryEntries: 100_000,
   trailingEntries: 5_000,
   keepSnapshots: 2,
   /** Snapshot payload bytes per piece handed to the transport. */
@@ -807,6 +808,8 @@ export class Engine<R = unknown> {
     if (votesEarly)
       for (const m of rd.messagesAfterPersist) if (m.type === MessageType.VoteResp) this.dispatch(m);
     if (rd.snapshot) {
+      // Raft takes a snapshot only with nothing handed out unapplied: the state machine is idle.
+      this.pipeline.resetTo(rd.snapshot.metadata.index);
       await this.installSnapshot(rd as Ready & { snapshot: Snapshot });
       if (rd.entries.length > 0) await this.storage.append(rd.entries, null);
     } else if (rd.entries.length > 0 || rd.hardState) {
@@ -816,7 +819,6 @@ export class Engine<R = unknown> {
     // Votes and acknowledgements vouch for what was just made durable.
     for (const m of rd.messagesAfterPersist)
       if (!(votesEarly && m.type === MessageType.VoteResp)) this.dispatch(m);
-    if (rd.snapshot) this.pipeline.resetTo(rd.snapshot.metadata.index);
     if (rd.committedEntries.length > 0) this.pipeline.push(rd.committedEntries);
     for (const rs of rd.readStates) this.onReadState(rs);
     if (rd.softState) this.onSoftState(rd.softState);
