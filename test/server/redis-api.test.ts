@@ -84,6 +84,10 @@ for (const via of ["leader", "follower"] as const) {
         assert.match(info, new RegExp(`# Raft\r\nraft_node_id:\\d+\r\nraft_role:${via}\r\n`));
         assert.match(info, /redis_version:7\.0\.15/);
         assert.deepEqual(await entry.config("GET", "appendonly"), ["appendonly", "yes"]);
+        assert.deepEqual(await entry.config("GET", "proto-max-bulk-len"), [
+          "proto-max-bulk-len",
+          String(64 * 1024 * 1024),
+        ]);
         assert.equal(await entry.config("SET", "maxmemory", "100"), "OK");
         assert.deepEqual(await entry.config("GET", "maxmemory"), ["maxmemory", "100"]);
         await assert.rejects(

@@ -4,6 +4,7 @@ import { globMatch } from "../../kv/exec/glob.js";
 import { allCommands } from "../../kv/exec/table.js";
 import { array, bulk, Errors, error, int, NIL, OK, type Reply, status } from "../../kv/reply.js";
 import type { ClientConnection } from "./connection.js";
+import { DEFAULT_REQUEST_LIMITS } from "./resp/request-parser.js";
 import type { ServerContext } from "./server-context.js";
 
 /** The Redis version clients are told (the command set and replies are those of Redis 7.0). */
@@ -217,66 +218,66 @@ function command(_c: ClientConnection, _x: ServerContext, args: readonly Buffer[
   }
 }
 
-/** The parameters CONFIG GET knows, with their values; CONFIG SET may change the settable ones. */
-const CONFIG: Map<string, { value: string; settable: boolean }> = new Map([
-  ["appendonly", { value: "yes", settable: false }],
-  ["appendfsync", { value: "always", settable: false }],
-  ["save", { value: "", settable: true }],
-  ["databases", { value: "1", settable: false }],
-  ["maxmemory", { value: "0", settable: true }],
-  ["maxmemory-policy", { value: "noeviction", settable: true }],
-  ["timeout", { value: "0", settable: true }],
-  ["tcp-keepalive", { value: "300", settable: true }],
-  ["maxclients", { value: "10000", settable: false }],
-  ["proto-max-bulk-len", { value: String(512 * 1024 * 1024), settable: false }],
-  ["client-query-buffer-limit", { value: String(1024 * 1024 * 1024), settable: false }],
-  ["slowlog-log-slower-than", { value: "10000", settable: true }],
-  ["slowlog-max-len", { value: "128", settable: true }],
-  ["notify-keyspace-events", { value: "", settable: true }],
-  ["lua-time-limit", { value: "5000", settable: true }],
-  ["latency-tracking", { value: "yes", settable: true }],
+/** CONFIG parameters clients may set, with their initial values; they are accepted and remembered. */
+export const SETTABLE_CONFIG_DEFAULTS: ReadonlyMap<string, string> = new Map([
+  ["save", ""],
+  ["maxmemory", "0"],
+  ["maxmemory-policy", "noeviction"],
+  ["timeout", "0"],
+  ["tcp-keepalive", "300"],
+  ["slowlog-log-slower-than", "10000"],
+  ["slowlog-max-len", "128"],
+  ["notify-keyspace-events", ""],
+  ["lua-time-limit", "5000"],
+  ["latency-tracking", "yes"],
 ]);
+
+/** CONFIG parameters that say what this server is or enforces; CONFIG SET refuses them. */
+function fixedConfig(ctx: ServerContext): Map<string, string> {
+  const limits = { ...DEFAULT_REQUEST_LIMITS, ...ctx.options.requestLimits };
+  return new Map([
+    ["appendonly", "yes"],
+    ["appendfsync", "always"],
+    ["databases", "1"],
+    ["maxclients", String(ctx.options.maxClients)],
+    ["proto-max-bulk-len", String(limits.maxBulkBytes)],
+    ["client-query-buffer-limit", String(limits.maxCommandBytes)],
+  ]);
+}
 
 function config(_c: ClientConnection, ctx: ServerContext, args: readonly Buffer[]): Outcome {
   const sub = lowerText(args[1]!);
   if (sub === "get") {
     if (args.length < 3) return Errors.wrongArity("config|get");
+    const all = new Map([...fixedConfig(ctx), ...ctx.settings, ["requirepass", ctx.options.requirepass]]);
     const pairs: Array<[string, Reply]> = [];
     const seen = new Set<string>();
     for (const pattern of args.slice(2)) {
-      for (const [name, p] of CONFIG) {
-        if (seen.has(name) || !globMatch(Buffer.from(lowerText(pattern)), Buffer.from(name))) continue;
+      const glob = Buffer.from(lowerText(pattern));
+      for (const [name, value] of all) {
+        if (seen.has(name) || !globMatch(glob, Buffer.from(name))) continue;
         seen.add(name);
-        const value = name === "requirepass" ? ctx.options.requirepass : p.value;
         pairs.push([name, bulk(Buffer.from(value))]);
-      }
-      if (
-        !seen.has("requirepass") &&
-        globMatch(Buffer.from(lowerText(pattern)), Buffer.from("requirepass"))
-      ) {
-        seen.add("requirepass");
-        pairs.push(["requirepass", bulk(Buffer.from(ctx.options.requirepass))]);
       }
     }
     return map(pairs);
   }
   if (sub === "set") {
     if (args.length < 4 || args.length % 2 !== 0) return Errors.wrongArity("config|set");
+    const fixed = fixedConfig(ctx);
     for (let i = 2; i < args.length; i += 2) {
       const name = lowerText(args[i]!);
-      if (name === "requirepass") continue;
-      const p = CONFIG.get(name);
-      if (p === undefined)
+      if (name === "requirepass" || ctx.settings.has(name)) continue;
+      if (!fixed.has(name))
         return error(`ERR Unknown option or number of arguments for CONFIG SET - '${text(args[i]!)}'`);
-      if (!p.settable)
-        return error(
-          `ERR CONFIG SET failed (possibly related to argument '${text(args[i]!)}') - can't set immutable config`,
-        );
+      return error(
+        `ERR CONFIG SET failed (possibly related to argument '${text(args[i]!)}') - can't set immutable config`,
+      );
     }
     for (let i = 2; i < args.length; i += 2) {
       const name = lowerText(args[i]!);
       if (name === "requirepass") ctx.options.requirepass = text(args[i + 1]!);
-      else CONFIG.get(name)!.value = text(args[i + 1]!);
+      else ctx.settings.set(name, text(args[i + 1]!));
     }
     return OK;
   }

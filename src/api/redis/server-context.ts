@@ -26,6 +26,8 @@ export interface ServerContext {
   readonly backend: KvBackend;
   readonly options: RedisServerOptions;
   readonly startedAt: number;
+  /** This server's CONFIG parameters that clients may set (per server: CONFIG is not replicated). */
+  readonly settings: Map<string, string>;
   readonly port: () => number;
   nextClientId(): number;
   clients(): Iterable<ClientConnection>;

@@ -3,6 +3,7 @@ import * as net from "node:net";
 import { type RaftLogger, silentLogger } from "../../raft/config.js";
 import type { KvBackend } from "./backend.js";
 import { ClientConnection } from "./connection.js";
+import { SETTABLE_CONFIG_DEFAULTS } from "./server-commands.js";
 import {
   DEFAULT_REDIS_SERVER_OPTIONS,
   type RedisServerOptions,
@@ -30,6 +31,7 @@ export class RedisServer {
       backend: config.backend,
       options,
       startedAt: Date.now(),
+      settings: new Map(SETTABLE_CONFIG_DEFAULTS),
       port: () => this.boundPort,
       nextClientId: () => ++this.clientIds,
       clients: () => this.connections,

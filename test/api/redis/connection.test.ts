@@ -110,6 +110,42 @@ describe("a client connection", () => {
     await raw.close();
   });
 
+  it("CONFIG GET reports the limits in force; CONFIG SET changes only its own server", async () => {
+    const limited = await RedisServer.start({
+      backend: new SlowBackend(),
+      listen: "127.0.0.1:0",
+      maxClients: 7,
+      requestLimits: { maxBulkBytes: 4096 },
+    });
+    const plain = await RedisServer.start({ backend: new SlowBackend(), listen: "127.0.0.1:0" });
+    servers.push(limited, plain);
+    const a = await connectRaw(limited.port);
+    const b = await connectRaw(plain.port);
+    assert.equal(
+      (await a.call(["CONFIG", "GET", "proto-max-bulk-len"])).toString(),
+      "*2\r\n$18\r\nproto-max-bulk-len\r\n$4\r\n4096\r\n",
+    );
+    assert.equal(
+      (await a.call(["CONFIG", "GET", "maxclients"])).toString(),
+      "*2\r\n$10\r\nmaxclients\r\n$1\r\n7\r\n",
+    );
+    assert.equal(
+      (await a.call(["CONFIG", "SET", "proto-max-bulk-len", "1"])).toString(),
+      "-ERR CONFIG SET failed (possibly related to argument 'proto-max-bulk-len') - can't set immutable config\r\n",
+    );
+    assert.equal((await a.call(["CONFIG", "SET", "maxmemory", "100"])).toString(), "+OK\r\n");
+    assert.equal(
+      (await a.call(["CONFIG", "GET", "maxmemory"])).toString(),
+      "*2\r\n$9\r\nmaxmemory\r\n$3\r\n100\r\n",
+    );
+    assert.equal(
+      (await b.call(["CONFIG", "GET", "maxmemory"])).toString(),
+      "*2\r\n$9\r\nmaxmemory\r\n$1\r\n0\r\n",
+    );
+    await a.close();
+    await b.close();
+  });
+
   it("a command whose work fails answers an error, and the connection goes on", async () => {
     const server = await RedisServer.start({ backend: new SlowBackend(), listen: "127.0.0.1:0" });
     servers.push(server);
