@@ -165,13 +165,15 @@ export class KvStore {
   /**
    * Like {@link writeBatch}, but the transaction is committed on LMDB's writer thread: the event loop
    * is not held while it commits, and batches queued together share one commit. Resolves once the
-   * batch is committed (and visible to reads).
+   * batch is committed (and visible to reads). A child transaction of its own: LMDB's shared async
+   * transaction keeps what a throwing callback wrote before the throw (and the next start would apply
+   * the batch again on top of it); a child transaction is rolled back.
    */
   async writeBatchAsync<T>(appliedIndex: number, fn: (w: KvWriter) => T): Promise<T> {
     this.checkOpen();
     const { root, meta } = this.gen;
     const writer = this.writer();
-    const result = await root.transaction(() => {
+    const result = await root.childTransaction(() => {
       const out = fn(writer);
       meta.putSync(APPLIED_KEY, u64(appliedIndex));
       return out;
@@ -276,7 +278,7 @@ export class KvStore {
   async writeAddressBook(appliedIndex: number, book: ReadonlyMap<number, string>): Promise<void> {
     this.checkOpen();
     const { root, meta } = this.gen;
-    await root.transaction(() => {
+    await root.childTransaction(() => {
       replaceAddressBook(meta, book);
       meta.putSync(APPLIED_KEY, u64(appliedIndex));
     });
@@ -291,7 +293,7 @@ export class KvStore {
     this.checkOpen();
     if (this.applied !== 0 || this.addressBook().size > 0) return false;
     const { root, meta } = this.gen;
-    await root.transaction(() => replaceAddressBook(meta, book));
+    await root.childTransaction(() => replaceAddressBook(meta, book));
     return true;
   }
 

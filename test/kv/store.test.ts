@@ -71,6 +71,35 @@ describe("KvStore", () => {
     await again.close();
   });
 
+  it("a batch that throws half-way leaves nothing of itself, on the async path too, and the store goes on", async () => {
+    const dir = tempDir();
+    const s = await KvStore.open(dir);
+    await s.writeBatchAsync(3, (w) => w.put(b("kept"), RecordType.String, 0, b("1"), 3));
+    for (const write of [
+      (fn: Parameters<typeof s.writeBatch>[1]) => Promise.resolve().then(() => s.writeBatch(4, fn)),
+      (fn: Parameters<typeof s.writeBatch>[1]) => s.writeBatchAsync(4, fn),
+    ])
+      await assert.rejects(
+        write((w) => {
+          w.put(b("half"), RecordType.String, 0, b("2"), 4);
+          w.delete(b("kept"), 1000);
+          throw new Error("a command failed (injected)");
+        }),
+        /injected/,
+      );
+    assert.equal(s.get(b("half")), undefined);
+    assert.equal(s.get(b("kept"))?.payload.toString(), "1");
+    assert.equal(s.appliedIndex, 3);
+    await s.writeBatchAsync(5, (w) => w.put(b("after"), RecordType.String, 0, b("3"), 5));
+    await s.close();
+    const again = await KvStore.open(dir);
+    assert.equal(again.appliedIndex, 5);
+    assert.equal(again.get(b("half")), undefined);
+    assert.equal(again.get(b("kept"))?.payload.toString(), "1");
+    assert.equal(again.get(b("after"))?.payload.toString(), "3");
+    await again.close();
+  });
+
   it("the expiry index follows puts, overwrites and deletes, soonest first", async () => {
     const s = await KvStore.open(tempDir());
     s.writeBatch(1, (w) => {
