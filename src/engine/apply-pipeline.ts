@@ -68,9 +68,12 @@ export class ApplyPipeline<R> {
     return this.head === this.queue.length;
   }
 
-  /** A batch is with the state machine: its state may be anywhere between two applied indexes. */
+  /**
+   * A batch is with the state machine (its state may be anywhere between two applied indexes), or a conf
+   * change is applied to raft and not yet to the state machine.
+   */
   get applyingBatch(): boolean {
-    return this.inBatch;
+    return this.inBatch || this.confHook !== null;
   }
 
   /** Queues committed entries (in index order, right after those queued before) and starts the worker. */
@@ -87,7 +90,8 @@ export class ApplyPipeline<R> {
    * now, and it counts as applied.
    */
   takeConfChange(): Entry | null {
-    if (this.worker !== null || this.confHook !== null || this.isEmpty) return null;
+    // Not while held: the holder (a snapshot) wants raft's membership to stay that of the applied index.
+    if (this.worker !== null || this.confHook !== null || this.held || this.isEmpty) return null;
     const e = this.queue[this.head]!;
     if (e.type !== EntryType.ConfChange) return null;
     this.advanceHead(1);
@@ -108,7 +112,7 @@ export class ApplyPipeline<R> {
     this.kick();
   }
 
-  /** Stops the worker after its current batch, until release(). */
+  /** Stops the worker after its current batch (and a pending conf change's hook), until release(). */
   hold(): void {
     this.held = true;
   }
@@ -127,8 +131,13 @@ export class ApplyPipeline<R> {
 
   /** Starts the worker if there is a normal entry at the head and nothing holds it. */
   kick(): void {
-    if (this.worker !== null || this.held || this.stopped) return;
-    if (this.confHook === null && (this.isEmpty || this.queue[this.head]!.type === EntryType.ConfChange))
+    if (this.worker !== null || this.stopped) return;
+    // A conf change's hook runs even when held: raft already applied the change, and the holder waits
+    // for the state machine to catch up with it.
+    if (
+      this.confHook === null &&
+      (this.held || this.isEmpty || this.queue[this.head]!.type === EntryType.ConfChange)
+    )
       return;
     // Cleared in a later microtask, never before the assignment (a run may finish without awaiting).
     this.worker = this.work().finally(() => {
@@ -145,7 +154,7 @@ export class ApplyPipeline<R> {
 
   private async work(): Promise<void> {
     try {
-      while (!this.stopped && !this.held) {
+      while (!this.stopped) {
         const hook = this.confHook;
         if (hook !== null) {
           this.inBatch = true;
@@ -156,6 +165,7 @@ export class ApplyPipeline<R> {
           this.o.onProgress();
           continue;
         }
+        if (this.held) break;
         const run = this.takeRun();
         if (run.length === 0) break;
         this.inBatch = true;

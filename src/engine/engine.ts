@@ -1002,21 +1002,25 @@ export class Engine<R = unknown> {
     const cc = decodeConfChange(e.data);
     const cs = this.node.applyConfChange(cc);
     this.retireDispatchers(cs);
-    // The state machine hears of it before any later entry; replayed after a restart, a change it
-    // already holds is not told again.
-    const tell = this.sm.applyConfChange;
-    this.pipeline.confChangeApplied(
-      e.index,
-      tell !== undefined && e.index > this.smAppliedAtOpen
-        ? () => Promise.resolve(tell.call(this.sm, e.index, cc, cs))
-        : null,
-    );
-    const p = this.pendingConf.get(e.index);
-    if (p) {
+    const answer = () => {
+      const p = this.pendingConf.get(e.index);
+      if (!p) return;
       this.pendingConf.delete(e.index);
       if (p.term === e.term) p.waiter.resolve(cs);
       else p.waiter.reject(new LeadershipLostError(`index ${e.index} was taken by term ${e.term}`));
+    };
+    // The state machine hears of it before any later entry (and the caller is answered once it has);
+    // replayed after a restart, a change it already holds is not told again.
+    const tell = this.sm.applyConfChange;
+    if (tell === undefined || e.index <= this.smAppliedAtOpen) {
+      this.pipeline.confChangeApplied(e.index, null);
+      answer();
+      return;
     }
+    this.pipeline.confChangeApplied(e.index, async () => {
+      await tell.call(this.sm, e.index, cc, cs);
+      answer();
+    });
   }
 
   private settleProposal(e: Entry, result: R): void {

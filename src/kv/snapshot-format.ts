@@ -48,15 +48,16 @@ export interface KvImage {
 
 /** Encodes an image into chunks of about 64 KiB; large values are passed through whole. */
 export function* encodeKvSnapshot(image: KvImage): Generator<Buffer> {
-  let chunk = Buffer.allocUnsafe(CHUNK_BYTES);
+  const members = [...image.addressBook].map(([id, address]) => [id, Buffer.from(address, "utf8")] as const);
+  const memberBytes = members.reduce((sum, [, bytes]) => sum + MEMBER_PREFIX_BYTES + bytes.length, 0);
+  // The header and the whole address book go in the first chunk.
+  let chunk = Buffer.allocUnsafe(Math.max(CHUNK_BYTES, HEADER_BYTES + memberBytes));
   chunk.set(MAGIC, 0);
   chunk.writeUInt16BE(VERSION, 4);
   chunk.writeBigUInt64BE(BigInt(image.appliedIndex), 6);
   chunk.writeBigUInt64BE(BigInt(image.tombstoneHorizon), 14);
   let at = HEADER_BYTES;
-  // A handful of short addresses (bounded by MAX_ADDRESS_BOOK_MEMBERS): they fit the first chunk.
-  for (const [id, address] of image.addressBook) {
-    const bytes = Buffer.from(address, "utf8");
+  for (const [id, bytes] of members) {
     chunk[at] = TAG_MEMBER;
     chunk.writeBigUInt64BE(BigInt(id), at + 1);
     chunk.writeUInt16BE(bytes.length, at + 9);

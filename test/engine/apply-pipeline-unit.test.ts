@@ -191,6 +191,29 @@ describe("the apply pipeline", () => {
     assert.equal(pipeline.appliedThrough, 2);
   });
 
+  it("while held, gives out no conf change, but a conf change already given out still runs its hook", async () => {
+    const h = harness();
+    h.pipeline.push([confChange(1), confChange(2), normal(3)]);
+    assert.equal(h.pipeline.takeConfChange()?.index, 1);
+    h.pipeline.hold();
+    let hooked = false;
+    h.pipeline.confChangeApplied(1, async () => {
+      hooked = true;
+    });
+    assert.equal(h.pipeline.applyingBatch, true, "the state machine is behind raft until the hook is done");
+    await settle();
+    assert.equal(hooked, true);
+    assert.equal(h.pipeline.appliedThrough, 1);
+    assert.equal(h.pipeline.applyingBatch, false);
+    assert.equal(h.pipeline.takeConfChange(), null, "held: membership stays that of the applied index");
+    h.pipeline.release();
+    assert.equal(h.pipeline.takeConfChange()?.index, 2);
+    h.pipeline.confChangeApplied(2, null);
+    h.pipeline.kick();
+    await settle();
+    assert.deepEqual(h.batches, [[3]]);
+  });
+
   it("refuses to jump to a snapshot with entries still queued", () => {
     const h = harness();
     h.pipeline.hold();

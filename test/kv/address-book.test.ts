@@ -14,6 +14,8 @@ import {
   bookAfterChange,
   decodeAddressContext,
   encodeAddressContext,
+  MAX_ADDRESS_BOOK_MEMBERS,
+  MAX_ADDRESS_BYTES,
 } from "../../src/kv/address-book.js";
 import { KvSnapshotFormatError } from "../../src/kv/errors.js";
 import { KvStateMachine } from "../../src/kv/machine.js";
@@ -219,6 +221,20 @@ describe("address book: in the key-value state", () => {
     ]);
     payload.writeUInt16BE(2, 4);
     assert.throws(() => new KvSnapshotDecoder(LIMITS, noop, noop, noop).push(payload), /format version 2/);
+  });
+
+  it("the largest book the limits allow round-trips (it fills more than one chunk's worth)", () => {
+    const book = new Map<number, string>();
+    for (let id = 1; id <= MAX_ADDRESS_BOOK_MEMBERS; id++)
+      book.set(id, `${"h".repeat(MAX_ADDRESS_BYTES - 6)}:${String(id).padStart(5, "0")}`);
+    const payload = Buffer.concat([
+      ...encodeKvSnapshot(image(9, [{ key: Buffer.from("k"), value: record }], book)),
+    ]);
+    const members = new Map<number, string>();
+    const d = new KvSnapshotDecoder(LIMITS, noop, noop, (id, a) => members.set(id, a));
+    d.push(payload);
+    assert.equal(d.finish().appliedIndex, 9);
+    assert.deepEqual(members, book);
   });
 
   it("a payload with a member after the keys, or an address too long, is refused", () => {
