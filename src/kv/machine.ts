@@ -8,6 +8,7 @@ import type { ConfChange, ConfState, Entry, NodeId } from "../raft/types.js";
 import { bookAfterChange, decodeAddressContext } from "./address-book.js";
 import { decodeKvEntry, encodeKvEntry, type KvOrigin } from "./entry-codec.js";
 import { readAccess, writeAccess } from "./exec/context.js";
+import { ScanCursors } from "./exec/scan-cursors.js";
 import { arityOk, hasOverlongKey, lookupCommand, MAX_KEY_BYTES } from "./exec/table.js";
 import { Errors, error, type Reply } from "./reply.js";
 import type { KvStore } from "./store.js";
@@ -26,6 +27,8 @@ export type OriginListener = (origin: KvOrigin, result: KvApplyResult) => void;
 export type AddressBookListener = (book: ReadonlyMap<NodeId, string>) => void;
 
 export class KvStateMachine implements StateMachine<KvApplyResult> {
+  /** SCAN positions inside runs of keys that share their first 8 bytes (per node, not replicated). */
+  readonly scanCursors = new ScanCursors();
   private listener: OriginListener | null = null;
   private bookListener: AddressBookListener | null = null;
 
@@ -69,7 +72,7 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
         origins.push(origin);
         // Checked before anything runs, against the state left by every earlier entry (this batch's too).
         if (watches.length > 0 && !watchesHold(w, watches, nowMs)) return null;
-        const ctx = writeAccess(w, nowMs, e.index);
+        const ctx = writeAccess(w, nowMs, e.index, this.scanCursors);
         return commands.map((args): Reply => {
           const c = lookupCommand(args[0]!, true);
           // The proposer checked these; a replica answers the same way whatever it is given. Reads come
@@ -124,7 +127,7 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
       return error(`ERR unknown read command '${args[0]!.toString("latin1")}'`);
     if (!arityOk(c, args.length)) return Errors.wrongArity(c.name);
     if (hasOverlongKey(c, args)) return Errors.keyTooLong(MAX_KEY_BYTES);
-    return c.run(readAccess(this.store, nowMs), args);
+    return c.run(readAccess(this.store, nowMs, this.scanCursors), args);
   }
 
   appliedIndex(): number {

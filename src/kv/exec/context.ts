@@ -7,6 +7,7 @@
  */
 import { type KeyRecord, RecordType } from "../record.js";
 import type { KvStore, KvWriter } from "../store.js";
+import type { ScanCursors } from "./scan-cursors.js";
 
 export interface ReadAccess {
   readonly nowMs: number;
@@ -16,6 +17,8 @@ export interface ReadAccess {
   range(start: Buffer, limit: number): Array<[Buffer, KeyRecord]>;
   /** Keys stored, expired ones not yet removed included. */
   count(): number;
+  /** This node's SCAN positions (see scan-cursors.ts). */
+  readonly cursors: ScanCursors;
 }
 
 export interface WriteAccess extends ReadAccess {
@@ -30,9 +33,10 @@ export interface WriteAccess extends ReadAccess {
   forgetTombstones(cutoffMs: number, limit: number): number;
 }
 
-export function readAccess(store: KvStore, nowMs: number): ReadAccess {
+export function readAccess(store: KvStore, nowMs: number, cursors: ScanCursors): ReadAccess {
   return {
     nowMs,
+    cursors,
     lookup(key) {
       const r = store.get(key);
       return r === undefined || isExpired(r, nowMs) ? undefined : r;
@@ -43,7 +47,7 @@ export function readAccess(store: KvStore, nowMs: number): ReadAccess {
 }
 
 /** What the commands of the entry at `index` see. */
-export function writeAccess(w: KvWriter, nowMs: number, index: number): WriteAccess {
+export function writeAccess(w: KvWriter, nowMs: number, index: number, cursors: ScanCursors): WriteAccess {
   const lookup = (key: Buffer) => {
     const r = w.get(key);
     if (r === undefined) return undefined;
@@ -53,6 +57,7 @@ export function writeAccess(w: KvWriter, nowMs: number, index: number): WriteAcc
   };
   return {
     nowMs,
+    cursors,
     lookup,
     lookupStored: (key) => w.get(key) !== undefined,
     range: (start, limit) => w.range(start, limit),

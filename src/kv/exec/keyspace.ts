@@ -1,16 +1,20 @@
 /**
  * Commands over the whole keyspace: KEYS, SCAN, RANDOMKEY.
  *
- * SCAN's cursor is the first 8 bytes of the next key to visit (big-endian, zero-padded), plus one, so
- * that 0 stays "start" and "done". Keys are visited in key order, a whole group of keys sharing those 8
- * bytes in one call (COUNT is a hint, as in Redis), so a key present for the whole scan is returned
- * at least once, whatever is written meanwhile.
+ * SCAN visits keys in key order and stops once COUNT keys were visited. Its cursor names the next key
+ * to visit: when that key is the first of the keys sharing its first 8 bytes, the cursor is those bytes
+ * (big-endian, zero-padded) plus one, so 0 stays "start" and "done" and any node can resume it; in the
+ * middle of such a run (keys like "session:…" share 8 bytes), or for a key whose first byte has its top
+ * bit set, it is a number from this node's table of positions (scan-cursors.ts). Either way a key
+ * present for the whole scan is returned at least once, whatever is written meanwhile.
  */
+import type { KeyRecord } from "../record.js";
 import { array, bulk, Errors, int, NIL, type Reply } from "../reply.js";
 import { parseInt64, upper } from "./args.js";
 import type { ReadAccess } from "./context.js";
 import { isExpired } from "./context.js";
 import { globMatch } from "./glob.js";
+import { TABLE_CURSOR_BIT } from "./scan-cursors.js";
 
 const TYPE_NAMES: readonly string[] = ["string"];
 const MAX_U64 = (1n << 64n) - 1n;
@@ -35,15 +39,14 @@ export function keys(ctx: ReadAccess, args: readonly Buffer[]): Reply {
   const pattern = args[1]!;
   const all = pattern.length === 1 && pattern[0] === 0x2a;
   const out: Reply[] = [];
-  let start: Buffer = Buffer.alloc(0);
-  for (;;) {
-    const batch = ctx.range(start, 1000);
-    for (const [k, r] of batch) {
+  for (let start: Buffer = Buffer.alloc(0); ; ) {
+    const page = ctx.range(start, PAGE);
+    for (const [k, r] of page) {
       if (isExpired(r, ctx.nowMs)) continue;
       if (all || globMatch(pattern, k)) out.push(bulk(k));
     }
-    if (batch.length < 1000) return array(out);
-    start = Buffer.concat([batch[batch.length - 1]![0], Buffer.from([0])]);
+    if (page.length < PAGE) return array(out);
+    start = after(page[page.length - 1]![0]);
   }
 }
 
@@ -71,18 +74,20 @@ export function scan(ctx: ReadAccess, args: readonly Buffer[]): Reply {
     }
   }
   const cursor = BigInt(cursorText);
-  let start = cursor === 0n ? Buffer.alloc(0) : startOf(cursor - 1n);
+  let start: Buffer;
+  if (cursor === 0n) start = Buffer.alloc(0);
+  else if (cursor < TABLE_CURSOR_BIT) start = startOf(cursor - 1n);
+  // A position this node no longer holds: from the beginning again (SCAN may return a key twice).
+  else start = ctx.cursors.resolve(cursor) ?? Buffer.alloc(0);
   const found: Reply[] = [];
   let visited = 0;
-  let groupPrefix: bigint | null = null;
+  let previous: Buffer | null = null;
   for (;;) {
     const batch = ctx.range(start, 256);
     for (const [k, r] of batch) {
-      const prefix = prefixOf(k);
-      // Stop between groups once COUNT keys were visited; the next call starts at this group.
-      if (visited >= count && prefix !== groupPrefix)
-        return array([bulk(Buffer.from(String(prefix + 1n))), array(found)]);
-      groupPrefix = prefix;
+      if (visited >= count)
+        return array([bulk(Buffer.from(String(cursorAt(ctx, k, previous)))), array(found)]);
+      previous = k;
       visited++;
       if (isExpired(r, ctx.nowMs)) continue;
       if (pattern !== null && !globMatch(pattern, k)) continue;
@@ -94,6 +99,14 @@ export function scan(ctx: ReadAccess, args: readonly Buffer[]): Reply {
   }
 }
 
+/** The cursor that resumes a scan at `next`, the key after `previous` (see the module's comment). */
+function cursorAt(ctx: ReadAccess, next: Buffer, previous: Buffer | null): bigint {
+  const prefix = prefixOf(next);
+  const firstOfItsRun = previous === null || prefixOf(previous) !== prefix;
+  if (firstOfItsRun && prefix + 1n < TABLE_CURSOR_BIT) return prefix + 1n;
+  return ctx.cursors.issue(next);
+}
+
 /** Keys stored, expired ones not yet removed included (as Redis counts them). */
 export function dbsize(ctx: ReadAccess): Reply {
   return int(ctx.count());
@@ -101,14 +114,35 @@ export function dbsize(ctx: ReadAccess): Reply {
 
 export function randomkey(ctx: ReadAccess): Reply {
   const total = ctx.count();
-  // A few tries at a random position; expired keys not yet removed are skipped.
+  // A few tries at a random position; expired keys not yet removed are skipped. Reaching a position
+  // walks the keys in pages (O(N) time, constant memory): LMDB has no rank index.
   for (let attempt = 0; attempt < 16 && total > 0; attempt++) {
-    const at = Math.floor(Math.random() * total);
-    const batch = ctx.range(Buffer.alloc(0), at + 1);
-    const pick = batch[batch.length - 1];
+    const pick = keyAt(ctx, Math.floor(Math.random() * total));
     if (pick && !isExpired(pick[1], ctx.nowMs)) return bulk(pick[0]);
   }
-  for (const [k, r] of ctx.range(Buffer.alloc(0), Number.MAX_SAFE_INTEGER))
-    if (!isExpired(r, ctx.nowMs)) return bulk(k);
-  return NIL;
+  for (let start: Buffer = Buffer.alloc(0); ; ) {
+    const page = ctx.range(start, PAGE);
+    for (const [k, r] of page) if (!isExpired(r, ctx.nowMs)) return bulk(k);
+    if (page.length < PAGE) return NIL;
+    start = after(page[page.length - 1]![0]);
+  }
+}
+
+const PAGE = 1000;
+
+/** The stored key at position `at` in key order, if there is one. */
+function keyAt(ctx: ReadAccess, at: number): [Buffer, KeyRecord] | undefined {
+  let start: Buffer = Buffer.alloc(0);
+  for (let skipped = 0; ; ) {
+    const page = ctx.range(start, PAGE);
+    if (at - skipped < page.length) return page[at - skipped];
+    if (page.length < PAGE) return undefined;
+    skipped += page.length;
+    start = after(page[page.length - 1]![0]);
+  }
+}
+
+/** The smallest key after `key`. */
+function after(key: Buffer): Buffer {
+  return Buffer.concat([key, Buffer.from([0])]);
 }
