@@ -35,7 +35,8 @@ export class ClientConnection {
   private multiDirty = false;
   private readonly watched = new WatchedKeys();
   /** Replies not yet written, in order (only while one of them is still being computed). */
-  private readonly queue: Outcome[] = [];
+  private readonly queue: { readonly outcome: Outcome; readonly protocol: 2 | 3 }[] = [];
+  private current: 2 | 3 = 2;
   private draining = false;
   private flushScheduled = false;
   private closing = false;
@@ -58,12 +59,13 @@ export class ClientConnection {
     socket.on("end", () => this.onInputEnd());
   }
 
+  /** The protocol (HELLO) of commands read from now on; a reply goes out in that of its command. */
   get protocol(): 2 | 3 {
-    return this.writer.protocol;
+    return this.current;
   }
 
   set protocol(p: 2 | 3) {
-    this.writer.protocol = p;
+    this.current = p;
   }
 
   get inMulti(): boolean {
@@ -115,11 +117,13 @@ export class ClientConnection {
     // A failure of the work behind a reply is an error reply, handled at once (not only when the reply
     // reaches the head of the queue: an unhandled rejection would end the process).
     if (outcome instanceof Promise) outcome = outcome.catch((err: unknown) => internalError(err));
+    // HELLO switches the protocol for what follows; earlier replies still pending keep theirs.
+    const protocol = this.current;
     if (this.queue.length === 0 && !(outcome instanceof Promise)) {
-      this.emit(outcome);
+      this.emit(outcome, protocol);
       return;
     }
-    this.queue.push(outcome);
+    this.queue.push({ outcome, protocol });
     if (!this.draining) void this.drain();
   }
 
@@ -130,9 +134,9 @@ export class ClientConnection {
       const head = this.queue[0]!;
       // A command whose work failed unexpectedly (a store error) answers an error; the connection and
       // the order of its replies go on.
-      const done = head instanceof Promise ? await head : head;
+      const done = head.outcome instanceof Promise ? await head.outcome : head.outcome;
       this.queue.shift();
-      this.emit(done);
+      this.emit(done, head.protocol);
       if (this.queue.length <= this.ctx.options.maxPipelinedCommands && this.socket.isPaused())
         this.socket.resume();
     }
@@ -140,7 +144,8 @@ export class ClientConnection {
     if (this.inputEnded) this.finish();
   }
 
-  private emit(outcome: Exclude<Outcome, Promise<Reply>>): void {
+  private emit(outcome: Exclude<Outcome, Promise<Reply>>, protocol: 2 | 3): void {
+    this.writer.protocol = protocol;
     if ("close" in outcome) {
       writeReply(this.writer, outcome.reply);
       this.finish();

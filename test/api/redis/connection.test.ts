@@ -110,6 +110,25 @@ describe("a client connection", () => {
     await raw.close();
   });
 
+  it("HELLO pipelined behind a pending reply leaves that reply in the protocol of its command", async () => {
+    const server = await RedisServer.start({ backend: new SlowBackend(), listen: "127.0.0.1:0" });
+    servers.push(server);
+    const raw = await connectRaw(server.port);
+    const replies = (
+      await Promise.all(
+        [["WATCH", "k"], ["SET", "k", "30"], ["MULTI"], ["SET", "x", "0"], ["EXEC"], ["HELLO", "3"]].map(
+          (c) => raw.call(c),
+        ),
+      )
+    ).map(String);
+    // EXEC was read under RESP2: its aborted transaction is RESP2's null array, though HELLO 3 came
+    // before its reply was ready; HELLO's own reply is RESP3's map.
+    assert.equal(replies[4], "*-1\r\n");
+    assert.match(replies[5]!, /^%7\r\n/);
+    assert.equal(String(await raw.call(["EXEC"])), "-ERR EXEC without MULTI\r\n");
+    await raw.close();
+  });
+
   it("CONFIG GET reports the limits in force; CONFIG SET changes only its own server", async () => {
     const limited = await RedisServer.start({
       backend: new SlowBackend(),
