@@ -129,7 +129,7 @@ export class ApplyPipeline<R> {
     this.through = index;
   }
 
-  /** Starts the worker if there is a normal entry at the head and nothing holds it. */
+  /** Starts the worker if a conf change's hook is pending, or a normal entry is at the head and not held. */
   kick(): void {
     if (this.worker !== null || this.stopped) return;
     // A conf change's hook runs even when held: raft already applied the change, and the holder waits
