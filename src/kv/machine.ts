@@ -55,7 +55,13 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
     // A context this code did not write introduces nothing; the membership still prunes the book.
     const introduced = (change.context && decodeAddressContext(change.context)) ?? new Map<NodeId, string>();
     const book = bookAfterChange(this.store.addressBook(), introduced, confState);
-    await this.store.writeAddressBook(index, book);
+    const members = [
+      ...confState.voters,
+      ...confState.learners,
+      ...confState.votersOutgoing,
+      ...confState.learnersNext,
+    ];
+    await this.store.writeAddressBook(index, book, members);
     this.bookListener?.(book);
   }
 

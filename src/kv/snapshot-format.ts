@@ -1,7 +1,7 @@
 /**
  * The key-value store's snapshot payload (what the transport frames and checksums):
  *
- *   "RKVS"  u16 version = 3  u64 applied index  u64 tombstone horizon
+ *   "RKVS"  u16 version = 3  u64 applied index  u64 tombstone horizon  u64 highest node id
  *   0x03 u64 node id  u16 address length  address           one per member of the address book,
  *                                                            before any key
  *   0x01 u32 key length  u32 record length  key  record      one per key, in key order
@@ -19,7 +19,7 @@ import { TOMBSTONE_BYTES } from "./record.js";
 
 const MAGIC = Buffer.from("RKVS", "latin1");
 const VERSION = 3;
-const HEADER_BYTES = 4 + 2 + 8 + 8;
+const HEADER_BYTES = 4 + 2 + 8 + 8 + 8;
 const TAG_KEY = 0x01;
 const TAG_TOMBSTONE = 0x02;
 const TAG_MEMBER = 0x03;
@@ -38,6 +38,8 @@ export interface KvPair {
 export interface KvImage {
   readonly appliedIndex: number;
   readonly tombstoneHorizon: number;
+  /** The highest node id that was ever a member (ids are never reused). */
+  readonly highestNodeId: number;
   /** Node id → raft address. */
   readonly addressBook: ReadonlyMap<number, string>;
   /** Stored key → record, in key order. */
@@ -56,6 +58,7 @@ export function* encodeKvSnapshot(image: KvImage): Generator<Buffer> {
   chunk.writeUInt16BE(VERSION, 4);
   chunk.writeBigUInt64BE(BigInt(image.appliedIndex), 6);
   chunk.writeBigUInt64BE(BigInt(image.tombstoneHorizon), 14);
+  chunk.writeBigUInt64BE(BigInt(image.highestNodeId), 22);
   let at = HEADER_BYTES;
   for (const [id, bytes] of members) {
     chunk[at] = TAG_MEMBER;
@@ -106,7 +109,7 @@ export interface KvSnapshotLimits {
 /**
  * Decodes a payload as its chunks arrive: `onMember` gets each member of the address book, `onPair`
  * each key and record, `onTombstone` each tombstone (views valid only during the call); `finish()` checks the payload ended properly and
- * returns its applied index and tombstone horizon.
+ * returns its applied index, tombstone horizon and highest node id.
  */
 export class KvSnapshotDecoder {
   /** Bytes not yet parsed, and how many must be here before parsing can move on (no rescans). */
@@ -115,6 +118,7 @@ export class KvSnapshotDecoder {
   private need = HEADER_BYTES;
   private appliedIndex = -1;
   private tombstoneHorizon = 0;
+  private highestNodeId = 0;
   private records = 0n;
   private tombstones = 0n;
   private members = 0;
@@ -150,6 +154,7 @@ export class KvSnapshotDecoder {
         throw new KvSnapshotFormatError(`format version ${version}, expected ${VERSION}`);
       this.appliedIndex = Number(data.readBigUInt64BE(6));
       this.tombstoneHorizon = Number(data.readBigUInt64BE(14));
+      this.highestNodeId = Number(data.readBigUInt64BE(22));
       p = HEADER_BYTES;
     }
     while (p < data.length) {
@@ -240,13 +245,17 @@ export class KvSnapshotDecoder {
     return size;
   }
 
-  /** The payload's applied index and tombstone horizon, once it has ended properly. */
-  finish(): { appliedIndex: number; tombstoneHorizon: number } {
+  /** The payload's applied index, tombstone horizon and highest node id, once it has ended properly. */
+  finish(): { appliedIndex: number; tombstoneHorizon: number; highestNodeId: number } {
     if (this.appliedIndex < 0) throw new KvSnapshotFormatError("it ended before its header");
     if (!this.ended)
       throw new KvSnapshotFormatError(
         `it ended after ${this.records} keys and ${this.tombstones} tombstones, without its end marker`,
       );
-    return { appliedIndex: this.appliedIndex, tombstoneHorizon: this.tombstoneHorizon };
+    return {
+      appliedIndex: this.appliedIndex,
+      tombstoneHorizon: this.tombstoneHorizon,
+      highestNodeId: this.highestNodeId,
+    };
   }
 }

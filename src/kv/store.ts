@@ -42,6 +42,8 @@ import { encodeKvSnapshot, KvSnapshotDecoder } from "./snapshot-format.js";
 const CURRENT = "CURRENT";
 const APPLIED_KEY = Buffer.from("applied");
 const HORIZON_KEY = Buffer.from("tombstone-horizon");
+/** The highest node id that was ever a member: ids above it only are new (a node id is never reused). */
+const HIGHEST_ID_KEY = Buffer.from("highest-node-id");
 const FORMAT_KEY = Buffer.from("format");
 /** The layout of records and meta; a store of another format is refused, never misread. */
 const STORE_FORMAT = 2;
@@ -271,15 +273,27 @@ export class KvStore {
     return readAddressBook(this.gen.meta);
   }
 
+  /** The highest node id that was ever a member of the cluster (0 before any membership was written). */
+  highestNodeId(): number {
+    this.checkOpen();
+    return readU64(this.gen.meta, HIGHEST_ID_KEY);
+  }
+
   /**
-   * Replaces the address book and records `appliedIndex`, in one transaction committed on LMDB's writer
-   * thread (after every batch queued before it).
+   * Replaces the address book, raises the highest node id to `memberIds`' highest, and records
+   * `appliedIndex`, in one transaction committed on LMDB's writer thread (after every batch queued
+   * before it).
    */
-  async writeAddressBook(appliedIndex: number, book: ReadonlyMap<number, string>): Promise<void> {
+  async writeAddressBook(
+    appliedIndex: number,
+    book: ReadonlyMap<number, string>,
+    memberIds: readonly number[],
+  ): Promise<void> {
     this.checkOpen();
     const { root, meta } = this.gen;
     await root.childTransaction(() => {
       replaceAddressBook(meta, book);
+      raiseHighestId(meta, memberIds);
       meta.putSync(APPLIED_KEY, u64(appliedIndex));
     });
     this.applied = appliedIndex;
@@ -293,7 +307,10 @@ export class KvStore {
     this.checkOpen();
     if (this.applied !== 0 || this.addressBook().size > 0) return false;
     const { root, meta } = this.gen;
-    await root.childTransaction(() => replaceAddressBook(meta, book));
+    await root.childTransaction(() => {
+      replaceAddressBook(meta, book);
+      raiseHighestId(meta, [...book.keys()]);
+    });
     return true;
   }
 
@@ -389,6 +406,7 @@ export class KvStore {
         const image = {
           appliedIndex: applied,
           tombstoneHorizon: readU64(meta, HORIZON_KEY, txn),
+          highestNodeId: readU64(meta, HIGHEST_ID_KEY, txn),
           addressBook: readAddressBook(meta, txn),
           records: keys.getRange({ transaction: txn }).map(({ key, value }) => ({ key, value })),
           tombstones: tombstones.getRange({ transaction: txn }).map(({ key, value }) => ({ key, value })),
@@ -449,7 +467,7 @@ export class KvStore {
         (id, address) => book.set(id, address),
       );
       for await (const chunk of payload) decoder.push(chunk);
-      const { appliedIndex: payloadIndex, tombstoneHorizon } = decoder.finish();
+      const { appliedIndex: payloadIndex, tombstoneHorizon, highestNodeId } = decoder.finish();
       // The store counts only the entries it was given; raft's snapshot index may be later, past
       // entries the state machine never sees (a new leader's empty entry, membership changes).
       if (payloadIndex > index)
@@ -461,6 +479,7 @@ export class KvStore {
         replaceAddressBook(next.meta, book);
         next.meta.putSync(APPLIED_KEY, u64(index));
         next.meta.putSync(HORIZON_KEY, u64(tombstoneHorizon));
+        next.meta.putSync(HIGHEST_ID_KEY, u64(highestNodeId));
         next.meta.putSync(FORMAT_KEY, u64(STORE_FORMAT));
       });
       await next.root.flushed;
@@ -542,6 +561,12 @@ function readAddressBook(meta: Database<Buffer, Buffer>, transaction?: Transacti
 function replaceAddressBook(meta: Database<Buffer, Buffer>, book: ReadonlyMap<number, string>): void {
   for (const id of readAddressBook(meta).keys()) if (!book.has(id)) meta.removeSync(addressKey(id));
   for (const [id, address] of book) meta.putSync(addressKey(id), Buffer.from(address, "utf8"));
+}
+
+/** Inside a write transaction: the highest node id becomes at least every one of `ids`. */
+function raiseHighestId(meta: Database<Buffer, Buffer>, ids: readonly number[]): void {
+  const highest = Math.max(readU64(meta, HIGHEST_ID_KEY), ...ids);
+  if (highest > 0) meta.putSync(HIGHEST_ID_KEY, u64(highest));
 }
 
 function readU64(meta: Database<Buffer, Buffer>, key: Buffer, transaction?: Transaction): number {

@@ -233,6 +233,7 @@ export class RaftkvNode {
       clusterId: config.clusterId,
       status: () => opened.status(),
       addresses: () => addresses,
+      highestNodeId: () => store.highestNodeId(),
       addVoter: (id, context) => opened.addVoter(id, context),
       addLearner: (id, context) => opened.addLearner(id, context),
       removeServer: (id) => opened.removeServer(id),

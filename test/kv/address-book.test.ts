@@ -55,7 +55,7 @@ function image(
   records: KvPair[],
   addressBook: ReadonlyMap<number, string> = new Map(),
 ) {
-  return { appliedIndex, tombstoneHorizon: 0, addressBook, records, tombstones: [] };
+  return { appliedIndex, tombstoneHorizon: 0, highestNodeId: 0, addressBook, records, tombstones: [] };
 }
 
 async function snapshotBytes(store: KvStore): Promise<Uint8Array> {
@@ -181,6 +181,31 @@ describe("address book: in the key-value state", () => {
     await reopened.close();
   });
 
+  it("the highest node id ever a member rises with the membership, never falls, and travels in snapshots", async () => {
+    const store = await KvStore.open(tempDir());
+    assert.equal(store.highestNodeId(), 0);
+    await store.seedAddressBook(
+      new Map([
+        [1, "a:1"],
+        [3, "c:3"],
+      ]),
+    );
+    assert.equal(store.highestNodeId(), 3);
+    const m = new KvStateMachine(store);
+    await m.applyConfChange(5, add(6, "f:6"), conf([1, 3], [6]));
+    assert.equal(store.highestNodeId(), 6);
+    await m.applyConfChange(
+      6,
+      { transition: "auto", changes: [{ type: "removeNode", nodeId: 6 }] },
+      conf([1, 3]),
+    );
+    assert.equal(store.highestNodeId(), 6, "a removed node's id stays used");
+    const target = await KvStore.open(tempDir());
+    await target.restore(chunksOf([await snapshotBytes(store)]), 6);
+    assert.equal(target.highestNodeId(), 6);
+    await Promise.all([store.close(), target.close()]);
+  });
+
   it("a snapshot carries the book: a node restored from it learns every address, keys intact", async () => {
     const source = await KvStore.open(tempDir());
     await source.seedAddressBook(
@@ -241,10 +266,10 @@ describe("address book: in the key-value state", () => {
     const withBook = Buffer.concat([
       ...encodeKvSnapshot(image(3, [{ key: Buffer.from("k"), value: record }], new Map([[1, "a:1"]]))),
     ]);
-    // Header 22 bytes, then the member (11 + 3), then the key's record, then the end marker (17).
-    const header = withBook.subarray(0, 22);
-    const member = withBook.subarray(22, 36);
-    const rest = withBook.subarray(36);
+    // Header 30 bytes, then the member (11 + 3), then the key's record, then the end marker (17).
+    const header = withBook.subarray(0, 30);
+    const member = withBook.subarray(30, 44);
+    const rest = withBook.subarray(44);
     const keyRecord = rest.subarray(0, rest.length - 17);
     const end = rest.subarray(rest.length - 17);
     const reordered = Buffer.concat([header, keyRecord, member, end]);
@@ -254,7 +279,7 @@ describe("address book: in the key-value state", () => {
       d.finish();
     }, KvSnapshotFormatError);
     const longAddress = Buffer.from(withBook);
-    longAddress.writeUInt16BE(300, 22 + 9);
+    longAddress.writeUInt16BE(300, 30 + 9);
     assert.throws(
       () => new KvSnapshotDecoder(LIMITS, noop, noop, noop).push(longAddress),
       KvSnapshotFormatError,

@@ -207,8 +207,8 @@ describe("KvStore", () => {
       bytes.subarray(0, bytes.length - 1),
       bytes.subarray(0, Math.floor(bytes.length / 2)),
       Buffer.concat([bytes, Buffer.from([0])]),
-      // The first record's tag (after the 22-byte header).
-      Buffer.from(bytes).fill(0x07, 22, 23),
+      // The first record's tag (after the 30-byte header).
+      Buffer.from(bytes).fill(0x07, 30, 31),
       Buffer.concat([Buffer.from("XXXX"), bytes.subarray(4)]),
     ];
     for (const d of damaged) {
@@ -429,7 +429,7 @@ describe("KvStore: tombstones and versions", () => {
       return Buffer.concat([head, key, value]);
     };
     const payload = (frames: Buffer[], keys: number, tombstones: number) => {
-      const header = Buffer.alloc(22);
+      const header = Buffer.alloc(30);
       header.write("RKVS", 0, "latin1");
       header.writeUInt16BE(3, 4);
       header.writeBigUInt64BE(1n, 6);

@@ -43,6 +43,8 @@ export interface AdminBackend {
   status(): Status;
   /** The raft address this node knows for each member. */
   addresses(): ReadonlyMap<NodeId, string>;
+  /** The highest node id ever a member of the cluster, as far as this node has applied. */
+  highestNodeId(): number;
   addVoter(id: NodeId, context?: Uint8Array): Promise<ConfState>;
   addLearner(id: NodeId, context?: Uint8Array): Promise<ConfState>;
   removeServer(id: NodeId): Promise<ConfState>;
@@ -163,6 +165,14 @@ export class AdminService {
           throw new ChangeRefusedError(
             "already-a-learner",
             `node ${id} is already a learner${asVoter ? "; promote it instead" : ""}`,
+          );
+        // A removed node's process may still run, at its old address, on its old disk: the same id
+        // again would make two processes answer as one node. Ids go up, so none is used twice.
+        const highest = backend.highestNodeId();
+        if (id <= highest)
+          throw new ChangeRefusedError(
+            "id-already-used",
+            `node ids are never reused, and new ones go above the highest so far: choose one above ${highest}`,
           );
         for (const [other, a] of backend.addresses())
           if (a === address && other !== id && (cs.voters.includes(other) || cs.learners.includes(other)))

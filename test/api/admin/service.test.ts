@@ -86,6 +86,11 @@ class FakeNode implements AdminBackend {
   addresses(): ReadonlyMap<NodeId, string> {
     return this.book;
   }
+  /** Node 4 is the highest member so far; a test raises it to stand for a node added and removed. */
+  highest = 4;
+  highestNodeId(): number {
+    return this.highest;
+  }
   private settle<T>(call: string, value: T): Promise<T> {
     this.calls.push(call);
     if (this.outcome === "never") return new Promise<T>(() => {});
@@ -270,12 +275,19 @@ describe("admin service: typed refusals", () => {
       "the change at index 7 is not yet applied",
     );
     await expectRefused((c) => c.changeMembership({ type: "remove", id: 3 }));
+    // Node 7 was a member once and was removed (its process may still run): its id is not given again,
+    // nor one below it.
+    node.highest = 7;
+    await expectRefused((c) => c.changeMembership({ type: "add-learner", id: 7, address: "new:7" }));
+    await expectRefused((c) => c.changeMembership({ type: "add-voter", id: 5, address: "new:5" }));
     assert.deepEqual(reasons, [
       "already-a-voter",
       "already-a-learner",
       "address-in-use",
       "learner-behind",
       "conf-change-pending",
+      "id-already-used",
+      "id-already-used",
     ]);
   });
 
