@@ -509,6 +509,9 @@ export class Engine<R = unknown> {
   }
 
   private async shutDown(): Promise<void> {
+    // A batch the state machine is applying holds committed entries: it finishes, and answers its
+    // proposals with their results rather than a failure (no batch starts after it).
+    await this.pipeline.stop();
     this.halt(new EngineClosedError());
     await this.idle;
     // The state machine is the caller's to close once this resolves: no batch may be under way.

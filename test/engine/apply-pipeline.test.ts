@@ -108,6 +108,29 @@ describe("applying off the loop", () => {
     await c.closeAll();
   });
 
+  it("on close, a batch the state machine is applying finishes and answers its proposals", async () => {
+    const { c, leader, machines } = await gatedCluster(15);
+    const lm = machines.get(leader.id)!;
+    lm.close();
+    let outcome: string | null = null;
+    void leader.propose(Buffer.from("in-flight")).then(
+      (r) => {
+        outcome = `applied at ${r.index}`;
+      },
+      (e: Error) => {
+        outcome = e.name;
+      },
+    );
+    await c.run(500);
+    assert.ok(lm.batches.length > 0 && outcome === null, "its batch is with the state machine");
+    const closing = leader.close();
+    lm.open();
+    await closing;
+    assert.match(String(outcome), /^applied at \d+$/, "the committed write is answered, not failed");
+    assert.deepEqual(lm.applied.at(-1), "in-flight");
+    for (const e of c.engines.values()) if (e !== leader) await e.close();
+  });
+
   it("applies a membership change only after every entry before it", async () => {
     const { c, leader, machines } = await gatedCluster(12);
     for (const m of machines.values()) m.close();
