@@ -5,6 +5,7 @@
  */
 import { mkdirSync } from "node:fs";
 import * as path from "node:path";
+import { serveArgs } from "../../src/cli/serve-config.js";
 import { freePort } from "../../test/helpers/ports.js";
 import { CommandError, type Processes, type Server } from "./processes.js";
 
@@ -63,21 +64,13 @@ export async function startRaftkv(procs: Processes, cliPath: string): Promise<Ra
     redisPorts.push(await freePort());
     raftPorts.push(await freePort());
   }
-  const peers = ids.map((id, i) => `${id}=127.0.0.1:${raftPorts[i]}`).join(",");
+  const peers = new Map(ids.map((id, i) => [id, `127.0.0.1:${raftPorts[i]}`]));
   const servers = ids.map((id, i) => {
     const dataDir = path.join(procs.scratch, `raftkv-${id}`);
     mkdirSync(dataDir);
     return procs.startServer(`raftkv-${id}`, process.execPath, [
       cliPath,
-      "serve",
-      "--id",
-      String(id),
-      "--data-dir",
-      dataDir,
-      "--peers",
-      peers,
-      "--redis",
-      `127.0.0.1:${redisPorts[i]}`,
+      ...serveArgs({ id, "data-dir": dataDir, peers, redis: `127.0.0.1:${redisPorts[i]}` }),
     ]);
   });
   const leader = await pollUntil("the raftkv cluster", servers, procs, async () => {

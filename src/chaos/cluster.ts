@@ -6,6 +6,7 @@
 import { mkdirSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { serveArgs } from "../cli/serve-config.js";
 import type { NodeId } from "../raft/types.js";
 import { ChaosNetwork } from "./network.js";
 import { ServeProcess, type UnexpectedExit } from "./node-process.js";
@@ -49,30 +50,23 @@ export class ChaosCluster {
     for (const id of ids) {
       const dataDir = path.join(options.dir, `node${id}`);
       mkdirSync(dataDir, { recursive: true });
-      const peers = ids
-        .map((p) => `${p}=127.0.0.1:${p === id ? raftPort(id) : network.portFor(id, p)}`)
-        .join(",");
+      // Its own address for itself; for every peer, the proxy of the link from it to that peer.
+      const peers = new Map(
+        ids.map((p) => [p, `127.0.0.1:${p === id ? raftPort(id) : network.portFor(id, p)}`] as const),
+      );
       const command = [
         RAFTKV_CLI,
-        "serve",
-        "--id",
-        String(id),
-        "--data-dir",
-        dataDir,
-        "--peers",
-        peers,
-        "--redis",
-        `127.0.0.1:${redisPort(id)}`,
-        "--tick-ms",
-        String(options.tickMs),
-        "--election-ticks",
-        String(options.electionTicks),
-        "--snapshot-every-entries",
-        String(options.snapshotEveryEntries),
-        "--trailing-entries",
-        String(options.trailingEntries),
-        "--cluster-id",
-        "raftkv-chaos",
+        ...serveArgs({
+          id,
+          "data-dir": dataDir,
+          peers,
+          redis: `127.0.0.1:${redisPort(id)}`,
+          "tick-ms": options.tickMs,
+          "election-ticks": options.electionTicks,
+          "snapshot-every-entries": options.snapshotEveryEntries,
+          "trailing-entries": options.trailingEntries,
+          "cluster-id": "raftkv-chaos",
+        }),
       ];
       const logPath = path.join(options.dir, `node${id}.log`);
       nodes.set(

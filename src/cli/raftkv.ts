@@ -16,6 +16,7 @@ import { mkdirSync, openSync } from "node:fs";
 import * as net from "node:net";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
+import { serveArgs } from "./serve-config.js";
 import { USAGE } from "./usage.js";
 import { parseArgsOrUsage, positiveIntFlag, UsageError } from "./usage-error.js";
 
@@ -52,25 +53,14 @@ async function demo(argv: string[]): Promise<void> {
   const size = positiveIntFlag("nodes", values.nodes);
   if (size !== 3 && size !== 5) throw new UsageError("--nodes must be 3 or 5");
   const ids = Array.from({ length: size }, (_, i) => i + 1);
-  const peers = ids.map((id) => `${id}=127.0.0.1:${base + 10_000 + id - 1}`).join(",");
+  const peers = new Map(ids.map((id) => [id, `127.0.0.1:${base + 10_000 + id - 1}`]));
   const self = fileURLToPath(import.meta.url);
   const children: ChildProcess[] = [];
   for (const id of ids) {
     const dir = path.resolve(values.data, `node${id}`);
     mkdirSync(dir, { recursive: true });
     const logFile = openSync(path.join(dir, "node.log"), "a");
-    const args = [
-      self,
-      "serve",
-      "--id",
-      String(id),
-      "--data-dir",
-      dir,
-      "--peers",
-      peers,
-      "--redis",
-      `127.0.0.1:${base + id - 1}`,
-    ];
+    const args = [self, ...serveArgs({ id, "data-dir": dir, peers, redis: `127.0.0.1:${base + id - 1}` })];
     children.push(spawn(process.execPath, args, { stdio: ["ignore", logFile, logFile] }));
   }
   let stopping = false;

@@ -329,3 +329,23 @@ export function serveOptionsHelp(): string {
     .map(([name, spec]) => `    ${`--${name} ${PLACEHOLDERS[spec.kind]}`.padEnd(36)} ${spec.help}`)
     .join("\n");
 }
+
+/**
+ * The `raftkv serve` arguments that give these settings (serveSettings' inverse): what a program that
+ * starts nodes (the demo, the chaos run, the benchmarks, the tests) builds its command line with, so a
+ * misspelt or mistyped option is a compile error rather than a node that will not start.
+ */
+export function serveArgs(settings: ServeSettings): string[] {
+  const args = ["serve"];
+  for (const [name, value] of Object.entries(settings) as [
+    ServeOptionName,
+    ServeSettings[ServeOptionName],
+  ][]) {
+    if (value === undefined || value === false) continue;
+    if (value === true) args.push(`--${name}`);
+    else if (value instanceof Map)
+      args.push(`--${name}`, [...value].map(([id, address]) => `${id}=${address}`).join(","));
+    else args.push(`--${name}`, String(value));
+  }
+  return args;
+}

@@ -11,6 +11,8 @@ import {
   nodeConfigFrom,
   parseServeConfig,
   SERVE_OPTIONS,
+  type ServeSettings,
+  serveArgs,
   serveSettings,
 } from "../../src/cli/serve-config.js";
 import { UsageError } from "../../src/cli/usage-error.js";
@@ -197,5 +199,25 @@ describe("serve config file", () => {
         .raftListen,
       "c:3",
     );
+  });
+});
+
+describe("serveArgs", () => {
+  it("renders settings as the flags that parse back to them", () => {
+    const settings: ServeSettings = {
+      id: 4,
+      "data-dir": "/d",
+      peers: new Map([
+        [1, "a:1"],
+        [4, "d:4"],
+      ]),
+      redis: "127.0.0.1:7000",
+      join: true,
+      "tick-ms": 20,
+      "snapshot-every-entries": 0,
+      requirepass: "pw",
+    };
+    assert.deepEqual(serveSettings(serveArgs(settings).slice(1)), settings);
+    assert.deepEqual(serveArgs({ join: false, "tick-ms": 5 }), ["serve", "--tick-ms", "5"]);
   });
 });

@@ -15,6 +15,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
+import { serveArgs } from "../../src/cli/serve-config.js";
 import { freePort } from "../helpers/ports.js";
 import { replyEnd } from "../helpers/redis-server.js";
 
@@ -173,29 +174,23 @@ export class ServerCluster {
       const ids = Array.from({ length: size }, (_, i) => i + 1);
       const raftPorts: number[] = [];
       for (const _ of ids) raftPorts.push(await freePort());
-      const peers = ids.map((id) => `${id}=127.0.0.1:${raftPorts[id - 1]}`).join(",");
+      const peers = new Map(ids.map((id) => [id, `127.0.0.1:${raftPorts[id - 1]}`]));
       for (const id of ids) {
         const port = await freePort();
         const logFile = path.join(c.dir, `n${id}.log`);
         const log = openSync(logFile, "a");
         const args = [
           CLI,
-          "serve",
-          "--id",
-          String(id),
-          "--cluster-id",
-          "test",
-          "--data-dir",
-          path.join(c.dir, `n${id}`),
-          "--peers",
-          peers,
-          "--redis",
-          `127.0.0.1:${port}`,
-          "--tick-ms",
-          String(options.tickMs ?? 20),
-          "--election-ticks",
-          String(options.electionTicks ?? 50),
-          ...(options.requirepass !== undefined ? ["--requirepass", options.requirepass] : []),
+          ...serveArgs({
+            id,
+            "cluster-id": "test",
+            "data-dir": path.join(c.dir, `n${id}`),
+            peers,
+            redis: `127.0.0.1:${port}`,
+            "tick-ms": options.tickMs ?? 20,
+            "election-ticks": options.electionTicks ?? 50,
+            ...(options.requirepass !== undefined ? { requirepass: options.requirepass } : {}),
+          }),
           ...(options.extraArgs ?? []),
         ];
         const child = spawn(process.execPath, args, { stdio: ["ignore", log, log] });
