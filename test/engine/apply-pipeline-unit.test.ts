@@ -19,15 +19,31 @@ const confChange = (index: number): Entry => ({
 });
 
 /** A pipeline over a machine that records its batches and answers each entry with its index. */
-function harness(opts: { skipThrough?: number; failAt?: number; maxBatchEntries?: number } = {}) {
+function harness(
+  opts: {
+    skipThrough?: number;
+    failAt?: number;
+    maxBatchEntries?: number;
+    /** The machine decides each batch's results at once, then holds the batch until `finish()`. */
+    decideThenHold?: boolean;
+  } = {},
+) {
   const batches: number[][] = [];
   const answered: [number, number | undefined][] = [];
   const errors: unknown[] = [];
+  let finish: () => void = () => {};
   const sm: StateMachine<number> = {
-    apply: async (entries) => {
+    apply: async (entries, decided) => {
       batches.push(entries.map((e) => e.index));
       if (entries.some((e) => e.index === opts.failAt)) throw new Error("apply failed (injected)");
-      return entries.map((e) => e.index);
+      const results = entries.map((e) => e.index);
+      if (opts.decideThenHold) {
+        decided?.(results);
+        await new Promise<void>((resolve) => {
+          finish = resolve;
+        });
+      }
+      return results;
     },
     appliedIndex: () => 0,
     snapshot: () => {
@@ -45,7 +61,7 @@ function harness(opts: { skipThrough?: number; failAt?: number; maxBatchEntries?
     maxBatchEntries: opts.maxBatchEntries ?? 100,
     maxBatchBytes: 1024,
   });
-  return { pipeline, batches, answered, errors };
+  return { pipeline, batches, answered, errors, finish: () => finish() };
 }
 
 describe("the apply pipeline", () => {
@@ -155,40 +171,19 @@ describe("the apply pipeline", () => {
   });
 
   it("answers entries once, as soon as the state machine decides them, before the batch counts as applied", async () => {
-    const answered: number[] = [];
-    let finish: () => void = () => {};
-    const sm: StateMachine<number> = {
-      apply: (entries, decided) => {
-        decided?.(entries.map((e) => e.index * 10));
-        return new Promise<number[]>((resolve) => {
-          finish = () => resolve(entries.map((e) => e.index * 10));
-        });
-      },
-      appliedIndex: () => 0,
-      snapshot: () => {
-        throw new Error("not used");
-      },
-      restore: async () => {},
-    };
-    const pipeline = new ApplyPipeline<number>({
-      stateMachine: sm,
-      skipThrough: 0,
-      appliedThrough: 0,
-      onApplied: (_e, r) => answered.push(r ?? -1),
-      onProgress: () => {},
-      onError: () => {},
-      maxBatchEntries: 100,
-      maxBatchBytes: 1024,
-    });
-    pipeline.push([normal(1), normal(2)]);
+    const h = harness({ decideThenHold: true });
+    h.pipeline.push([normal(1), normal(2)]);
     await settle();
-    assert.deepEqual(answered, [10, 20]);
-    assert.equal(pipeline.appliedThrough, 0, "not applied until the state machine's promise resolves");
-    assert.equal(pipeline.applyingBatch, true);
-    finish();
+    assert.deepEqual(h.answered, [
+      [1, 1],
+      [2, 2],
+    ]);
+    assert.equal(h.pipeline.appliedThrough, 0, "not applied until the state machine's promise resolves");
+    assert.equal(h.pipeline.applyingBatch, true);
+    h.finish();
     await settle();
-    assert.deepEqual(answered, [10, 20], "answered once");
-    assert.equal(pipeline.appliedThrough, 2);
+    assert.equal(h.answered.length, 2, "answered once");
+    assert.equal(h.pipeline.appliedThrough, 2);
   });
 
   it("while held, gives out no conf change, but a conf change already given out still runs its hook", async () => {

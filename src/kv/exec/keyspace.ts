@@ -95,7 +95,7 @@ export function scan(ctx: ReadAccess, args: readonly Buffer[]): Reply {
       found.push(bulk(k));
     }
     if (batch.length < 256) return array([bulk(Buffer.from("0")), array(found)]);
-    start = Buffer.concat([batch[batch.length - 1]![0], Buffer.from([0])]);
+    start = after(batch[batch.length - 1]![0]);
   }
 }
 
