@@ -810,20 +810,34 @@ export class Engine<R = unknown> {
     const votesEarly = this.opts.testing?.sendVotesBeforeFsync === true;
     if (votesEarly)
       for (const m of rd.messagesAfterPersist) if (m.type === MessageType.VoteResp) this.dispatch(m);
+    let appliedEarly = 0;
     if (rd.snapshot) {
       // Raft takes a snapshot only with nothing handed out unapplied: the state machine is idle.
       this.pipeline.resetTo(rd.snapshot.metadata.index);
       await this.installSnapshot(rd as Ready & { snapshot: Snapshot });
       if (rd.entries.length > 0) await this.storage.append(rd.entries, null);
     } else if (rd.entries.length > 0 || rd.hardState) {
+      // Committed entries this node already holds durably need not wait for this Ready's write: the
+      // state machine starts on them while the WAL syncs the newer ones (a leader's commits arrive with
+      // the next batch of proposals, so otherwise every write would wait for two fdatasyncs).
+      const early = this.durablyHeld(rd);
+      if (early > 0)
+        this.pipeline.push(
+          early === rd.committedEntries.length ? rd.committedEntries : rd.committedEntries.slice(0, early),
+        );
+      appliedEarly = early;
       // Nothing new to make durable (a Ready of messages or commits to apply only): no fdatasync.
       await this.storage.append(rd.entries, rd.hardState, rd.mustSync);
     }
     // Votes and acknowledgements vouch for what was just made durable.
     for (const m of rd.messagesAfterPersist)
       if (!(votesEarly && m.type === MessageType.VoteResp)) this.dispatch(m);
-    if (rd.committedEntries.length > 0) this.pipeline.push(rd.committedEntries);
+    const committed = rd.committedEntries;
+    if (committed.length > appliedEarly)
+      this.pipeline.push(appliedEarly === 0 ? committed : committed.slice(appliedEarly));
     for (const rs of rd.readStates) this.onReadState(rs);
+    // A read whose index is already applied is answered now: nothing else may wake the loop before a tick.
+    if (rd.readStates.length > 0) this.releaseReads();
     if (rd.softState) this.onSoftState(rd.softState);
     // Committed entries are applied off the loop; collectApplied() tells raft as they are done. Past a
     // backlog, the loop waits for the state machine rather than queue without bound.
@@ -834,6 +848,21 @@ export class Engine<R = unknown> {
       if (this.pipeline.backlogBytes <= maxBacklog) break;
       await running;
     }
+  }
+
+  /**
+   * How many of the Ready's committed entries are already durable in this node's log: written by an
+   * earlier Ready, and not among the entries this one writes. They may be applied before its fdatasync,
+   * and a crash cannot leave the state machine ahead of the log.
+   */
+  private durablyHeld(rd: Ready): number {
+    const committed = rd.committedEntries;
+    if (committed.length === 0) return 0;
+    let through = this.storage.lastIndex();
+    if (rd.entries.length > 0) through = Math.min(through, rd.entries[0]!.index - 1);
+    let n = 0;
+    while (n < committed.length && committed[n]!.index <= through) n++;
+    return n;
   }
 
   /**
