@@ -1,7 +1,7 @@
 /**
- * The replicated key-value state machine: applies batches of committed entries to the LMDB store in one
- * transaction each (with the applied index), answers reads from the applied state, and snapshots and
- * restores through the store.
+ * The replicated key-value state machine: applies each batch of committed entries to the store as one
+ * batch (with the applied index), answers reads from the applied state, and snapshots and restores
+ * through the store.
  */
 import type { SnapshotHandle, StateMachine } from "../engine/state-machine.js";
 import type { ConfChange, ConfState, Entry, NodeId } from "../raft/types.js";
@@ -35,8 +35,8 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
   constructor(readonly store: KvStore) {}
 
   /**
-   * Whoever forwards writes learns here when they are applied (their replies decided, inside the batch's
-   * transaction).
+   * Whoever forwards writes learns here when they are applied (their replies decided, as the batch is
+   * applied).
    */
   onOriginApplied(listener: OriginListener): void {
     this.listener = listener;
@@ -90,7 +90,7 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
         });
       });
       // The replies are decided; the entries are committed in raft, so they may go out before LMDB's
-      // commit (a crash before it re-applies them), and reads still wait for the commit.
+      // commit (a crash before it re-applies them).
       decided?.(out);
       if (this.listener !== null)
         for (let i = 0; i < origins.length; i++) {

@@ -10,9 +10,12 @@
  * highest version forgotten. So every deleted record whose version is above the horizon has a
  * tombstone (or a later one of the same key).
  *
- * Commits do not wait for their fsync (LMDB's overlapping sync keeps the file consistent, and a power
- * loss can only take the store back to an earlier committed batch, whose later entries raft still has
- * in its WAL or covers with a snapshot).
+ * A batch is applied in memory, in front of LMDB (`write-behind.ts`): its replies are decided at once,
+ * reads see it at once, and LMDB commits it on its writer thread behind, together with the batches
+ * applied meanwhile. Commits do not wait for their fsync either (LMDB's overlapping sync keeps the file
+ * consistent). So a crash or a power loss can take the store back to an earlier batch, never to a
+ * state that is no batch's: its recorded applied index tells raft where to resume, and raft still has
+ * the later entries in its WAL or covers them with a snapshot.
  *
  * A restore writes a whole new environment beside the live one, syncs it, and then switches the
  * `CURRENT` pointer file with an atomic rename: a crash at any point leaves the old store or the new
@@ -20,7 +23,7 @@
  */
 import { promises as fsp } from "node:fs";
 import * as path from "node:path";
-import { type Database, open as openLmdb, type RootDatabase, type Transaction, TransactionFlags } from "lmdb";
+import { type Database, open as openLmdb, type RootDatabase, TransactionFlags } from "lmdb";
 import type { SnapshotHandle } from "../engine/state-machine.js";
 import { ensureDurableDir, type FileSystem, NodeFileSystem } from "../storage/fs.js";
 import { KvStoreCorruptError } from "./errors.js";
@@ -38,6 +41,7 @@ import {
   type Tombstone,
 } from "./record.js";
 import { encodeKvSnapshot, KvSnapshotDecoder } from "./snapshot-format.js";
+import { LayeredDb, mergedRange } from "./write-behind.js";
 
 const CURRENT = "CURRENT";
 const APPLIED_KEY = Buffer.from("applied");
@@ -102,10 +106,49 @@ interface Generation {
   readonly meta: Database<Buffer, Buffer>;
 }
 
+/** The generation's databases seen through the write-behind layers. */
+interface View {
+  readonly keys: LayeredDb;
+  readonly expiries: LayeredDb;
+  readonly tombstones: LayeredDb;
+  readonly burials: LayeredDb;
+  readonly meta: LayeredDb;
+}
+
+function viewOf(gen: Generation): View {
+  return {
+    keys: new LayeredDb(gen.keys, true),
+    expiries: new LayeredDb(gen.expiries),
+    tombstones: new LayeredDb(gen.tombstones),
+    burials: new LayeredDb(gen.burials),
+    meta: new LayeredDb(gen.meta),
+  };
+}
+
+function layersOf(v: View): LayeredDb[] {
+  return [v.keys, v.expiries, v.tombstones, v.burials, v.meta];
+}
+
+/** Writes held in memory past which a batch waits for LMDB to catch up. */
+const MAX_PENDING_WRITES = 200_000;
+/**
+ * LMDB commits what was written at most this often, or sooner once this many writes are held (etcd's
+ * backend batches its bbolt commits the same way): each commit rewrites every page it touches and syncs,
+ * and the disk it shares with the WAL is better spent on the WAL's syncs, which writes wait for.
+ */
+const FLUSH_INTERVAL_MS = 100;
+const FLUSH_AT_WRITES = 10_000;
+
 export class KvStore {
   private gen: Generation;
+  private view: View;
   private applied: number;
   private closed = false;
+  /** The LMDB commit of earlier batches under way, if any. */
+  private flushing: Promise<void> | null = null;
+  /** An LMDB commit failed: the store takes no more writes. */
+  private failure: Error | null = null;
+  private flushTimer: NodeJS.Timeout | null = null;
 
   private constructor(
     private readonly dir: string,
@@ -113,6 +156,7 @@ export class KvStore {
     gen: Generation,
   ) {
     this.gen = gen;
+    this.view = viewOf(gen);
     this.applied = readApplied(gen);
   }
 
@@ -148,44 +192,97 @@ export class KvStore {
   }
 
   /**
-   * Runs `fn` in one write transaction that also records `appliedIndex`; synchronous, so that replies
-   * computed in it are those of the committed state.
+   * Runs `fn` as one batch that also records `appliedIndex`, synchronously, in the write-behind layers:
+   * what it returns is decided, and reads see its writes, when it returns. If `fn` throws, nothing it
+   * wrote stays. LMDB commits the batch behind (see {@link flush}).
    */
   writeBatch<T>(appliedIndex: number, fn: (w: KvWriter) => T): T {
-    this.checkOpen();
-    const { root, meta } = this.gen;
-    const writer = this.writer();
-    const result = root.transactionSync(() => {
-      const out = fn(writer);
-      meta.putSync(APPLIED_KEY, u64(appliedIndex));
-      return out;
-    }, COMMIT_NO_FLUSH);
+    this.checkWritable();
+    const v = this.view;
+    let out: T;
+    try {
+      out = fn(this.writer());
+      v.meta.put(APPLIED_KEY, u64(appliedIndex));
+    } catch (err) {
+      for (const l of layersOf(v)) l.rollBackBatch();
+      throw err;
+    }
+    for (const l of layersOf(v)) l.commitBatch();
     this.applied = appliedIndex;
-    return result;
+    this.scheduleFlush();
+    return out;
   }
 
   /**
-   * Like {@link writeBatch}, but the transaction is committed on LMDB's writer thread: the event loop
-   * is not held while it commits, and batches queued together share one commit. Resolves once the
-   * batch is committed (and visible to reads). A child transaction of its own: LMDB's shared async
-   * transaction keeps what a throwing callback wrote before the throw (and the next start would apply
-   * the batch again on top of it); a child transaction is rolled back.
+   * Like {@link writeBatch}; waits only when more writes are held in memory than the limit, for LMDB
+   * to commit those before.
    */
   async writeBatchAsync<T>(appliedIndex: number, fn: (w: KvWriter) => T): Promise<T> {
-    this.checkOpen();
-    const { root, meta } = this.gen;
-    const writer = this.writer();
-    const result = await root.childTransaction(() => {
-      const out = fn(writer);
-      meta.putSync(APPLIED_KEY, u64(appliedIndex));
-      return out;
+    const out = this.writeBatch(appliedIndex, fn);
+    while (this.flushing !== null && this.pendingWrites() > MAX_PENDING_WRITES) await this.flushing;
+    this.checkWritable();
+    return out;
+  }
+
+  private pendingWrites(): number {
+    let n = 0;
+    for (const l of layersOf(this.view)) n += l.pendingWrites;
+    return n;
+  }
+
+  /** Has LMDB commit what is held: soon, or now once enough is. */
+  private scheduleFlush(): void {
+    if (this.flushing !== null) return;
+    if (this.pendingWrites() >= FLUSH_AT_WRITES) {
+      this.startFlush();
+      return;
+    }
+    if (this.flushTimer !== null || this.pendingWrites() === 0) return;
+    this.flushTimer = setTimeout(() => {
+      this.flushTimer = null;
+      this.startFlush();
+    }, FLUSH_INTERVAL_MS);
+    this.flushTimer.unref();
+  }
+
+  /** Starts an LMDB commit of everything written since the last one, unless one is under way. */
+  private startFlush(): void {
+    if (this.flushTimer !== null) {
+      clearTimeout(this.flushTimer);
+      this.flushTimer = null;
+    }
+    if (this.flushing !== null || this.failure !== null || this.closed) return;
+    const v = this.view;
+    const frozen = layersOf(v).flatMap((l) => {
+      const layer = l.startFlush();
+      return layer === null ? [] : [{ l, layer }];
     });
-    this.applied = appliedIndex;
-    return result;
+    if (frozen.length === 0) return;
+    const { root } = this.gen;
+    this.flushing = root
+      .childTransaction(() => {
+        for (const { l, layer } of frozen)
+          for (const e of layer.values()) {
+            if (e.value === null) l.db.removeSync(e.key);
+            else l.db.putSync(e.key, e.value);
+          }
+      })
+      .then(
+        () => {
+          for (const { l } of frozen) l.endFlush();
+          this.flushing = null;
+          // What was written meanwhile goes next, in one commit.
+          this.scheduleFlush();
+        },
+        (err: unknown) => {
+          this.failure = err instanceof Error ? err : new Error(String(err));
+          this.flushing = null;
+        },
+      );
   }
 
   private writer(): KvWriter {
-    const { keys, expiries, tombstones, burials, meta } = this.gen;
+    const { keys, expiries, tombstones, burials, meta } = this.view;
     // Read once per batch, and only by a batch that deletes or checks a WATCH.
     let horizon: number | null = null;
     const tombstoneHorizon = () => {
@@ -195,8 +292,8 @@ export class KvStore {
     /** Leaves a tombstone for a deleted record, unless its version is at or below the horizon. */
     const bury = (k: Buffer, version: number, atMs: number) => {
       if (version <= tombstoneHorizon()) return;
-      tombstones.putSync(k, encodeTombstone(version, atMs));
-      burials.putSync(expiryIndexKey(atMs, k), EMPTY);
+      tombstones.put(k, encodeTombstone(version, atMs));
+      burials.put(expiryIndexKey(atMs, k), EMPTY);
     };
     return {
       get: (key) => {
@@ -208,42 +305,41 @@ export class KvStore {
         const old = keys.get(k);
         if (old !== undefined) {
           const oldExpiry = recordExpiry(old);
-          if (oldExpiry !== 0 && oldExpiry !== expireAtMs) expiries.removeSync(expiryIndexKey(oldExpiry, k));
+          if (oldExpiry !== 0 && oldExpiry !== expireAtMs) expiries.remove(expiryIndexKey(oldExpiry, k));
         }
-        keys.putSync(k, encodeRecord(type, expireAtMs, version, payload));
-        if (expireAtMs !== 0) expiries.putSync(expiryIndexKey(expireAtMs, k), EMPTY);
+        keys.put(k, encodeRecord(type, expireAtMs, version, payload));
+        if (expireAtMs !== 0) expiries.put(expiryIndexKey(expireAtMs, k), EMPTY);
       },
       delete: (key, atMs) => {
         const k = storedKey(key);
         const old = keys.get(k);
         if (old === undefined) return false;
         const oldExpiry = recordExpiry(old);
-        if (oldExpiry !== 0) expiries.removeSync(expiryIndexKey(oldExpiry, k));
+        if (oldExpiry !== 0) expiries.remove(expiryIndexKey(oldExpiry, k));
         bury(k, recordVersion(old), atMs);
-        keys.removeSync(k);
+        keys.remove(k);
         return true;
       },
       clear: (atMs) => {
         // Only keys and versions are kept (the lazy map lets each value go), then the keys are removed.
-        const all = [
-          ...keys.getRange().map(({ key, value }) => [Buffer.from(key), recordVersion(value)] as const),
-        ];
+        const all = [...Array.from(keys.range(), ({ key, value }) => [key, recordVersion(value)] as const)];
         for (const [k, version] of all) {
           bury(k, version, atMs);
-          keys.removeSync(k);
+          keys.remove(k);
         }
-        for (const k of [...expiries.getKeys()]) expiries.removeSync(Buffer.from(k));
+        for (const { key } of [...expiries.range()]) expiries.remove(key);
       },
       range: (start, limit) => this.range(start, limit),
-      count: () => keys.getCount(),
+      count: () => keys.count(),
       tombstone: (key) => {
         const v = tombstones.get(storedKey(key));
         return v === undefined ? undefined : decodeTombstone(v);
       },
       tombstoneHorizon,
       forgetTombstones: (cutoffMs, limit) => {
-        const due = [...burials.getKeys({ end: expiryIndexKey(cutoffMs + 1, EMPTY), limit })].map((b) =>
-          Buffer.from(b),
+        const due = Array.from(
+          burials.range({ end: expiryIndexKey(cutoffMs + 1, EMPTY), limit }),
+          (e) => e.key,
         );
         const before = tombstoneHorizon();
         let raised = before;
@@ -253,14 +349,14 @@ export class KvStore {
           const t = v === undefined ? undefined : decodeTombstone(v);
           // Unless a later deletion of the key replaced the tombstone (its own burial entry forgets it).
           if (t !== undefined && t.deletedAtMs === Number(b.readBigUInt64BE(0))) {
-            tombstones.removeSync(k);
+            tombstones.remove(k);
             raised = Math.max(raised, t.version);
           }
-          burials.removeSync(b);
+          burials.remove(b);
         }
         if (raised !== before) {
           horizon = raised;
-          meta.putSync(HORIZON_KEY, u64(raised));
+          meta.put(HORIZON_KEY, u64(raised));
         }
         return due.length;
       },
@@ -270,33 +366,29 @@ export class KvStore {
   /** The cluster's address book as of the last batch written: node id → raft address, by id. */
   addressBook(): Map<number, string> {
     this.checkOpen();
-    return readAddressBook(this.gen.meta);
+    return readAddressBook(this.view.meta);
   }
 
   /** The highest node id that was ever a member of the cluster (0 before any membership was written). */
   highestNodeId(): number {
     this.checkOpen();
-    return readU64(this.gen.meta, HIGHEST_ID_KEY);
+    return readU64(this.view.meta, HIGHEST_ID_KEY);
   }
 
   /**
    * Replaces the address book, raises the highest node id to `memberIds`' highest, and records
-   * `appliedIndex`, in one transaction committed on LMDB's writer thread (after every batch queued
-   * before it).
+   * `appliedIndex`, as one batch.
    */
   async writeAddressBook(
     appliedIndex: number,
     book: ReadonlyMap<number, string>,
     memberIds: readonly number[],
   ): Promise<void> {
-    this.checkOpen();
-    const { root, meta } = this.gen;
-    await root.childTransaction(() => {
+    const meta = this.view.meta;
+    await this.writeBatchAsync(appliedIndex, () => {
       replaceAddressBook(meta, book);
       raiseHighestId(meta, memberIds);
-      meta.putSync(APPLIED_KEY, u64(appliedIndex));
     });
-    this.applied = appliedIndex;
   }
 
   /**
@@ -306,18 +398,25 @@ export class KvStore {
   async seedAddressBook(book: ReadonlyMap<number, string>): Promise<boolean> {
     this.checkOpen();
     if (this.applied !== 0 || this.addressBook().size > 0) return false;
-    const { root, meta } = this.gen;
-    await root.childTransaction(() => {
+    this.checkWritable();
+    const meta = this.view.meta;
+    try {
       replaceAddressBook(meta, book);
       raiseHighestId(meta, [...book.keys()]);
-    });
+    } catch (err) {
+      meta.rollBackBatch();
+      throw err;
+    }
+    meta.commitBatch();
+    this.startFlush();
+    await this.flush();
     return true;
   }
 
   /** A key's record in the committed state (expired or not: the caller decides with its clock). */
   get(key: Uint8Array): KeyRecord | undefined {
     this.checkOpen();
-    const v = this.gen.keys.get(storedKey(key));
+    const v = this.view.keys.get(storedKey(key));
     return v === undefined ? undefined : decodeRecord(v);
   }
 
@@ -325,7 +424,7 @@ export class KvStore {
   range(start: Uint8Array, limit: number): Array<[Buffer, KeyRecord]> {
     this.checkOpen();
     const out: Array<[Buffer, KeyRecord]> = [];
-    for (const { key, value } of this.gen.keys.getRange({ start: storedKey(start), limit }))
+    for (const { key, value } of this.view.keys.range({ start: storedKey(start), limit }))
       out.push([userKey(key), decodeRecord(value)]);
     return out;
   }
@@ -333,14 +432,14 @@ export class KvStore {
   /** A key's tombstone in the committed state, if it has one. */
   tombstone(key: Uint8Array): Tombstone | undefined {
     this.checkOpen();
-    const v = this.gen.tombstones.get(storedKey(key));
+    const v = this.view.tombstones.get(storedKey(key));
     return v === undefined ? undefined : decodeTombstone(v);
   }
 
   /** The tombstone horizon in the committed state (see the file's comment). */
   tombstoneHorizon(): number {
     this.checkOpen();
-    return readU64(this.gen.meta, HORIZON_KEY);
+    return readU64(this.view.meta, HORIZON_KEY);
   }
 
   /**
@@ -350,13 +449,13 @@ export class KvStore {
    */
   committedIndex(): number {
     this.checkOpen();
-    return readU64(this.gen.meta, APPLIED_KEY);
+    return readU64(this.view.meta, APPLIED_KEY);
   }
 
   /** Whether some tombstone was left at or before `cutoffMs`. */
   hasTombstonesBefore(cutoffMs: number): boolean {
     this.checkOpen();
-    for (const _ of this.gen.burials.getKeys({ end: expiryIndexKey(cutoffMs + 1, EMPTY), limit: 1 }))
+    for (const _ of this.view.burials.range({ end: expiryIndexKey(cutoffMs + 1, EMPTY), limit: 1 }))
       return true;
     return false;
   }
@@ -364,28 +463,28 @@ export class KvStore {
   /** Number of keys stored (expired ones not yet deleted included). */
   keyCount(): number {
     this.checkOpen();
-    return this.gen.keys.getCount();
+    return this.view.keys.count();
   }
 
   /** Up to `limit` keys whose expiry is at or before `nowMs`, soonest first. */
   expiredKeys(nowMs: number, limit: number): Buffer[] {
     this.checkOpen();
     const out: Buffer[] = [];
-    for (const k of this.gen.expiries.getKeys({ end: expiryIndexKey(nowMs + 1, EMPTY), limit }))
-      out.push(Buffer.from(k.subarray(8 + KEY_PREFIX.length)));
+    for (const { key } of this.view.expiries.range({ end: expiryIndexKey(nowMs + 1, EMPTY), limit }))
+      out.push(Buffer.from(key.subarray(8 + KEY_PREFIX.length)));
     return out;
   }
 
   /** Every key and its record, in key order (tests and debugging; not for large stores). */
   entries(): Array<[Buffer, KeyRecord]> {
     this.checkOpen();
-    return [...this.gen.keys.getRange()].map(({ key, value }) => [userKey(key), decodeRecord(value)]);
+    return Array.from(this.view.keys.range(), ({ key, value }) => [userKey(key), decodeRecord(value)]);
   }
 
   /** Every tombstone, in key order (tests and debugging; not for large stores). */
   tombstoneEntries(): Array<[Buffer, Tombstone]> {
     this.checkOpen();
-    return [...this.gen.tombstones.getRange()].map(({ key, value }) => [
+    return Array.from(this.view.tombstones.range(), ({ key, value }) => [
       userKey(key),
       decodeTombstone(value),
     ]);
@@ -398,18 +497,28 @@ export class KvStore {
   snapshot(): SnapshotHandle {
     this.checkOpen();
     const { keys, tombstones, meta } = this.gen;
+    // What the layers hold now, with LMDB as of now: LMDB may take in a flush under way meanwhile, whose
+    // writes the copied layers hold too.
+    const over = {
+      keys: this.view.keys.freezeView(),
+      tombstones: this.view.tombstones.freezeView(),
+      meta: this.view.meta.freezeView(),
+    };
     const txn = keys.useReadTransaction();
+    const metaAt = {
+      get: (key: Buffer) => firstOf(mergedRange(meta, over.meta, { start: key, end: after(key) }, txn)),
+    };
     const applied = this.applied;
     let released = false;
     return {
       async *read() {
         const image = {
           appliedIndex: applied,
-          tombstoneHorizon: readU64(meta, HORIZON_KEY, txn),
-          highestNodeId: readU64(meta, HIGHEST_ID_KEY, txn),
-          addressBook: readAddressBook(meta, txn),
-          records: keys.getRange({ transaction: txn }).map(({ key, value }) => ({ key, value })),
-          tombstones: tombstones.getRange({ transaction: txn }).map(({ key, value }) => ({ key, value })),
+          tombstoneHorizon: readU64(metaAt, HORIZON_KEY),
+          highestNodeId: readU64(metaAt, HIGHEST_ID_KEY),
+          addressBook: addressBookFrom(mergedRange(meta, over.meta, ADDRESS_RANGE, txn)),
+          records: mergedRange(keys, over.keys, {}, txn),
+          tombstones: mergedRange(tombstones, over.tombstones, {}, txn),
         };
         for (const chunk of encodeKvSnapshot(image)) {
           yield chunk;
@@ -476,7 +585,8 @@ export class KvStore {
         );
       flush();
       next.root.transactionSync(() => {
-        replaceAddressBook(next.meta, book);
+        // A new store: the book's rows are all there is to write.
+        for (const [id, address] of book) next.meta.putSync(addressKey(id), Buffer.from(address, "utf8"));
         next.meta.putSync(APPLIED_KEY, u64(index));
         next.meta.putSync(HORIZON_KEY, u64(tombstoneHorizon));
         next.meta.putSync(HIGHEST_ID_KEY, u64(highestNodeId));
@@ -488,28 +598,46 @@ export class KvStore {
       await removeGeneration(this.dir, number);
       throw err;
     }
+    // The old generation's pending writes are superseded; a commit under way finishes before it closes.
+    while (this.flushing !== null) await this.flushing;
     await writePointer(new NodeFileSystem(), this.dir, number);
     const old = this.gen;
+    for (const l of layersOf(this.view)) l.discard();
     this.gen = next;
+    this.view = viewOf(next);
     this.applied = index;
     await old.root.close();
     await removeGeneration(this.dir, old.number);
   }
 
-  /** Waits until every batch written so far is on disk. */
+  /** Waits until every batch written so far is committed to LMDB and on disk. */
   async flush(): Promise<void> {
+    for (;;) {
+      if (this.flushing === null) this.startFlush();
+      if (this.flushing === null) break;
+      await this.flushing;
+    }
+    if (this.failure !== null) throw this.failure;
     await this.gen.root.flushed;
   }
 
   async close(): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
-    await this.gen.root.flushed;
-    await this.gen.root.close();
+    try {
+      await this.flush();
+    } finally {
+      this.closed = true;
+      await this.gen.root.close();
+    }
   }
 
   private checkOpen(): void {
     if (this.closed) throw new Error("the key-value store is closed");
+  }
+
+  private checkWritable(): void {
+    this.checkOpen();
+    if (this.failure !== null) throw this.failure;
   }
 }
 
@@ -544,34 +672,46 @@ function addressKey(id: number): Buffer {
   return k;
 }
 
-/** The address book rows, in id order (within `transaction` when given). */
-function readAddressBook(meta: Database<Buffer, Buffer>, transaction?: Transaction): Map<number, string> {
+const ADDRESS_RANGE = { start: ADDRESS_PREFIX, end: ADDRESS_END };
+
+/** The address book from its rows, in id order. */
+function addressBookFrom(rows: Iterable<{ key: Buffer; value: Buffer }>): Map<number, string> {
   const book = new Map<number, string>();
-  const range = meta.getRange({
-    start: ADDRESS_PREFIX,
-    end: ADDRESS_END,
-    ...(transaction !== undefined ? { transaction } : {}),
-  });
-  for (const { key, value } of range)
+  for (const { key, value } of rows)
     book.set(Number(key.readBigUInt64BE(ADDRESS_PREFIX.length)), value.toString("utf8"));
   return book;
 }
 
-/** Inside a write transaction: the book's rows become exactly `book`. */
-function replaceAddressBook(meta: Database<Buffer, Buffer>, book: ReadonlyMap<number, string>): void {
-  for (const id of readAddressBook(meta).keys()) if (!book.has(id)) meta.removeSync(addressKey(id));
-  for (const [id, address] of book) meta.putSync(addressKey(id), Buffer.from(address, "utf8"));
+function readAddressBook(meta: LayeredDb): Map<number, string> {
+  return addressBookFrom(meta.range(ADDRESS_RANGE));
 }
 
-/** Inside a write transaction: the highest node id becomes at least every one of `ids`. */
-function raiseHighestId(meta: Database<Buffer, Buffer>, ids: readonly number[]): void {
+/** In a batch: the book's rows become exactly `book`. */
+function replaceAddressBook(meta: LayeredDb, book: ReadonlyMap<number, string>): void {
+  for (const id of readAddressBook(meta).keys()) if (!book.has(id)) meta.remove(addressKey(id));
+  for (const [id, address] of book) meta.put(addressKey(id), Buffer.from(address, "utf8"));
+}
+
+/** In a batch: the highest node id becomes at least every one of `ids`. */
+function raiseHighestId(meta: LayeredDb, ids: readonly number[]): void {
   const highest = Math.max(readU64(meta, HIGHEST_ID_KEY), ...ids);
-  if (highest > 0) meta.putSync(HIGHEST_ID_KEY, u64(highest));
+  if (highest > 0) meta.put(HIGHEST_ID_KEY, u64(highest));
 }
 
-function readU64(meta: Database<Buffer, Buffer>, key: Buffer, transaction?: Transaction): number {
-  const v = transaction === undefined ? meta.get(key) : meta.get(key, { transaction });
+function readU64(meta: { get(key: Buffer): Buffer | undefined }, key: Buffer): number {
+  const v = meta.get(key);
   return v === undefined ? 0 : Number(v.readBigUInt64BE(0));
+}
+
+/** The value of the first entry, if any. */
+function firstOf(rows: Iterable<{ value: Buffer }>): Buffer | undefined {
+  for (const { value } of rows) return value;
+  return undefined;
+}
+
+/** The smallest key after `key`: a range from `key` to it holds `key` alone. */
+function after(key: Buffer): Buffer {
+  return Buffer.concat([key, Buffer.alloc(1)]);
 }
 
 function readApplied(gen: Generation): number {
