@@ -258,27 +258,25 @@ export class KvStore {
       return layer === null ? [] : [{ l, layer }];
     });
     if (frozen.length === 0) return;
-    const { root } = this.gen;
-    this.flushing = root
-      .childTransaction(() => {
-        for (const { l, layer } of frozen)
-          for (const e of layer.values()) {
-            if (e.value === null) l.db.removeSync(e.key);
-            else l.db.putSync(e.key, e.value);
-          }
-      })
-      .then(
-        () => {
-          for (const { l } of frozen) l.endFlush();
-          this.flushing = null;
-          // What was written meanwhile goes next, in one commit.
-          this.scheduleFlush();
-        },
-        (err: unknown) => {
-          this.failure = err instanceof Error ? err : new Error(String(err));
-          this.flushing = null;
-        },
-      );
+    // Queued as LMDB's own asynchronous writes: its writer thread does the B-tree work, off the event
+    // loop, and every write queued in one event turn is one transaction (lmdb-js's event-turn batching;
+    // no synchronous transaction runs on this environment meanwhile to split it).
+    const commits = new Set<Promise<boolean>>();
+    for (const { l, layer } of frozen)
+      for (const e of layer.values())
+        commits.add(e.value === null ? l.db.remove(e.key) : l.db.put(e.key, e.value));
+    this.flushing = Promise.all(commits).then(
+      () => {
+        for (const { l } of frozen) l.endFlush();
+        this.flushing = null;
+        // What was written meanwhile goes next, in one commit.
+        this.scheduleFlush();
+      },
+      (err: unknown) => {
+        this.failure = err instanceof Error ? err : new Error(String(err));
+        this.flushing = null;
+      },
+    );
   }
 
   private writer(): KvWriter {

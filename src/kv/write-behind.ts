@@ -176,7 +176,8 @@ export function* mergedRange(
       if (e.value === null) continue;
       yield { key: e.key, value: e.value };
     } else {
-      yield { key, value };
+      // LMDB's cursor may reuse its key buffer; callers keep keys (FLUSHDB collects them all).
+      yield { key: Buffer.from(key), value };
     }
     if (++given >= limit) return;
   }
