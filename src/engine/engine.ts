@@ -852,7 +852,8 @@ export class Engine<R = unknown> {
 
   /**
    * How many of the Ready's committed entries are already durable in this node's log: written by an
-   * earlier Ready, and not among the entries this one writes. They may be applied before its fdatasync,
+   * earlier Ready (whose write completed before this Ready was taken), and not among the entries this
+   * one writes. They may be applied before its fdatasync,
    * and a crash cannot leave the state machine ahead of the log.
    */
   private durablyHeld(rd: Ready): number {

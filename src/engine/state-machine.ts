@@ -31,8 +31,9 @@ export interface StateMachine<R = unknown> {
     decided?: (results: readonly R[]) => void,
   ): Promise<readonly R[]> | readonly R[];
   /**
-   * The highest index whose effects the state machine has made durable; a restart resumes after it. If
-   * it is behind the node's latest snapshot, the engine restores the snapshot into it first.
+   * The highest index whose effects the state machine holds. The engine asks when it opens, when that
+   * is what the state machine kept durably: a restart resumes after it. If it is behind the node's
+   * latest snapshot, the engine restores the snapshot into it first.
    */
   appliedIndex(): number;
   /**

@@ -2,8 +2,8 @@
  * The on-disk key-value store, on LMDB. One environment holds the keys (key → record), an expiry
  * index (expiry time ‖ key), the tombstones of deleted keys (key → deleted version and time, and an
  * index of them by time), and in `meta` the applied index and the tombstone horizon, all changed
- * together in one write transaction per batch of committed entries: a restart neither re-applies nor
- * loses an entry it applied.
+ * together: LMDB holds, at every commit, exactly the batches up to its recorded applied index, so a
+ * restart neither re-applies an entry nor skips one.
  *
  * Tombstones serve WATCH (see `watch.ts`): a deletion leaves one when the deleted record's version is
  * above the horizon; the leader has old ones forgotten (`forget`), which raises the horizon to the
@@ -41,7 +41,14 @@ import {
   type Tombstone,
 } from "./record.js";
 import { encodeKvSnapshot, KvSnapshotDecoder } from "./snapshot-format.js";
-import { LayeredDb, mergedRange } from "./write-behind.js";
+import {
+  BatchBudget,
+  BatchTooLargeError,
+  DirectTable,
+  type KvTable,
+  LayeredDb,
+  mergedRange,
+} from "./write-behind.js";
 
 const CURRENT = "CURRENT";
 const APPLIED_KEY = Buffer.from("applied");
@@ -106,22 +113,35 @@ interface Generation {
   readonly meta: Database<Buffer, Buffer>;
 }
 
-/** The generation's databases seen through the write-behind layers. */
-interface View {
-  readonly keys: LayeredDb;
-  readonly expiries: LayeredDb;
-  readonly tombstones: LayeredDb;
-  readonly burials: LayeredDb;
-  readonly meta: LayeredDb;
+/** The databases a batch writes. */
+interface Tables<T extends KvTable = KvTable> {
+  readonly keys: T;
+  readonly expiries: T;
+  readonly tombstones: T;
+  readonly burials: T;
+  readonly meta: T;
 }
 
-function viewOf(gen: Generation): View {
+/** The generation's databases seen through the write-behind layers. */
+type View = Tables<LayeredDb>;
+
+function viewOf(gen: Generation, budget: BatchBudget): View {
   return {
-    keys: new LayeredDb(gen.keys, true),
-    expiries: new LayeredDb(gen.expiries),
-    tombstones: new LayeredDb(gen.tombstones),
-    burials: new LayeredDb(gen.burials),
-    meta: new LayeredDb(gen.meta),
+    keys: new LayeredDb(gen.keys, budget, true),
+    expiries: new LayeredDb(gen.expiries, budget),
+    tombstones: new LayeredDb(gen.tombstones, budget),
+    burials: new LayeredDb(gen.burials, budget),
+    meta: new LayeredDb(gen.meta, budget),
+  };
+}
+
+function directTables(gen: Generation): Tables<DirectTable> {
+  return {
+    keys: new DirectTable(gen.keys),
+    expiries: new DirectTable(gen.expiries),
+    tombstones: new DirectTable(gen.tombstones),
+    burials: new DirectTable(gen.burials),
+    meta: new DirectTable(gen.meta),
   };
 }
 
@@ -129,8 +149,14 @@ function layersOf(v: View): LayeredDb[] {
   return [v.keys, v.expiries, v.tombstones, v.burials, v.meta];
 }
 
-/** Writes held in memory past which a batch waits for LMDB to catch up. */
+/**
+ * Bytes one batch may put in the layers. A larger batch (FLUSHALL of a large store, a huge MSET) is run
+ * again in one synchronous LMDB transaction once the layers are flushed, as every batch once was.
+ */
+const MAX_BATCH_BYTES = 32 * 1024 * 1024;
+/** Writes, and bytes, held in memory past which a batch waits for LMDB to catch up. */
 const MAX_PENDING_WRITES = 200_000;
+const MAX_PENDING_BYTES = 64 * 1024 * 1024;
 /**
  * LMDB commits what was written at most this often, or sooner once this many writes are held (etcd's
  * backend batches its bbolt commits the same way): each commit rewrites every page it touches and syncs,
@@ -138,6 +164,7 @@ const MAX_PENDING_WRITES = 200_000;
  */
 const FLUSH_INTERVAL_MS = 100;
 const FLUSH_AT_WRITES = 10_000;
+const FLUSH_AT_BYTES = 8 * 1024 * 1024;
 
 export class KvStore {
   private gen: Generation;
@@ -149,6 +176,7 @@ export class KvStore {
   /** An LMDB commit failed: the store takes no more writes. */
   private failure: Error | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
+  private readonly budget = new BatchBudget(MAX_BATCH_BYTES);
 
   private constructor(
     private readonly dir: string,
@@ -156,7 +184,7 @@ export class KvStore {
     gen: Generation,
   ) {
     this.gen = gen;
-    this.view = viewOf(gen);
+    this.view = viewOf(gen, this.budget);
     this.applied = readApplied(gen);
   }
 
@@ -194,14 +222,16 @@ export class KvStore {
   /**
    * Runs `fn` as one batch that also records `appliedIndex`, synchronously, in the write-behind layers:
    * what it returns is decided, and reads see its writes, when it returns. If `fn` throws, nothing it
-   * wrote stays. LMDB commits the batch behind (see {@link flush}).
+   * wrote stays. LMDB commits the batch behind (see {@link flush}). A batch that writes more than the
+   * layers take at once throws BatchTooLargeError (writeBatchAsync runs it in LMDB instead).
    */
   writeBatch<T>(appliedIndex: number, fn: (w: KvWriter) => T): T {
     this.checkWritable();
     const v = this.view;
+    this.budget.spent = 0;
     let out: T;
     try {
-      out = fn(this.writer());
+      out = fn(this.writer(v));
       v.meta.put(APPLIED_KEY, u64(appliedIndex));
     } catch (err) {
       for (const l of layersOf(v)) l.rollBackBatch();
@@ -218,9 +248,31 @@ export class KvStore {
    * to commit those before.
    */
   async writeBatchAsync<T>(appliedIndex: number, fn: (w: KvWriter) => T): Promise<T> {
-    const out = this.writeBatch(appliedIndex, fn);
-    while (this.flushing !== null && this.pendingWrites() > MAX_PENDING_WRITES) await this.flushing;
+    let out: T;
+    try {
+      out = this.writeBatch(appliedIndex, fn);
+    } catch (err) {
+      if (!(err instanceof BatchTooLargeError)) throw err;
+      out = await this.writeBatchDirect(appliedIndex, fn);
+    }
+    while (this.flushing !== null && this.overPendingLimit()) await this.flushing;
     this.checkWritable();
+    return out;
+  }
+
+  /** A batch too large for the layers: in one synchronous LMDB transaction, once the layers are in LMDB. */
+  private async writeBatchDirect<T>(appliedIndex: number, fn: (w: KvWriter) => T): Promise<T> {
+    // The engine applies one batch at a time: nothing writes to the layers while this waits.
+    await this.flush();
+    const gen = this.gen;
+    const out = gen.root.transactionSync(() => {
+      const r = fn(this.writer(directTables(gen)));
+      gen.meta.putSync(APPLIED_KEY, u64(appliedIndex));
+      return r;
+    }, COMMIT_NO_FLUSH);
+    // LMDB changed under the layers (empty now): new layers count its keys again.
+    this.view = viewOf(gen, this.budget);
+    this.applied = appliedIndex;
     return out;
   }
 
@@ -230,10 +282,20 @@ export class KvStore {
     return n;
   }
 
+  private pendingBytes(): number {
+    let n = 0;
+    for (const l of layersOf(this.view)) n += l.pendingBytes;
+    return n;
+  }
+
+  private overPendingLimit(): boolean {
+    return this.pendingWrites() > MAX_PENDING_WRITES || this.pendingBytes() > MAX_PENDING_BYTES;
+  }
+
   /** Has LMDB commit what is held: soon, or now once enough is. */
   private scheduleFlush(): void {
     if (this.flushing !== null) return;
-    if (this.pendingWrites() >= FLUSH_AT_WRITES) {
+    if (this.pendingWrites() >= FLUSH_AT_WRITES || this.pendingBytes() >= FLUSH_AT_BYTES) {
       this.startFlush();
       return;
     }
@@ -262,13 +324,21 @@ export class KvStore {
     // loop, and every write queued in one event turn is one transaction (lmdb-js's event-turn batching;
     // no synchronous transaction runs on this environment meanwhile to split it).
     const commits = new Set<Promise<boolean>>();
-    for (const { l, layer } of frozen)
-      for (const e of layer.values())
-        commits.add(e.value === null ? l.db.remove(e.key) : l.db.put(e.key, e.value));
+    try {
+      for (const { l, layer } of frozen)
+        for (const e of layer.values())
+          commits.add(e.value === null ? l.db.remove(e.key) : l.db.put(e.key, e.value));
+    } catch (err) {
+      // Keys are checked as they enter the layers, so this is not expected; but the writes already queued
+      // would commit without the applied index (written last): the store must take no more writes.
+      this.failure = err instanceof Error ? err : new Error(String(err));
+    }
+    const failed = this.failure;
     this.flushing = Promise.all(commits).then(
       () => {
-        for (const { l } of frozen) l.endFlush();
         this.flushing = null;
+        if (failed !== null) return;
+        for (const { l } of frozen) l.endFlush();
         // What was written meanwhile goes next, in one commit.
         this.scheduleFlush();
       },
@@ -279,8 +349,8 @@ export class KvStore {
     );
   }
 
-  private writer(): KvWriter {
-    const { keys, expiries, tombstones, burials, meta } = this.view;
+  private writer(tables: Tables): KvWriter {
+    const { keys, expiries, tombstones, burials, meta } = tables;
     // Read once per batch, and only by a batch that deletes or checks a WATCH.
     let horizon: number | null = null;
     const tombstoneHorizon = () => {
@@ -327,7 +397,7 @@ export class KvStore {
         }
         for (const { key } of [...expiries.range()]) expiries.remove(key);
       },
-      range: (start, limit) => this.range(start, limit),
+      range: (start, limit) => rangeOf(keys, start, limit),
       count: () => keys.count(),
       tombstone: (key) => {
         const v = tombstones.get(storedKey(key));
@@ -398,6 +468,7 @@ export class KvStore {
     if (this.applied !== 0 || this.addressBook().size > 0) return false;
     this.checkWritable();
     const meta = this.view.meta;
+    this.budget.spent = 0;
     try {
       replaceAddressBook(meta, book);
       raiseHighestId(meta, [...book.keys()]);
@@ -421,10 +492,7 @@ export class KvStore {
   /** Up to `limit` keys from `start` on (inclusive), in key order, with their records. */
   range(start: Uint8Array, limit: number): Array<[Buffer, KeyRecord]> {
     this.checkOpen();
-    const out: Array<[Buffer, KeyRecord]> = [];
-    for (const { key, value } of this.view.keys.range({ start: storedKey(start), limit }))
-      out.push([userKey(key), decodeRecord(value)]);
-    return out;
+    return rangeOf(this.view.keys, start, limit);
   }
 
   /** A key's tombstone in the committed state, if it has one. */
@@ -441,9 +509,8 @@ export class KvStore {
   }
 
   /**
-   * The applied index as the committed state records it: read in the same synchronous run as other
-   * reads, it is the index of exactly the state they see (unlike `appliedIndex`, set once a commit
-   * has resolved).
+   * The applied index as the state records it: read in the same synchronous run as other reads, it is
+   * the index of exactly the state they see.
    */
   committedIndex(): number {
     this.checkOpen();
@@ -602,8 +669,10 @@ export class KvStore {
     const old = this.gen;
     for (const l of layersOf(this.view)) l.discard();
     this.gen = next;
-    this.view = viewOf(next);
+    this.view = viewOf(next, this.budget);
     this.applied = index;
+    // A failed commit to the old generation does not concern the new one.
+    this.failure = null;
     await old.root.close();
     await removeGeneration(this.dir, old.number);
   }
@@ -671,6 +740,14 @@ function addressKey(id: number): Buffer {
 }
 
 const ADDRESS_RANGE = { start: ADDRESS_PREFIX, end: ADDRESS_END };
+
+/** Up to `limit` keys of `keys` from `start` on (inclusive), in key order, with their records. */
+function rangeOf(keys: KvTable, start: Uint8Array, limit: number): Array<[Buffer, KeyRecord]> {
+  const out: Array<[Buffer, KeyRecord]> = [];
+  for (const { key, value } of keys.range({ start: storedKey(start), limit }))
+    out.push([userKey(key), decodeRecord(value)]);
+  return out;
+}
 
 /** The address book from its rows, in id order. */
 function addressBookFrom(rows: Iterable<{ key: Buffer; value: Buffer }>): Map<number, string> {

@@ -14,8 +14,39 @@
  */
 import type { Database, Transaction } from "lmdb";
 
+type LayerEntry = { readonly key: Buffer; readonly value: Buffer | null };
 /** A layer: latin1 of the key → the key and its newest value (null: deleted). */
-type Layer = Map<string, { readonly key: Buffer; readonly value: Buffer | null }>;
+type Layer = Map<string, LayerEntry>;
+
+/** LMDB's largest key (at its default page size); LMDB would throw on a longer one at commit. */
+const LMDB_MAX_KEY_BYTES = 1978;
+
+/** What one database of the store offers a batch: the layers below, or LMDB itself inside a transaction. */
+export interface KvTable {
+  get(key: Buffer): Buffer | undefined;
+  put(key: Buffer, value: Buffer): void;
+  remove(key: Buffer): void;
+  range(o?: RangeOptions): IterableIterator<{ key: Buffer; value: Buffer }>;
+  count(): number;
+}
+
+/** A batch wrote more than the layers take at once: it is run again directly in LMDB. */
+export class BatchTooLargeError extends Error {
+  constructor(limitBytes: number) {
+    super(`a batch wrote more than ${limitBytes} bytes to the write-behind layers`);
+    this.name = "BatchTooLargeError";
+  }
+}
+
+/** Bytes the batch being written has put in the layers, across the store's databases. */
+export class BatchBudget {
+  spent = 0;
+  constructor(readonly limitBytes: number) {}
+  spend(bytes: number): void {
+    this.spent += bytes;
+    if (this.spent > this.limitBytes) throw new BatchTooLargeError(this.limitBytes);
+  }
+}
 
 export interface RangeOptions {
   /** Inclusive. */
@@ -26,12 +57,17 @@ export interface RangeOptions {
 }
 
 /** One LMDB database seen through the write-behind layers. */
-export class LayeredDb {
+export class LayeredDb implements KvTable {
   private active: Layer = new Map();
   private flushing: Layer | null = null;
   /** Keys added minus keys removed by each layer, against what lay under it when written. */
   private activeDelta = 0;
   private flushingDelta = 0;
+  /** Key and value bytes written to each layer (overwrites counted again: a bound, not a size). */
+  private activeBytes = 0;
+  private flushingBytes = 0;
+  /** The layers' entries in key order, newest winning, until the next write. */
+  private sorted: LayerEntry[] | null = null;
   /**
    * Keys in LMDB as of the last flush that ended, counted once when the layers are made (LMDB counts by
    * walking the database) and kept since: LMDB changes only by flushes, whose deltas are known.
@@ -40,17 +76,26 @@ export class LayeredDb {
   /** Undo records of the batch being written, newest last. */
   private undo: Array<{ id: string; was: { key: Buffer; value: Buffer | null } | undefined }> = [];
   private undoDelta = 0;
+  private undoBytes = 0;
 
-  /** @param counted whether {@link count} is wanted (it costs a walk of the database here). */
+  /**
+   * @param counted whether {@link count} is wanted (it costs a walk of the database here).
+   * @param budget shared by the store's databases: what one batch may write.
+   */
   constructor(
     readonly db: Database<Buffer, Buffer>,
-    counted = false,
+    private readonly budget: BatchBudget,
+    private readonly counted = false,
   ) {
     this.baseCount = counted ? db.getCount() : Number.NaN;
   }
 
   get pendingWrites(): number {
     return this.active.size + (this.flushing?.size ?? 0);
+  }
+
+  get pendingBytes(): number {
+    return this.activeBytes + this.flushingBytes;
   }
 
   get(key: Buffer): Buffer | undefined {
@@ -76,7 +121,8 @@ export class LayeredDb {
 
   /** Entries in key order within the options' bounds, the layers over LMDB. */
   range(o: RangeOptions = {}): IterableIterator<{ key: Buffer; value: Buffer }> {
-    return mergedRange(this.db, this.layersNewestFirst(), o, undefined);
+    this.sorted ??= sortedEntries(this.layersNewestFirst());
+    return mergeWithLmdb(this.db, this.sorted, o, undefined);
   }
 
   /** A copy of what the layers hold now, for a snapshot to read beside an LMDB read transaction. */
@@ -88,6 +134,7 @@ export class LayeredDb {
   commitBatch(): void {
     this.undo.length = 0;
     this.undoDelta = this.activeDelta;
+    this.undoBytes = this.activeBytes;
   }
 
   /** The batch being written failed: its writes are undone, newest first. */
@@ -99,6 +146,8 @@ export class LayeredDb {
     }
     this.undo.length = 0;
     this.activeDelta = this.undoDelta;
+    this.activeBytes = this.undoBytes;
+    this.sorted = null;
   }
 
   /** Freezes `active` as the layer to flush; returns it (null when nothing is pending). */
@@ -107,9 +156,10 @@ export class LayeredDb {
     if (this.active.size === 0) return null;
     this.flushing = this.active;
     this.flushingDelta = this.activeDelta;
+    this.flushingBytes = this.activeBytes;
     this.active = new Map();
-    this.activeDelta = 0;
-    this.undoDelta = 0;
+    this.activeDelta = this.activeBytes = 0;
+    this.undoDelta = this.undoBytes = 0;
     return this.flushing;
   }
 
@@ -117,7 +167,8 @@ export class LayeredDb {
   endFlush(): void {
     this.baseCount += this.flushingDelta;
     this.flushing = null;
-    this.flushingDelta = 0;
+    this.flushingDelta = this.flushingBytes = 0;
+    this.sorted = null;
   }
 
   /** Drops every pending write (the store was replaced by a restore). */
@@ -125,16 +176,25 @@ export class LayeredDb {
     this.active = new Map();
     this.flushing = null;
     this.activeDelta = this.flushingDelta = this.undoDelta = 0;
+    this.activeBytes = this.flushingBytes = this.undoBytes = 0;
     this.undo.length = 0;
+    this.sorted = null;
   }
 
   private write(key: Buffer, value: Buffer | null): void {
+    // Refused here, inside the batch, which then rolls back: at commit it would fail a whole flush.
+    if (key.length === 0 || key.length > LMDB_MAX_KEY_BYTES)
+      throw new RangeError(`LMDB keys are 1 to ${LMDB_MAX_KEY_BYTES} bytes, not ${key.length}`);
+    const bytes = key.length + (value?.length ?? 0);
+    this.budget.spend(bytes);
     const id = key.toString("latin1");
-    const existed = this.get(key) !== undefined;
+    const existed = this.counted && this.get(key) !== undefined;
     this.undo.push({ id, was: this.active.get(id) });
     // The caller may reuse its buffers: the layer keeps its own.
     this.active.set(id, { key: Buffer.from(key), value: value === null ? null : Buffer.from(value) });
-    this.activeDelta += (value !== null ? 1 : 0) - (existed ? 1 : 0);
+    if (this.counted) this.activeDelta += (value !== null ? 1 : 0) - (existed ? 1 : 0);
+    this.activeBytes += bytes;
+    this.sorted = null;
   }
 
   private layersNewestFirst(): Layer[] {
@@ -146,32 +206,41 @@ export class LayeredDb {
  * Entries of `db` (read in `txn` when given) with `layers` (newest first) over them, in key order within
  * `o`'s bounds, deletions left out.
  */
-export function* mergedRange(
+export function mergedRange(
   db: Database<Buffer, Buffer>,
   layers: readonly Layer[],
   o: RangeOptions,
   txn: Transaction | undefined,
 ): IterableIterator<{ key: Buffer; value: Buffer }> {
+  return mergeWithLmdb(db, sortedEntries(layers), o, txn);
+}
+
+function* mergeWithLmdb(
+  db: Database<Buffer, Buffer>,
+  over: readonly LayerEntry[],
+  o: RangeOptions,
+  txn: Transaction | undefined,
+): IterableIterator<{ key: Buffer; value: Buffer }> {
   const limit = o.limit ?? Number.POSITIVE_INFINITY;
   if (limit <= 0) return;
-  const over = overlayInRange(layers, o);
+  const stop = o.end === undefined ? over.length : firstAtOrAfter(over, o.end);
+  let i = o.start === undefined ? 0 : firstAtOrAfter(over, o.start);
   const base = db.getRange({
     ...(o.start !== undefined ? { start: o.start } : {}),
     ...(o.end !== undefined ? { end: o.end } : {}),
     ...(txn !== undefined ? { transaction: txn } : {}),
   });
   let given = 0;
-  let i = 0;
   for (const { key, value } of base) {
     // Overlay keys before this one come first; one equal to it replaces it.
-    while (i < over.length && Buffer.compare(over[i]!.key, key) < 0) {
+    while (i < stop && Buffer.compare(over[i]!.key, key) < 0) {
       const e = over[i++]!;
       if (e.value !== null) {
         yield { key: e.key, value: e.value };
         if (++given >= limit) return;
       }
     }
-    if (i < over.length && Buffer.compare(over[i]!.key, key) === 0) {
+    if (i < stop && Buffer.compare(over[i]!.key, key) === 0) {
       const e = over[i++]!;
       if (e.value === null) continue;
       yield { key: e.key, value: e.value };
@@ -181,7 +250,7 @@ export function* mergedRange(
     }
     if (++given >= limit) return;
   }
-  for (; i < over.length; i++) {
+  for (; i < stop; i++) {
     const e = over[i]!;
     if (e.value === null) continue;
     yield { key: e.key, value: e.value };
@@ -189,18 +258,42 @@ export function* mergedRange(
   }
 }
 
-/** The layers' entries within the bounds, the newest layer winning, in key order. */
-function overlayInRange(
-  layers: readonly Layer[],
-  o: RangeOptions,
-): Array<{ readonly key: Buffer; readonly value: Buffer | null }> {
-  const seen = new Map<string, { readonly key: Buffer; readonly value: Buffer | null }>();
-  for (const layer of layers)
-    for (const [id, e] of layer) {
-      if (seen.has(id)) continue;
-      if (o.start !== undefined && Buffer.compare(e.key, o.start) < 0) continue;
-      if (o.end !== undefined && Buffer.compare(e.key, o.end) >= 0) continue;
-      seen.set(id, e);
-    }
+/** The layers' entries, the newest layer winning, in key order. */
+function sortedEntries(layers: readonly Layer[]): LayerEntry[] {
+  if (layers.length === 1) return [...layers[0]!.values()].sort((a, b) => Buffer.compare(a.key, b.key));
+  const seen = new Map<string, LayerEntry>();
+  for (const layer of layers) for (const [id, e] of layer) if (!seen.has(id)) seen.set(id, e);
   return [...seen.values()].sort((a, b) => Buffer.compare(a.key, b.key));
+}
+
+/** The first position whose key is at or after `key` (entries in key order). */
+function firstAtOrAfter(entries: readonly LayerEntry[], key: Buffer): number {
+  let lo = 0;
+  let hi = entries.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (Buffer.compare(entries[mid]!.key, key) < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** LMDB itself as a batch's table, inside a synchronous write transaction (a batch too large to hold). */
+export class DirectTable implements KvTable {
+  constructor(private readonly db: Database<Buffer, Buffer>) {}
+  get(key: Buffer): Buffer | undefined {
+    return this.db.get(key);
+  }
+  put(key: Buffer, value: Buffer): void {
+    this.db.putSync(key, value);
+  }
+  remove(key: Buffer): void {
+    this.db.removeSync(key);
+  }
+  range(o: RangeOptions = {}): IterableIterator<{ key: Buffer; value: Buffer }> {
+    return mergeWithLmdb(this.db, [], o, undefined);
+  }
+  count(): number {
+    return this.db.getCount();
+  }
 }

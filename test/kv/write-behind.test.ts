@@ -7,7 +7,7 @@ import fc from "fast-check";
 import { open as openLmdb } from "lmdb";
 import { RecordType } from "../../src/kv/record.js";
 import { KvStore } from "../../src/kv/store.js";
-import { LayeredDb } from "../../src/kv/write-behind.js";
+import { BatchBudget, LayeredDb } from "../../src/kv/write-behind.js";
 
 const SEED = Number(process.env.RAFTKV_PROPERTY_SEED ?? 424242);
 const dirs: string[] = [];
@@ -70,7 +70,7 @@ describe("the write-behind layers", () => {
           encoding: "binary",
         });
         const db = root.openDB<Buffer, Buffer>({ name: "t", keyEncoding: "binary", encoding: "binary" });
-        const layered = new LayeredDb(db, true);
+        const layered = new LayeredDb(db, new BatchBudget(1 << 30), true);
         const model = new Map<string, Buffer>();
         let flush: Promise<void> | null = null;
         const check = () => {
@@ -146,6 +146,52 @@ describe("the write-behind layers", () => {
       }),
       { seed: SEED, numRuns: 60 },
     );
+  });
+
+  it("a batch too large for the layers runs in LMDB directly, with the same outcome, and the store goes on", async () => {
+    const dir = tempDir();
+    const s = await KvStore.open(dir);
+    await s.writeBatchAsync(1, (w) => w.put(Buffer.from("small"), RecordType.String, 0, Buffer.from("x"), 1));
+    const mib = Buffer.alloc(1024 * 1024, 7);
+    let runs = 0;
+    // 40 MiB in one batch: past what one batch may hold in memory.
+    const out = await s.writeBatchAsync(2, (w) => {
+      runs++;
+      for (let i = 0; i < 40; i++) w.put(Buffer.from(`big${i}`), RecordType.String, 0, mib, 2);
+      w.delete(Buffer.from("small"), 5);
+      return w.count();
+    });
+    assert.equal(runs, 2, "tried in the layers, then run again in LMDB");
+    assert.equal(out, 40);
+    assert.equal(s.keyCount(), 40);
+    assert.equal(s.get(Buffer.from("small")), undefined);
+    assert.equal(s.get(Buffer.from("big39"))?.payload.length, mib.length);
+    assert.equal(s.appliedIndex, 2);
+    // Small batches go through the layers again, counted from what LMDB now holds.
+    await s.writeBatchAsync(3, (w) => w.put(Buffer.from("after"), RecordType.String, 0, Buffer.from("y"), 3));
+    assert.equal(s.keyCount(), 41);
+    await s.close();
+    const again = await KvStore.open(dir);
+    assert.equal(again.appliedIndex, 3);
+    assert.equal(again.keyCount(), 41);
+    await again.close();
+  });
+
+  it("refuses a key LMDB cannot hold inside the batch, which then leaves nothing", () => {
+    const dir = tempDir();
+    const root = openLmdb<Buffer, Buffer>({
+      path: path.join(dir, "k.mdb"),
+      keyEncoding: "binary",
+      encoding: "binary",
+    });
+    const layered = new LayeredDb(root, new BatchBudget(1 << 30), true);
+    layered.put(Buffer.from("a"), Buffer.from("1"));
+    assert.throws(() => layered.put(Buffer.alloc(1979, 1), Buffer.from("2")), RangeError);
+    layered.rollBackBatch();
+    assert.equal(layered.get(Buffer.from("a")), undefined);
+    assert.equal(layered.count(), 0);
+    assert.equal(layered.pendingWrites, 0);
+    void root.close();
   });
 
   it("a store answers from the layers at once, commits behind, and a reopen finds every batch", async () => {
