@@ -574,6 +574,10 @@ export class KvStore {
       get: (key: Buffer) => firstOf(mergedRange(meta, over.meta, { start: key, end: after(key) }, txn)),
     };
     const applied = this.applied;
+    // Raft may now release the entries before this snapshot, some of which LMDB has not taken in yet: a
+    // crash before it does would mean a restore from the snapshot at the next start. LMDB catches up now
+    // rather than at the next timer.
+    this.startFlush();
     let released = false;
     return {
       async *read() {
