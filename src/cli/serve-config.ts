@@ -32,6 +32,7 @@ export const SERVE_OPTIONS = {
     kind: "listen",
     help: "host:port for raft and `raftkv admin` (default: this node's entry in peers)",
   },
+  metrics: { kind: "listen", help: "host:port serving Prometheus metrics at GET /metrics (default: none)" },
   "cluster-id": { kind: "text", help: "refuse traffic from another cluster (default raftkv)" },
   requirepass: { kind: "text", help: "the password clients must AUTH with" },
   "tick-ms": { kind: "positiveInt", help: "raft's tick (default 100)" },
@@ -283,6 +284,7 @@ export function nodeConfigFrom(s: ServeSettings): Omit<NodeConfig, "logger"> {
   };
   const optional: Array<[keyof NodeConfig, string | number | undefined]> = [
     ["raftListen", s.listen],
+    ["metricsListen", s.metrics],
     ["requirepass", s.requirepass],
     ["tickMs", s["tick-ms"]],
     ["electionTicks", s["election-ticks"]],

@@ -12,6 +12,9 @@ export async function serve(argv: readonly string[]): Promise<void> {
     {
       redis: `${config.redisListen.replace(/:\d+$/, "")}:${node.redis.port}`,
       raft: config.raftListen ?? config.peers.get(config.id),
+      ...(node.metrics
+        ? { metrics: `${config.metricsListen?.replace(/:\d+$/, "")}:${node.metrics.port}` }
+        : {}),
       join: config.join === true,
     },
     "raftkv node serving",

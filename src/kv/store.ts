@@ -158,11 +158,15 @@ const MAX_BATCH_BYTES = 32 * 1024 * 1024;
 const MAX_PENDING_WRITES = 200_000;
 const MAX_PENDING_BYTES = 64 * 1024 * 1024;
 /**
- * LMDB commits what was written at most this often, or sooner once this many writes are held (etcd's
- * backend batches its bbolt commits the same way): each commit rewrites every page it touches and syncs,
- * and the disk it shares with the WAL is better spent on the WAL's syncs, which writes wait for.
+ * LMDB commits what was written at most this often, or sooner once this many writes (or bytes) are
+ * held, as etcd's backend batches its bbolt commits: each commit rewrites every page it touches and
+ * syncs, and the disk it shares with the WAL is better spent on the WAL's syncs, which writes wait for.
+ * Once a second rather than etcd's 100 ms: keys spread over a large store touch a page each, and a
+ * longer interval lets more of them share one (redis-benchmark SET, 50 clients, two alternating runs:
+ * 5,487 and 5,058 SET/s at 100 ms, 6,216 and 5,757 at 1 s; the WAL's fdatasync 1.0–1.4 ms against
+ * 0.85–1.1). A crash costs at most that much more of the WAL to apply again at the next start.
  */
-const FLUSH_INTERVAL_MS = 100;
+const FLUSH_INTERVAL_MS = 1000;
 const FLUSH_AT_WRITES = 10_000;
 const FLUSH_AT_BYTES = 8 * 1024 * 1024;
 

@@ -8,6 +8,7 @@
  * and a node that catches up from a snapshot finds the book in it; every change reaches the transport.
  */
 import * as path from "node:path";
+import { collectDefaultMetrics, Registry } from "prom-client";
 import { AdminService } from "../api/admin/service.js";
 import { EngineBackend } from "../api/redis/engine-backend.js";
 import { RedisServer } from "../api/redis/server.js";
@@ -20,6 +21,7 @@ import { type RaftLogger, silentLogger } from "../raft/config.js";
 import type { NodeId } from "../raft/types.js";
 import { NodeFileSystem } from "../storage/fs.js";
 import { GrpcTransport } from "../transport/grpc-transport.js";
+import { MetricsServer } from "./metrics-server.js";
 
 export interface NodeConfig {
   id: NodeId;
@@ -41,6 +43,8 @@ export interface NodeConfig {
   redisListen: string;
   /** host:port for raft's and the admin service's gRPC (default: this node's entry in `peers`). */
   raftListen?: string;
+  /** host:port serving Prometheus metrics at GET /metrics (port 0: any free one); none when unset. */
+  metricsListen?: string;
   requirepass?: string;
   tickMs?: number;
   electionTicks?: number;
@@ -99,6 +103,8 @@ export class RaftkvNode {
     private readonly tombstoneRetentionMs: number,
     /** The raft address of each node this one knows (kept current from the address book). */
     readonly addresses: ReadonlyMap<NodeId, string>,
+    /** The Prometheus endpoint, when one was asked for. */
+    readonly metrics: MetricsServer | null,
   ) {
     this.reaper = setInterval(() => {
       this.reapExpired();
@@ -167,6 +173,8 @@ export class RaftkvNode {
     for (const [id, address] of store.addressBook()) if (!config.peers.has(id)) addresses.set(id, address);
     if (!addresses.has(config.id)) addresses.set(config.id, listen);
     const admin = new AdminService({ logger });
+    const registry = new Registry();
+    collectDefaultMetrics({ register: registry });
     let engine: Engine<KvApplyResult> | null = null;
     const transport = new GrpcTransport({
       id: config.id,
@@ -202,6 +210,7 @@ export class RaftkvNode {
         stateMachine: machine,
         transport,
         logger,
+        metricsRegistry: registry,
         ...defined({
           tickMs: config.tickMs,
           snapshotEveryEntries: config.snapshotEveryEntries,
@@ -256,6 +265,18 @@ export class RaftkvNode {
         maxCommandBytes: config.maxCommandBytes,
       }),
     });
+    let metrics: MetricsServer | null = null;
+    if (config.metricsListen !== undefined) {
+      try {
+        metrics = await MetricsServer.start(config.metricsListen, registry);
+      } catch (err) {
+        await redis.close();
+        await engine.close();
+        await transport.close().catch(() => undefined);
+        await store.close();
+        throw err;
+      }
+    }
     return new RaftkvNode(
       engine,
       store,
@@ -263,12 +284,14 @@ export class RaftkvNode {
       transport,
       config.tombstoneRetentionMs ?? DEFAULT_TOMBSTONE_RETENTION_MS,
       addresses,
+      metrics,
     );
   }
 
   /** Stops serving clients, then raft, then closes the store. */
   async close(): Promise<void> {
     clearInterval(this.reaper);
+    await this.metrics?.close();
     await this.redis.close();
     await this.engine.close();
     await this.transport.close().catch(() => undefined);
