@@ -139,6 +139,12 @@ async function main(procs: Processes, o: Options): Promise<void> {
     await setGet("raftkv", c.followerPort, "follower", 1);
     for (const s of c.servers) procs.assertRunning(s);
     await procs.stop(c.servers);
+    console.log("starting a 3-node raftkv cluster with lease reads (serve --lease-reads)…");
+    const lease = await startRaftkv(procs, CLI, { leaseReads: true });
+    await redisBenchmark(procs, lease.leaderPort, ["set"], work(1, o.warmup));
+    await setGet("raftkv", lease.leaderPort, "leader lease", 1);
+    for (const s of lease.servers) procs.assertRunning(s);
+    await procs.stop(lease.servers);
   }
   if (o.systems.has("redis")) {
     console.log("starting redis-server (appendonly yes, appendfsync always)…");

@@ -56,7 +56,12 @@ async function redisCli(procs: Processes, port: number, ...args: string[]): Prom
   }
 }
 
-export async function startRaftkv(procs: Processes, cliPath: string): Promise<RaftkvCluster> {
+/** `leaseReads`: the nodes serve reads on the leader's lease (`serve --lease-reads`). */
+export async function startRaftkv(
+  procs: Processes,
+  cliPath: string,
+  options: { leaseReads?: boolean } = {},
+): Promise<RaftkvCluster> {
   const ids = [1, 2, 3];
   const redisPorts: number[] = [];
   const raftPorts: number[] = [];
@@ -66,11 +71,17 @@ export async function startRaftkv(procs: Processes, cliPath: string): Promise<Ra
   }
   const peers = new Map(ids.map((id, i) => [id, `127.0.0.1:${raftPorts[i]}`]));
   const servers = ids.map((id, i) => {
-    const dataDir = path.join(procs.scratch, `raftkv-${id}`);
+    const dataDir = path.join(procs.scratch, `raftkv-${options.leaseReads === true ? "lease-" : ""}${id}`);
     mkdirSync(dataDir);
     return procs.startServer(`raftkv-${id}`, process.execPath, [
       cliPath,
-      ...serveArgs({ id, "data-dir": dataDir, peers, redis: `127.0.0.1:${redisPorts[i]}` }),
+      ...serveArgs({
+        id,
+        "data-dir": dataDir,
+        peers,
+        redis: `127.0.0.1:${redisPorts[i]}`,
+        ...(options.leaseReads === true ? { "lease-reads": true } : {}),
+      }),
     ]);
   });
   const leader = await pollUntil("the raftkv cluster", servers, procs, async () => {

@@ -36,6 +36,10 @@ export const SERVE_OPTIONS = {
   "cluster-id": { kind: "text", help: "refuse traffic from another cluster (default raftkv)" },
   requirepass: { kind: "text", help: "the password clients must AUTH with" },
   "tick-ms": { kind: "positiveInt", help: "raft's tick (default 100)" },
+  "lease-reads": {
+    kind: "boolean",
+    help: "serve reads on the leader's lease, without a quorum round (linearizable while clocks drift less than 10 %)",
+  },
   "election-ticks": { kind: "positiveInt", help: "ticks without a leader before an election (default 10)" },
   "heartbeat-ticks": { kind: "positiveInt", help: "ticks between the leader's heartbeats (default 1)" },
   "snapshot-every-entries": {
@@ -282,9 +286,10 @@ export function nodeConfigFrom(s: ServeSettings): Omit<NodeConfig, "logger"> {
     redisListen: required("redis"),
     join,
   };
-  const optional: Array<[keyof NodeConfig, string | number | undefined]> = [
+  const optional: Array<[keyof NodeConfig, string | number | boolean | undefined]> = [
     ["raftListen", s.listen],
     ["metricsListen", s.metrics],
+    ["leaseReads", s["lease-reads"]],
     ["requirepass", s.requirepass],
     ["tickMs", s["tick-ms"]],
     ["electionTicks", s["election-ticks"]],

@@ -15,7 +15,12 @@ export class InProcessCluster {
 
   static async start(
     size: number,
-    options: { requirepass?: string; tombstoneRetentionMs?: number } = {},
+    options: {
+      requirepass?: string;
+      tombstoneRetentionMs?: number;
+      leaseReads?: boolean;
+      electionTicks?: number;
+    } = {},
   ): Promise<InProcessCluster> {
     const c = new InProcessCluster();
     const peers = new Map<number, string>();
@@ -30,6 +35,8 @@ export class InProcessCluster {
           redisListen: "127.0.0.1:0",
           tickMs: 20,
           ...(options.requirepass !== undefined ? { requirepass: options.requirepass } : {}),
+          ...(options.leaseReads !== undefined ? { leaseReads: options.leaseReads } : {}),
+          ...(options.electionTicks !== undefined ? { electionTicks: options.electionTicks } : {}),
           ...(options.tombstoneRetentionMs !== undefined
             ? { tombstoneRetentionMs: options.tombstoneRetentionMs }
             : {}),
