@@ -4,10 +4,7 @@
  * one learns every address), and a context this code did not write introduces nothing.
  */
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import * as os from "node:os";
-import * as path from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import { readAll } from "../../src/engine/state-machine.js";
 import {
   addressProblem,
@@ -23,16 +20,9 @@ import { encodeRecord, RECORD_HEADER_BYTES, RecordType } from "../../src/kv/reco
 import { encodeKvSnapshot, type KvPair, KvSnapshotDecoder } from "../../src/kv/snapshot-format.js";
 import { KvStore } from "../../src/kv/store.js";
 import { type ConfChange, type ConfState, EMPTY_CONF_STATE } from "../../src/raft/types.js";
+import { tempDirs } from "../helpers/temp-dirs.js";
 
-const dirs: string[] = [];
-function tempDir(): string {
-  const d = mkdtempSync(path.join(os.tmpdir(), "raftkv-book-"));
-  dirs.push(d);
-  return d;
-}
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs("raftkv-book-");
 
 const conf = (voters: number[], learners: number[] = []): ConfState => ({
   ...EMPTY_CONF_STATE,

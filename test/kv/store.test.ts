@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
-import { cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
-import * as os from "node:os";
+import { cpSync, existsSync, readdirSync, rmSync } from "node:fs";
 import * as path from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import fc from "fast-check";
 import { readAll } from "../../src/engine/state-machine.js";
 import { KvSnapshotFormatError } from "../../src/kv/errors.js";
@@ -11,17 +10,10 @@ import { KvStateMachine, writeEntry } from "../../src/kv/machine.js";
 import { RecordType } from "../../src/kv/record.js";
 import { KvStore } from "../../src/kv/store.js";
 import { EntryType } from "../../src/raft/types.js";
+import { tempDirs } from "../helpers/temp-dirs.js";
 
 const SEED = Number(process.env.RAFTKV_PROPERTY_SEED ?? 424242);
-const dirs: string[] = [];
-function tempDir(): string {
-  const d = mkdtempSync(path.join(os.tmpdir(), "raftkv-kv-"));
-  dirs.push(d);
-  return d;
-}
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs("raftkv-kv-");
 
 const b = (s: string) => Buffer.from(s);
 

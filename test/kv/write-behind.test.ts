@@ -1,24 +1,15 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import { after, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import fc from "fast-check";
 import { open as openLmdb } from "lmdb";
 import { RecordType } from "../../src/kv/record.js";
 import { KvStore } from "../../src/kv/store.js";
 import { BatchBudget, LayeredDb } from "../../src/kv/write-behind.js";
+import { tempDirs } from "../helpers/temp-dirs.js";
 
 const SEED = Number(process.env.RAFTKV_PROPERTY_SEED ?? 424242);
-const dirs: string[] = [];
-function tempDir(): string {
-  const d = mkdtempSync(path.join(os.tmpdir(), "raftkv-wb-"));
-  dirs.push(d);
-  return d;
-}
-after(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tempDir = tempDirs("raftkv-wb-");
 
 type Op =
   | { kind: "put"; key: number; value: number }
