@@ -853,8 +853,8 @@ export class Engine<R = unknown> {
   /**
    * How many of the Ready's committed entries are already durable in this node's log: written by an
    * earlier Ready (whose write completed before this Ready was taken), and not among the entries this
-   * one writes. They may be applied before its fdatasync,
-   * and a crash cannot leave the state machine ahead of the log.
+   * one writes. They may be applied before its fdatasync, and a crash cannot leave the state machine
+   * ahead of the log.
    */
   private durablyHeld(rd: Ready): number {
     const committed = rd.committedEntries;
