@@ -6,7 +6,7 @@
 import { mkdirSync } from "node:fs";
 import * as path from "node:path";
 import { serveArgs } from "../../src/cli/serve-config.js";
-import { freePort } from "../../test/helpers/ports.js";
+import { freePort } from "../../src/net/loopback-ports.js";
 import { CommandError, type Processes, type Server } from "./processes.js";
 
 const READY_TIMEOUT_MS = 60_000;

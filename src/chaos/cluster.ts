@@ -7,10 +7,10 @@ import { mkdirSync, readFileSync } from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { serveArgs } from "../cli/serve-config.js";
+import { freePorts } from "../net/loopback-ports.js";
 import type { NodeId } from "../raft/types.js";
 import { ChaosNetwork } from "./network.js";
 import { ServeProcess, type UnexpectedExit } from "./node-process.js";
-import { freePorts } from "./ports.js";
 
 const RAFTKV_CLI = fileURLToPath(new URL("../cli/raftkv.js", import.meta.url));
 

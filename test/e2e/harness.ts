@@ -8,7 +8,7 @@ import * as os from "node:os";
 import * as nodePath from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { freePort } from "../helpers/ports.js";
+import { freePort } from "../../src/net/loopback-ports.js";
 import type { NodeConfig, Reply, Request, StatusSummary } from "./protocol.js";
 
 const NODE_MAIN = fileURLToPath(new URL("./node-main.js", import.meta.url));

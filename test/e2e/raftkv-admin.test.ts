@@ -16,7 +16,7 @@ import { AdminClient } from "../../src/api/admin/client.js";
 import { NodeUnreachableError, UnknownNodeError } from "../../src/api/admin/errors.js";
 import { admin as adminCommand, adminExitStatus } from "../../src/cli/admin.js";
 import { type ClusterStatus, gatherClusterStatus } from "../../src/cli/cluster-status.js";
-import { freePort } from "../helpers/ports.js";
+import { freePort } from "../../src/net/loopback-ports.js";
 
 const CLI = path.resolve("dist/src/cli/raftkv.js");
 const data = mkdtempSync(path.join(os.tmpdir(), "raftkv-admin-"));

@@ -34,7 +34,7 @@ async function canBind(port: number): Promise<boolean> {
 
 /**
  * A base port such that base..base+2 and base+10000..base+10002 are free, all below the ephemeral range
- * (see test/helpers/ports.ts).
+ * (see src/net/loopback-ports.ts).
  */
 async function freeBase(): Promise<number> {
   for (let attempt = 0; attempt < 200; attempt++) {

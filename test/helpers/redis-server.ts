@@ -4,7 +4,7 @@
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import * as net from "node:net";
-import { freePort } from "./ports.js";
+import { freePort } from "../../src/net/loopback-ports.js";
 
 export interface RawRedis {
   /** Sends one command; resolves with its reply's RESP bytes, exactly as the server wrote them. */

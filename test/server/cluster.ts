@@ -16,7 +16,7 @@ import * as path from "node:path";
 import { setTimeout as delay } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { serveArgs } from "../../src/cli/serve-config.js";
-import { freePort } from "../helpers/ports.js";
+import { freePort } from "../../src/net/loopback-ports.js";
 import { replyEnd } from "../helpers/redis-server.js";
 
 const CLI = fileURLToPath(new URL("../../src/cli/raftkv.js", import.meta.url));

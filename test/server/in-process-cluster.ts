@@ -5,9 +5,9 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import { freePort } from "../../src/net/loopback-ports.js";
 import { StateRole } from "../../src/raft/types.js";
 import { RaftkvNode } from "../../src/server/node.js";
-import { freePort } from "../helpers/ports.js";
 
 export class InProcessCluster {
   readonly nodes: RaftkvNode[] = [];

@@ -5,9 +5,9 @@ import * as path from "node:path";
 import { after, describe, it } from "node:test";
 import { nodeConfigFrom, serveSettings } from "../../src/cli/serve-config.js";
 import { writeEntry } from "../../src/kv/machine.js";
+import { freePort } from "../../src/net/loopback-ports.js";
 import { StateRole } from "../../src/raft/types.js";
 import { RaftkvNode } from "../../src/server/node.js";
-import { freePort } from "../helpers/ports.js";
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "raftkv-metrics-"));
 after(() => rmSync(dir, { recursive: true, force: true }));
