@@ -146,10 +146,7 @@ export class AdminService {
     deadline: number,
   ): Promise<pb.ChangeMembershipResponse> {
     const r = parsed(request);
-    const backend = this.ready();
-    const id = nodeIdOf(r.nodeId, "node_id");
-    const status = this.mustLead(backend);
-    const timeoutMs = this.budget(r.timeoutMs, deadline);
+    const { backend, id, status, timeoutMs } = this.leaderCall(r, deadline);
     const cs = status.config;
     const isVoter = cs.voters.includes(id) || cs.votersOutgoing.includes(id);
     const isLearner = cs.learners.includes(id);
@@ -219,11 +216,7 @@ export class AdminService {
     request: Decoded<pb.TransferLeaderRequest>,
     deadline: number,
   ): Promise<pb.TransferLeaderResponse> {
-    const r = parsed(request);
-    const backend = this.ready();
-    const id = nodeIdOf(r.nodeId, "node_id");
-    const status = this.mustLead(backend);
-    const timeoutMs = this.budget(r.timeoutMs, deadline);
+    const { backend, id, status, timeoutMs } = this.leaderCall(parsed(request), deadline);
     const cs = status.config;
     if (cs.learners.includes(id))
       throw new ChangeRefusedError("learner-cannot-lead", `node ${id} is a learner; promote it first`);
@@ -233,6 +226,20 @@ export class AdminService {
       await within(backend.transferLeadership(id), timeoutMs);
     }
     return create(pb.TransferLeaderResponseSchema, { leader: BigInt(id) });
+  }
+
+  /**
+   * What a call that changes the cluster starts with, in this order: a started node, a valid node id,
+   * this node leading (else the redirect), and the time the call may take.
+   */
+  private leaderCall(
+    r: { readonly nodeId: bigint; readonly timeoutMs: bigint },
+    deadline: number,
+  ): { backend: AdminBackend; id: NodeId; status: Status; timeoutMs: number } {
+    const backend = this.ready();
+    const id = nodeIdOf(r.nodeId, "node_id");
+    const status = this.mustLead(backend);
+    return { backend, id, status, timeoutMs: this.budget(r.timeoutMs, deadline) };
   }
 
   private ready(): AdminBackend {
