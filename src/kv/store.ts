@@ -230,19 +230,28 @@ export class KvStore {
    * layers take at once throws BatchTooLargeError (writeBatchAsync runs it in LMDB instead).
    */
   writeBatch<T>(appliedIndex: number, fn: (w: KvWriter) => T): T {
+    const out = this.inLayers((v) => {
+      const r = fn(this.writer(v));
+      v.meta.put(APPLIED_KEY, u64(appliedIndex));
+      return r;
+    });
+    this.applied = appliedIndex;
+    return out;
+  }
+
+  /** Runs `fn` as one batch in the layers: all its writes stay, or (if it throws) none. */
+  private inLayers<T>(fn: (v: View) => T): T {
     this.checkWritable();
     const v = this.view;
     this.budget.spent = 0;
     let out: T;
     try {
-      out = fn(this.writer(v));
-      v.meta.put(APPLIED_KEY, u64(appliedIndex));
+      out = fn(v);
     } catch (err) {
       for (const l of layersOf(v)) l.rollBackBatch();
       throw err;
     }
     for (const l of layersOf(v)) l.commitBatch();
-    this.applied = appliedIndex;
     this.scheduleFlush();
     return out;
   }
@@ -470,18 +479,10 @@ export class KvStore {
   async seedAddressBook(book: ReadonlyMap<number, string>): Promise<boolean> {
     this.checkOpen();
     if (this.applied !== 0 || this.addressBook().size > 0) return false;
-    this.checkWritable();
-    const meta = this.view.meta;
-    this.budget.spent = 0;
-    try {
+    this.inLayers(({ meta }) => {
       replaceAddressBook(meta, book);
       raiseHighestId(meta, [...book.keys()]);
-    } catch (err) {
-      meta.rollBackBatch();
-      throw err;
-    }
-    meta.commitBatch();
-    this.startFlush();
+    });
     await this.flush();
     return true;
   }

@@ -56,7 +56,10 @@ export interface RangeOptions {
   readonly limit?: number;
 }
 
-/** One LMDB database seen through the write-behind layers. */
+/**
+ * One LMDB database seen through the write-behind layers. It keeps the buffers it is given to write:
+ * the caller must not change them afterwards.
+ */
 export class LayeredDb implements KvTable {
   private active: Layer = new Map();
   private flushing: Layer | null = null;
@@ -190,8 +193,8 @@ export class LayeredDb implements KvTable {
     const id = key.toString("latin1");
     const existed = this.counted && this.get(key) !== undefined;
     this.undo.push({ id, was: this.active.get(id) });
-    // The caller may reuse its buffers: the layer keeps its own.
-    this.active.set(id, { key: Buffer.from(key), value: value === null ? null : Buffer.from(value) });
+    // Kept as given, not copied: the store's writer builds every key and value afresh for the write.
+    this.active.set(id, { key, value });
     if (this.counted) this.activeDelta += (value !== null ? 1 : 0) - (existed ? 1 : 0);
     this.activeBytes += bytes;
     this.sorted = null;
