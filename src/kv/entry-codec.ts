@@ -14,6 +14,7 @@
  * Decoding gives views into the entry's bytes: no argument is copied on its way to the store.
  */
 import { KvError } from "./errors.js";
+import { readU64, writeU64 } from "./u64.js";
 import type { WatchedKey } from "./watch.js";
 
 const VERSION = 2;
@@ -48,9 +49,9 @@ export function encodeKvEntry(
   }
   const out = Buffer.allocUnsafe(size);
   out[0] = VERSION;
-  out.writeBigUInt64BE(BigInt(nowMs), 1);
+  writeU64(out, nowMs, 1);
   out.writeUInt32BE(origin?.node ?? 0, 9);
-  out.writeBigUInt64BE(BigInt(origin?.seq ?? 0), 13);
+  writeU64(out, origin?.seq ?? 0, 13);
   let at = HEADER_BYTES;
   out.writeUInt32BE(watches.length, at);
   at += 4;
@@ -58,8 +59,8 @@ export function encodeKvEntry(
     out.writeUInt32BE(w.key.length, at);
     out.set(w.key, at + 4);
     at += 4 + w.key.length;
-    out.writeBigUInt64BE(BigInt(w.version), at);
-    out.writeBigUInt64BE(BigInt(w.seenAt), at + 8);
+    writeU64(out, w.version, at);
+    writeU64(out, w.seenAt, at + 8);
     at += 16;
   }
   out.writeUInt32BE(commands.length, at);
@@ -85,9 +86,9 @@ export function decodeKvEntry(data: Uint8Array): KvEntry {
   const version = b[0];
   if (version !== VERSION && version !== VERSION_WITHOUT_WATCHES)
     throw new KvError(`a key-value entry of version ${version}, expected ${VERSION}`);
-  const nowMs = Number(b.readBigUInt64BE(1));
+  const nowMs = readU64(b, 1);
   const originNode = b.readUInt32BE(9);
-  const origin = originNode === 0 ? null : { node: originNode, seq: Number(b.readBigUInt64BE(13)) };
+  const origin = originNode === 0 ? null : { node: originNode, seq: readU64(b, 13) };
   let at = HEADER_BYTES;
   const watches: WatchedKey[] = [];
   if (version === VERSION) {
@@ -102,8 +103,8 @@ export function decodeKvEntry(data: Uint8Array): KvEntry {
       at += 4 + len;
       watches.push({
         key,
-        version: Number(b.readBigUInt64BE(at)),
-        seenAt: Number(b.readBigUInt64BE(at + 8)),
+        version: readU64(b, at),
+        seenAt: readU64(b, at + 8),
       });
       at += 16;
     }

@@ -4,6 +4,7 @@
  * and its version, the raft index of the entry that last wrote it (WATCH compares versions) — then the
  * type's payload (a string's bytes; the other types keep their members elsewhere).
  */
+import { readU64, writeU64 } from "./u64.js";
 
 export const RecordType = {
   String: 0,
@@ -29,8 +30,8 @@ export function encodeRecord(
 ): Buffer {
   const out = Buffer.allocUnsafe(RECORD_HEADER_BYTES + payload.length);
   out[0] = type;
-  out.writeBigUInt64BE(BigInt(expireAtMs), 1);
-  out.writeBigUInt64BE(BigInt(version), 9);
+  writeU64(out, expireAtMs, 1);
+  writeU64(out, version, 9);
   out.set(payload, RECORD_HEADER_BYTES);
   return out;
 }
@@ -41,26 +42,26 @@ export function decodeRecord(bytes: Uint8Array): KeyRecord {
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
   return {
     type: b[0] as RecordType,
-    expireAtMs: Number(b.readBigUInt64BE(1)),
-    version: Number(b.readBigUInt64BE(9)),
+    expireAtMs: readU64(b, 1),
+    version: readU64(b, 9),
     payload: Buffer.from(b.subarray(RECORD_HEADER_BYTES)),
   };
 }
 
 /** The expiry of an encoded record, without decoding the rest. */
 export function recordExpiry(bytes: Uint8Array): number {
-  return Number(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).readBigUInt64BE(1));
+  return readU64(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length), 1);
 }
 
 /** The version of an encoded record, without decoding the rest. */
 export function recordVersion(bytes: Uint8Array): number {
-  return Number(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).readBigUInt64BE(9));
+  return readU64(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length), 9);
 }
 
 /** The expiry index key: the expiry time (8 bytes, big-endian, so the index sorts by time), then the key. */
 export function expiryIndexKey(expireAtMs: number, key: Uint8Array): Buffer {
   const out = Buffer.allocUnsafe(8 + key.length);
-  out.writeBigUInt64BE(BigInt(expireAtMs), 0);
+  writeU64(out, expireAtMs, 0);
   out.set(key, 8);
   return out;
 }
@@ -79,13 +80,13 @@ export const TOMBSTONE_BYTES = 16;
 
 export function encodeTombstone(version: number, deletedAtMs: number): Buffer {
   const out = Buffer.allocUnsafe(TOMBSTONE_BYTES);
-  out.writeBigUInt64BE(BigInt(version), 0);
-  out.writeBigUInt64BE(BigInt(deletedAtMs), 8);
+  writeU64(out, version, 0);
+  writeU64(out, deletedAtMs, 8);
   return out;
 }
 
 export function decodeTombstone(bytes: Uint8Array): Tombstone {
   if (bytes.length !== TOMBSTONE_BYTES) throw new RangeError(`a tombstone of ${bytes.length} bytes`);
   const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
-  return { version: Number(b.readBigUInt64BE(0)), deletedAtMs: Number(b.readBigUInt64BE(8)) };
+  return { version: readU64(b, 0), deletedAtMs: readU64(b, 8) };
 }

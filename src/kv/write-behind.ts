@@ -80,6 +80,12 @@ export class LayeredDb implements KvTable {
   private undo: Array<{ id: string; was: { key: Buffer; value: Buffer | null } | undefined }> = [];
   private undoDelta = 0;
   private undoBytes = 0;
+  /**
+   * The last key read from LMDB and what it held (undefined: absent). A command reads its key more than
+   * once (its lookup, the old record it replaces, whether it existed), and an LMDB read copies the value.
+   * Valid until LMDB changes, which it does only by a flush ending or the layers being discarded.
+   */
+  private lastRead: { id: string; value: Buffer | undefined } | null = null;
 
   /**
    * @param counted whether {@link count} is wanted (it costs a walk of the database here).
@@ -102,10 +108,7 @@ export class LayeredDb implements KvTable {
   }
 
   get(key: Buffer): Buffer | undefined {
-    const id = key.toString("latin1");
-    const a = this.active.get(id) ?? this.flushing?.get(id);
-    if (a !== undefined) return a.value ?? undefined;
-    return this.db.get(key);
+    return this.read(key, key.toString("latin1"));
   }
 
   put(key: Buffer, value: Buffer): void {
@@ -168,6 +171,7 @@ export class LayeredDb implements KvTable {
 
   /** The flush committed: LMDB holds what `flushing` held. */
   endFlush(): void {
+    this.lastRead = null;
     this.baseCount += this.flushingDelta;
     this.flushing = null;
     this.flushingDelta = this.flushingBytes = 0;
@@ -176,6 +180,7 @@ export class LayeredDb implements KvTable {
 
   /** Drops every pending write (the store was replaced by a restore). */
   discard(): void {
+    this.lastRead = null;
     this.active = new Map();
     this.flushing = null;
     this.activeDelta = this.flushingDelta = this.undoDelta = 0;
@@ -191,13 +196,23 @@ export class LayeredDb implements KvTable {
     const bytes = key.length + (value?.length ?? 0);
     this.budget.spend(bytes);
     const id = key.toString("latin1");
-    const existed = this.counted && this.get(key) !== undefined;
+    const existed = this.counted && this.read(key, id) !== undefined;
     this.undo.push({ id, was: this.active.get(id) });
     // Kept as given, not copied: the store's writer builds every key and value afresh for the write.
     this.active.set(id, { key, value });
     if (this.counted) this.activeDelta += (value !== null ? 1 : 0) - (existed ? 1 : 0);
     this.activeBytes += bytes;
     this.sorted = null;
+  }
+
+  private read(key: Buffer, id: string): Buffer | undefined {
+    const a = this.active.get(id) ?? this.flushing?.get(id);
+    if (a !== undefined) return a.value ?? undefined;
+    const last = this.lastRead;
+    if (last !== null && last.id === id) return last.value;
+    const value = this.db.get(key);
+    this.lastRead = { id, value };
+    return value;
   }
 
   private layersNewestFirst(): Layer[] {

@@ -276,6 +276,32 @@ describe("KvStateMachine: the leader's removal of expired keys", () => {
   });
 });
 
+describe("KvStateMachine: expiry times", () => {
+  it("stores the farthest expiry Redis accepts (2^63-1 ms, past a double's exact integers) and reads it back", async () => {
+    const dir = tempDir();
+    const store = await KvStore.open(dir);
+    const m = new KvStateMachine(store);
+    const set = (index: number, ...args: string[]) =>
+      m.apply([
+        {
+          index,
+          term: 1,
+          type: EntryType.Normal,
+          data: writeEntry(1000, [args.map((a) => Buffer.from(a))]),
+        },
+      ]);
+    const [replies] = await set(1, "SET", "far", "v", "PXAT", "9223372036854775807");
+    assert.deepEqual(replies?.[0], { k: "status", v: "OK" });
+    await set(2, "SET", "farther", "v", "EXAT", String(2n ** 63n / 1000n - 1n));
+    assert.equal(store.get(Buffer.from("far"))?.expireAtMs, 2 ** 63);
+    await store.close();
+    const again = await KvStore.open(dir);
+    assert.equal(again.get(Buffer.from("far"))?.expireAtMs, 2 ** 63);
+    assert.equal(again.get(Buffer.from("farther"))?.expireAtMs, Number((2n ** 63n / 1000n - 1n) * 1000n));
+    await again.close();
+  });
+});
+
 describe("KvStateMachine: limits", () => {
   it("an entry with a key longer than MAX_KEY_BYTES answers an error and changes nothing (LMDB would throw)", async () => {
     const store = await KvStore.open(tempDir());

@@ -168,6 +168,45 @@ describe("the write-behind layers", () => {
     await again.close();
   });
 
+  it("reads a key from LMDB once while a command reads and writes it, and sees LMDB change by a flush", async () => {
+    const dir = tempDir();
+    const root = openLmdb<Buffer, Buffer>({
+      path: path.join(dir, "r.mdb"),
+      keyEncoding: "binary",
+      encoding: "binary",
+    });
+    const layered = new LayeredDb(root, new BatchBudget(1 << 30), true);
+    let reads = 0;
+    const get = root.get.bind(root);
+    root.get = (key: Buffer) => {
+      reads++;
+      return get(key);
+    };
+    const k = Buffer.from("k");
+    // A SET of a key not in the layers: looked up, its old record read, then written (counted).
+    assert.equal(layered.get(k), undefined);
+    assert.equal(layered.get(k), undefined);
+    layered.put(k, Buffer.from("1"));
+    layered.commitBatch();
+    assert.equal(reads, 1);
+    // The flush puts the key in LMDB and empties the layers: a read must see LMDB's new value.
+    const layer = layered.startFlush();
+    assert.ok(layer !== null);
+    await root.childTransaction(() => {
+      for (const e of layer.values()) root.putSync(e.key, e.value!);
+    });
+    layered.endFlush();
+    assert.equal(layered.get(k)?.toString(), "1");
+    assert.equal(layered.count(), 1);
+    // And a key read while absent, then written by a direct LMDB commit and a new set of layers, too.
+    const other = Buffer.from("o");
+    assert.equal(layered.get(other), undefined);
+    await root.put(other, Buffer.from("2"));
+    layered.discard();
+    assert.equal(layered.get(other)?.toString(), "2");
+    await root.close();
+  });
+
   it("refuses a key LMDB cannot hold inside the batch, which then leaves nothing", () => {
     const dir = tempDir();
     const root = openLmdb<Buffer, Buffer>({
