@@ -8,8 +8,51 @@ import { readU64, writeU64 } from "./u64.js";
 
 export const RecordType = {
   String: 0,
+  Hash: 1,
 } as const;
 export type RecordType = (typeof RecordType)[keyof typeof RecordType];
+
+/** What TYPE answers for each record type. */
+export const TYPE_NAMES: Readonly<Record<RecordType, string>> = ["string", "hash"];
+
+/**
+ * A collection's record payload: its id, which prefixes its items in the store's items table (so that
+ * RENAME moves a collection without touching its items, and a new collection under an old name never
+ * sees a stale item), then how many items it has.
+ */
+export const COLLECTION_HEADER_BYTES = 16;
+
+export function encodeCollection(id: number, count: number): Buffer {
+  const out = Buffer.allocUnsafe(COLLECTION_HEADER_BYTES);
+  writeU64(out, id, 0);
+  writeU64(out, count, 8);
+  return out;
+}
+
+export interface CollectionHeader {
+  readonly id: number;
+  readonly count: number;
+}
+
+export function decodeCollection(payload: Buffer): CollectionHeader {
+  if (payload.length < COLLECTION_HEADER_BYTES)
+    throw new RangeError(`a collection header of ${payload.length} bytes`);
+  return { id: readU64(payload, 0), count: readU64(payload, 8) };
+}
+
+/** The collection id of an encoded record; 0 for a string. */
+export function recordCollectionId(bytes: Uint8Array): number {
+  if (bytes[0] === RecordType.String) return 0;
+  return readU64(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length), RECORD_HEADER_BYTES);
+}
+
+/** An item's key in the items table: the collection's id (8 bytes, big-endian), then the item's own key. */
+export function itemKey(id: number, sub: Uint8Array): Buffer {
+  const out = Buffer.allocUnsafe(8 + sub.length);
+  writeU64(out, id, 0);
+  out.set(sub, 8);
+  return out;
+}
 
 export const RECORD_HEADER_BYTES = 17;
 

@@ -1,7 +1,8 @@
 /**
  * The on-disk key-value store, on LMDB. One environment holds the keys (key → record), an expiry
  * index (expiry time ‖ key), the tombstones of deleted keys (key → deleted version and time, and an
- * index of them by time), and in `meta` the applied index and the tombstone horizon, all changed
+ * index of them by time), the items of collections (collection id ‖ item → value: a hash's fields),
+ * and in `meta` the applied index, the tombstone horizon and the last collection id, all changed
  * together: LMDB holds, at every commit, exactly the batches up to its recorded applied index, so a
  * restart neither re-applies an entry nor skips one.
  *
@@ -33,14 +34,17 @@ import {
   encodeRecord,
   encodeTombstone,
   expiryIndexKey,
+  itemKey,
   type KeyRecord,
   RECORD_HEADER_BYTES,
-  type RecordType,
+  RecordType,
+  recordCollectionId,
   recordExpiry,
   recordVersion,
   type Tombstone,
 } from "./record.js";
 import { encodeKvSnapshot, KvSnapshotDecoder } from "./snapshot-format.js";
+import { readU64 as readU64At } from "./u64.js";
 import {
   BatchBudget,
   BatchTooLargeError,
@@ -56,8 +60,14 @@ const HORIZON_KEY = Buffer.from("tombstone-horizon");
 /** The highest node id that was ever a member: ids above it only are new (a node id is never reused). */
 const HIGHEST_ID_KEY = Buffer.from("highest-node-id");
 const FORMAT_KEY = Buffer.from("format");
-/** The layout of records and meta; a store of another format is refused, never misread. */
-const STORE_FORMAT = 2;
+/** The last collection id given out (ids are never reused, so no stale item is ever seen). */
+const COLLECTION_ID_KEY = Buffer.from("last-collection-id");
+/**
+ * The layout of records and meta; a store of another format is refused, never misread. Format 2 (before
+ * collections) is format 3 without items: it is marked 3 when opened.
+ */
+const STORE_FORMAT = 3;
+const FORMAT_WITHOUT_ITEMS = 2;
 /** The address book's rows in `meta`: this prefix, then the node id as a u64. */
 const ADDRESS_PREFIX = Buffer.from("addr:");
 /** Just past every row with the prefix (";" follows ":"). */
@@ -98,6 +108,18 @@ export interface KvWriter {
   tombstoneHorizon(): number;
   /** Forgets up to `limit` tombstones left at or before `cutoffMs`, oldest first; how many were looked at. */
   forgetTombstones(cutoffMs: number, limit: number): number;
+  /** A new collection's id (every replica gives out the same ids in the same order). */
+  newCollectionId(): number;
+  item(id: number, sub: Uint8Array): Buffer | undefined;
+  putItem(id: number, sub: Uint8Array, value: Uint8Array): void;
+  removeItem(id: number, sub: Uint8Array): void;
+  /** Up to `limit` items of collection `id` from `start` on (inclusive; null: the first), in item order. */
+  items(id: number, start: Uint8Array | null, limit: number): Array<[Buffer, Buffer]>;
+  /**
+   * Removes a key's record but keeps its collection's items, for RENAME, which has already stored the
+   * same collection under the new name. Otherwise as delete().
+   */
+  detach(key: Uint8Array, atMs: number): boolean;
 }
 
 interface Generation {
@@ -110,6 +132,8 @@ interface Generation {
   readonly tombstones: Database<Buffer, Buffer>;
   /** deletion time ‖ stored key → nothing: the tombstones by age, for forgetting. */
   readonly burials: Database<Buffer, Buffer>;
+  /** collection id ‖ item key → item value. */
+  readonly items: Database<Buffer, Buffer>;
   readonly meta: Database<Buffer, Buffer>;
 }
 
@@ -119,6 +143,7 @@ interface Tables<T extends KvTable = KvTable> {
   readonly expiries: T;
   readonly tombstones: T;
   readonly burials: T;
+  readonly items: T;
   readonly meta: T;
 }
 
@@ -131,6 +156,7 @@ function viewOf(gen: Generation, budget: BatchBudget): View {
     expiries: new LayeredDb(gen.expiries, budget),
     tombstones: new LayeredDb(gen.tombstones, budget),
     burials: new LayeredDb(gen.burials, budget),
+    items: new LayeredDb(gen.items, budget),
     meta: new LayeredDb(gen.meta, budget),
   };
 }
@@ -141,12 +167,13 @@ function directTables(gen: Generation): Tables<DirectTable> {
     expiries: new DirectTable(gen.expiries),
     tombstones: new DirectTable(gen.tombstones),
     burials: new DirectTable(gen.burials),
+    items: new DirectTable(gen.items),
     meta: new DirectTable(gen.meta),
   };
 }
 
 function layersOf(v: View): LayeredDb[] {
-  return [v.keys, v.expiries, v.tombstones, v.burials, v.meta];
+  return [v.keys, v.expiries, v.tombstones, v.burials, v.items, v.meta];
 }
 
 /**
@@ -363,7 +390,7 @@ export class KvStore {
   }
 
   private writer(tables: Tables): KvWriter {
-    const { keys, expiries, tombstones, burials, meta } = tables;
+    const { keys, expiries, tombstones, burials, items, meta } = tables;
     // Read once per batch, and only by a batch that deletes or checks a WATCH.
     let horizon: number | null = null;
     const tombstoneHorizon = () => {
@@ -376,6 +403,22 @@ export class KvStore {
       tombstones.put(k, encodeTombstone(version, atMs));
       burials.put(expiryIndexKey(atMs, k), EMPTY);
     };
+    /** Removes every item of collection `id` (a collection deleted or overwritten). */
+    const dropItems = (id: number) => {
+      for (const { key } of [...items.range(itemsOf(id))]) items.remove(key);
+    };
+    const remove = (key: Uint8Array, atMs: number, keepItems: boolean) => {
+      const k = storedKey(key);
+      const old = keys.get(k);
+      if (old === undefined) return false;
+      const oldExpiry = recordExpiry(old);
+      if (oldExpiry !== 0) expiries.remove(expiryIndexKey(oldExpiry, k));
+      bury(k, recordVersion(old), atMs);
+      keys.remove(k);
+      const id = recordCollectionId(old);
+      if (id !== 0 && !keepItems) dropItems(id);
+      return true;
+    };
     return {
       get: (key) => {
         const v = keys.get(storedKey(key));
@@ -387,20 +430,16 @@ export class KvStore {
         if (old !== undefined) {
           const oldExpiry = recordExpiry(old);
           if (oldExpiry !== 0 && oldExpiry !== expireAtMs) expiries.remove(expiryIndexKey(oldExpiry, k));
+          // A collection replaced by another value (SET over a hash) takes its items with it.
+          const oldId = recordCollectionId(old);
+          if (oldId !== 0 && (type === RecordType.String || collectionIdOf(payload) !== oldId))
+            dropItems(oldId);
         }
         keys.put(k, encodeRecord(type, expireAtMs, version, payload));
         if (expireAtMs !== 0) expiries.put(expiryIndexKey(expireAtMs, k), EMPTY);
       },
-      delete: (key, atMs) => {
-        const k = storedKey(key);
-        const old = keys.get(k);
-        if (old === undefined) return false;
-        const oldExpiry = recordExpiry(old);
-        if (oldExpiry !== 0) expiries.remove(expiryIndexKey(oldExpiry, k));
-        bury(k, recordVersion(old), atMs);
-        keys.remove(k);
-        return true;
-      },
+      delete: (key, atMs) => remove(key, atMs, false),
+      detach: (key, atMs) => remove(key, atMs, true),
       clear: (atMs) => {
         // Only keys and versions are kept (the lazy map lets each value go), then the keys are removed.
         const all = [...Array.from(keys.range(), ({ key, value }) => [key, recordVersion(value)] as const)];
@@ -409,7 +448,17 @@ export class KvStore {
           keys.remove(k);
         }
         for (const { key } of [...expiries.range()]) expiries.remove(key);
+        for (const { key } of [...items.range()]) items.remove(key);
       },
+      newCollectionId: () => {
+        const id = readU64(meta, COLLECTION_ID_KEY) + 1;
+        meta.put(COLLECTION_ID_KEY, u64(id));
+        return id;
+      },
+      item: (id, sub) => items.get(itemKey(id, sub)),
+      putItem: (id, sub, value) => items.put(itemKey(id, sub), Buffer.from(value)),
+      removeItem: (id, sub) => items.remove(itemKey(id, sub)),
+      items: (id, start, limit) => itemsFrom(items, id, start, limit),
       range: (start, limit) => rangeOf(keys, start, limit),
       count: () => keys.count(),
       tombstone: (key) => {
@@ -500,6 +549,18 @@ export class KvStore {
     return rangeOf(this.view.keys, start, limit);
   }
 
+  /** An item of collection `id` in the committed state. */
+  item(id: number, sub: Uint8Array): Buffer | undefined {
+    this.checkOpen();
+    return this.view.items.get(itemKey(id, sub));
+  }
+
+  /** Up to `limit` items of collection `id` from `start` on (null: the first), in item order. */
+  items(id: number, start: Uint8Array | null, limit: number): Array<[Buffer, Buffer]> {
+    this.checkOpen();
+    return itemsFrom(this.view.items, id, start, limit);
+  }
+
   /** A key's tombstone in the committed state, if it has one. */
   tombstone(key: Uint8Array): Tombstone | undefined {
     this.checkOpen();
@@ -566,12 +627,13 @@ export class KvStore {
    */
   snapshot(): SnapshotHandle {
     this.checkOpen();
-    const { keys, tombstones, meta } = this.gen;
+    const { keys, tombstones, items, meta } = this.gen;
     // What the layers hold now, with LMDB as of now: LMDB may take in a flush under way meanwhile, whose
     // writes the copied layers hold too.
     const over = {
       keys: this.view.keys.freezeView(),
       tombstones: this.view.tombstones.freezeView(),
+      items: this.view.items.freezeView(),
       meta: this.view.meta.freezeView(),
     };
     const txn = keys.useReadTransaction();
@@ -590,9 +652,11 @@ export class KvStore {
           appliedIndex: applied,
           tombstoneHorizon: readU64(metaAt, HORIZON_KEY),
           highestNodeId: readU64(metaAt, HIGHEST_ID_KEY),
+          lastCollectionId: readU64(metaAt, COLLECTION_ID_KEY),
           addressBook: addressBookFrom(mergedRange(meta, over.meta, ADDRESS_RANGE, txn)),
           records: mergedRange(keys, over.keys, {}, txn),
           tombstones: mergedRange(tombstones, over.tombstones, {}, txn),
+          items: mergedRange(items, over.items, {}, txn),
         };
         for (const chunk of encodeKvSnapshot(image)) {
           yield chunk;
@@ -619,15 +683,19 @@ export class KvStore {
     await removeGeneration(this.dir, number);
     const next = openGeneration(this.dir, number);
     try {
-      /** Pairs decoded and not yet written: a record, or a tombstone (marked by `true`). */
-      let batch: Array<[Buffer, Buffer, boolean]> = [];
+      /** Pairs decoded and not yet written, each a record, a tombstone or an item. */
+      let batch: Array<[Buffer, Buffer, "record" | "tombstone" | "item"]> = [];
       const flush = () => {
         if (batch.length === 0) return;
         const b = batch;
         batch = [];
         next.root.transactionSync(() => {
-          for (const [k, v, isTombstone] of b) {
-            if (isTombstone) {
+          for (const [k, v, kind] of b) {
+            if (kind === "item") {
+              next.items.putSync(k, v);
+              continue;
+            }
+            if (kind === "tombstone") {
               next.tombstones.putSync(k, v);
               next.burials.putSync(expiryIndexKey(decodeTombstone(v).deletedAtMs, k), EMPTY);
               continue;
@@ -638,19 +706,25 @@ export class KvStore {
           }
         }, COMMIT_NO_FLUSH);
       };
-      const take = (key: Buffer, value: Buffer, isTombstone: boolean) => {
-        batch.push([Buffer.from(key), Buffer.from(value), isTombstone]);
+      const take = (key: Buffer, value: Buffer, kind: "record" | "tombstone" | "item") => {
+        batch.push([Buffer.from(key), Buffer.from(value), kind]);
         if (batch.length >= RESTORE_BATCH_KEYS) flush();
       };
       const book = new Map<number, string>();
       const decoder = new KvSnapshotDecoder(
         { ...this.limits, minRecordBytes: RECORD_HEADER_BYTES },
-        (key, record) => take(key, record, false),
-        (key, tombstone) => take(key, tombstone, true),
+        (key, record) => take(key, record, "record"),
+        (key, tombstone) => take(key, tombstone, "tombstone"),
         (id, address) => book.set(id, address),
+        (key, value) => take(key, value, "item"),
       );
       for await (const chunk of payload) decoder.push(chunk);
-      const { appliedIndex: payloadIndex, tombstoneHorizon, highestNodeId } = decoder.finish();
+      const {
+        appliedIndex: payloadIndex,
+        tombstoneHorizon,
+        highestNodeId,
+        lastCollectionId,
+      } = decoder.finish();
       // The store counts only the entries it was given; raft's snapshot index may be later, past
       // entries the state machine never sees (a new leader's empty entry, membership changes).
       if (payloadIndex > index)
@@ -664,6 +738,7 @@ export class KvStore {
         next.meta.putSync(APPLIED_KEY, u64(index));
         next.meta.putSync(HORIZON_KEY, u64(tombstoneHorizon));
         next.meta.putSync(HIGHEST_ID_KEY, u64(highestNodeId));
+        next.meta.putSync(COLLECTION_ID_KEY, u64(lastCollectionId));
         next.meta.putSync(FORMAT_KEY, u64(STORE_FORMAT));
       });
       await next.root.flushed;
@@ -751,6 +826,30 @@ function addressKey(id: number): Buffer {
 const ADDRESS_RANGE = { start: ADDRESS_PREFIX, end: ADDRESS_END };
 
 /** Up to `limit` keys of `keys` from `start` on (inclusive), in key order, with their records. */
+/** A collection payload's id (its first 8 bytes). */
+function collectionIdOf(payload: Uint8Array): number {
+  return readU64At(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), 0);
+}
+
+/** The bounds of collection `id`'s items in the items table. */
+function itemsOf(id: number): { start: Buffer; end: Buffer } {
+  return { start: itemKey(id, EMPTY), end: itemKey(id + 1, EMPTY) };
+}
+
+function itemsFrom(
+  items: KvTable,
+  id: number,
+  start: Uint8Array | null,
+  limit: number,
+): Array<[Buffer, Buffer]> {
+  const bounds = itemsOf(id);
+  const out: Array<[Buffer, Buffer]> = [];
+  const from = start === null ? bounds.start : itemKey(id, start);
+  for (const { key, value } of items.range({ start: from, end: bounds.end, limit }))
+    out.push([key.subarray(8), value]);
+  return out;
+}
+
 function rangeOf(keys: KvTable, start: Uint8Array, limit: number): Array<[Buffer, KeyRecord]> {
   const out: Array<[Buffer, KeyRecord]> = [];
   for (const { key, value } of keys.range({ start: storedKey(start), limit }))
@@ -812,6 +911,10 @@ function checkFormat(gen: Generation): void {
     return;
   }
   const format = Number(v.readBigUInt64BE(0));
+  if (format === FORMAT_WITHOUT_ITEMS) {
+    gen.root.transactionSync(() => gen.meta.putSync(FORMAT_KEY, u64(STORE_FORMAT)));
+    return;
+  }
   if (format !== STORE_FORMAT)
     throw new KvStoreCorruptError(
       `${gen.file} is of format ${format}; this raftkv reads format ${STORE_FORMAT}`,
@@ -835,6 +938,7 @@ function openGeneration(dir: string, number: number): Generation {
     expiries: db("expiries"),
     tombstones: db("tombstones"),
     burials: db("burials"),
+    items: db("items"),
     meta: db("meta"),
   };
 }

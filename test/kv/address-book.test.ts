@@ -45,7 +45,16 @@ function image(
   records: KvPair[],
   addressBook: ReadonlyMap<number, string> = new Map(),
 ) {
-  return { appliedIndex, tombstoneHorizon: 0, highestNodeId: 0, addressBook, records, tombstones: [] };
+  return {
+    appliedIndex,
+    tombstoneHorizon: 0,
+    highestNodeId: 0,
+    lastCollectionId: 0,
+    addressBook,
+    records,
+    tombstones: [],
+    items: [],
+  };
 }
 
 async function snapshotBytes(store: KvStore): Promise<Uint8Array> {
@@ -235,7 +244,34 @@ describe("address book: in the key-value state", () => {
       ...encodeKvSnapshot(image(3, [{ key: Buffer.from("kx"), value: record }])),
     ]);
     payload.writeUInt16BE(2, 4);
-    assert.throws(() => new KvSnapshotDecoder(LIMITS, noop, noop, noop).push(payload), /format version 2/);
+    assert.throws(
+      () => new KvSnapshotDecoder(LIMITS, noop, noop, noop, noop).push(payload),
+      /format version 2/,
+    );
+  });
+
+  it("a payload of format version 3 (before collections: no last collection id, no items) is read", () => {
+    const v4 = Buffer.concat([
+      ...encodeKvSnapshot(image(3, [{ key: Buffer.from("kx"), value: record }], new Map([[1, "a:1"]]))),
+    ]);
+    // Version 3: the header without its last 8 bytes, the end marker without its item count.
+    const v3 = Buffer.concat([v4.subarray(0, 30), v4.subarray(38, v4.length - 8)]);
+    v3.writeUInt16BE(3, 4);
+    const keys: string[] = [];
+    const members: string[] = [];
+    const d = new KvSnapshotDecoder(
+      LIMITS,
+      (k) => keys.push(k.toString()),
+      noop,
+      (id, a) => members.push(`${id}=${a}`),
+      noop,
+    );
+    d.push(v3);
+    const end = d.finish();
+    assert.equal(end.appliedIndex, 3);
+    assert.equal(end.lastCollectionId, 0);
+    assert.deepEqual(keys, ["kx"]);
+    assert.deepEqual(members, ["1=a:1"]);
   });
 
   it("the largest book the limits allow round-trips (it fills more than one chunk's worth)", () => {
@@ -246,7 +282,7 @@ describe("address book: in the key-value state", () => {
       ...encodeKvSnapshot(image(9, [{ key: Buffer.from("k"), value: record }], book)),
     ]);
     const members = new Map<number, string>();
-    const d = new KvSnapshotDecoder(LIMITS, noop, noop, (id, a) => members.set(id, a));
+    const d = new KvSnapshotDecoder(LIMITS, noop, noop, (id, a) => members.set(id, a), noop);
     d.push(payload);
     assert.equal(d.finish().appliedIndex, 9);
     assert.deepEqual(members, book);
@@ -256,28 +292,28 @@ describe("address book: in the key-value state", () => {
     const withBook = Buffer.concat([
       ...encodeKvSnapshot(image(3, [{ key: Buffer.from("k"), value: record }], new Map([[1, "a:1"]]))),
     ]);
-    // Header 30 bytes, then the member (11 + 3), then the key's record, then the end marker (17).
-    const header = withBook.subarray(0, 30);
-    const member = withBook.subarray(30, 44);
-    const rest = withBook.subarray(44);
-    const keyRecord = rest.subarray(0, rest.length - 17);
-    const end = rest.subarray(rest.length - 17);
+    // Header 38 bytes, then the member (11 + 3), then the key's record, then the end marker (25).
+    const header = withBook.subarray(0, 38);
+    const member = withBook.subarray(38, 52);
+    const rest = withBook.subarray(52);
+    const keyRecord = rest.subarray(0, rest.length - 25);
+    const end = rest.subarray(rest.length - 25);
     const reordered = Buffer.concat([header, keyRecord, member, end]);
     assert.throws(() => {
-      const d = new KvSnapshotDecoder(LIMITS, noop, noop, noop);
+      const d = new KvSnapshotDecoder(LIMITS, noop, noop, noop, noop);
       d.push(reordered);
       d.finish();
     }, KvSnapshotFormatError);
     const longAddress = Buffer.from(withBook);
-    longAddress.writeUInt16BE(300, 30 + 9);
+    longAddress.writeUInt16BE(300, 38 + 9);
     assert.throws(
-      () => new KvSnapshotDecoder(LIMITS, noop, noop, noop).push(longAddress),
+      () => new KvSnapshotDecoder(LIMITS, noop, noop, noop, noop).push(longAddress),
       KvSnapshotFormatError,
     );
     // Split anywhere, the good payload decodes the same.
     for (let cut = 1; cut < withBook.length; cut++) {
       const members: string[] = [];
-      const d = new KvSnapshotDecoder(LIMITS, noop, noop, (id, a) => members.push(`${id}=${a}`));
+      const d = new KvSnapshotDecoder(LIMITS, noop, noop, (id, a) => members.push(`${id}=${a}`), noop);
       d.push(withBook.subarray(0, cut));
       d.push(withBook.subarray(cut));
       assert.equal(d.finish().appliedIndex, 3);

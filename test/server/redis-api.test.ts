@@ -232,6 +232,49 @@ for (const via of ["leader", "follower"] as const) {
         assert.equal(await entry.type("r2"), "none");
       });
 
+      it("hashes: fields set and read through either node, counts, increments, errors, the key's life", async () => {
+        assert.equal(await entry.hset("hash:1", "a", "1", "b", "2"), 2);
+        assert.equal(await entry.hset("hash:1", { b: "20", c: "3" }), 1);
+        assert.equal(await other.hget("hash:1", "b"), "20");
+        assert.deepEqual(await other.hgetall("hash:1"), { a: "1", b: "20", c: "3" });
+        assert.deepEqual(await entry.hmget("hash:1", "a", "nope", "c"), ["1", null, "3"]);
+        assert.equal(await entry.hlen("hash:1"), 3);
+        assert.deepEqual((await other.hkeys("hash:1")).sort(), ["a", "b", "c"]);
+        assert.deepEqual((await other.hvals("hash:1")).sort(), ["1", "20", "3"]);
+        assert.equal(await entry.hexists("hash:1", "a"), 1);
+        assert.equal(await entry.hstrlen("hash:1", "b"), 2);
+        assert.equal(await entry.hsetnx("hash:1", "a", "x"), 0);
+        assert.equal(await entry.hmset("hash:1", "d", "4"), "OK");
+        assert.equal(await entry.hincrby("hash:1", "a", 41), 42);
+        assert.equal(await entry.hincrbyfloat("hash:1", "f", "0.5"), "0.5");
+        await assert.rejects(entry.hincrby("hash:1", "f", 1), /ERR hash value is not an integer/);
+        await assert.rejects(entry.hset("hash:1", "odd"), /ERR wrong number of arguments for 'hset' command/);
+        assert.equal(await other.type("hash:1"), "hash");
+        await entry.set("hash:str", "v");
+        await assert.rejects(entry.hget("hash:str", "a"), /^ReplyError: WRONGTYPE/);
+        await assert.rejects(other.get("hash:1"), /^ReplyError: WRONGTYPE/);
+        // SCAN … TYPE, EXPIRE, RENAME and MULTI/EXEC with a hash.
+        const [, found] = await other.scan("0", "MATCH", "hash:*", "COUNT", "1000", "TYPE", "hash");
+        assert.deepEqual(found, ["hash:1"]);
+        assert.equal(await entry.expire("hash:1", 100), 1);
+        assert.equal(await entry.rename("hash:1", "hash:2"), "OK");
+        assert.ok((await other.ttl("hash:2")) > 90);
+        const tx = await entry
+          .multi()
+          .hset("hash:2", "g", "7")
+          .hdel("hash:2", "a", "b")
+          .hlen("hash:2")
+          .exec();
+        assert.deepEqual(tx, [
+          [null, 1],
+          [null, 2],
+          [null, 4],
+        ]);
+        assert.equal(await other.hdel("hash:2", "c", "d", "f", "g"), 4);
+        assert.equal(await entry.exists("hash:2"), 0, "the last field gone, the key is gone");
+        await entry.del("hash:str");
+      });
+
       it("KEYS, SCAN (MATCH, COUNT, TYPE) and RANDOMKEY see every live key, through any node", async () => {
         await entry.flushdb();
         const names = Array.from({ length: 150 }, (_, i) => `scan:${i}`);

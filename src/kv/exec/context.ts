@@ -19,6 +19,10 @@ export interface ReadAccess {
   count(): number;
   /** This node's SCAN positions (see scan-cursors.ts). */
   readonly cursors: ScanCursors;
+  /** An item of collection `id` (a hash field's value …). */
+  item(id: number, sub: Buffer): Buffer | undefined;
+  /** Up to `limit` items of collection `id` from `start` on (null: the first), in item order. */
+  items(id: number, start: Buffer | null, limit: number): Array<[Buffer, Buffer]>;
 }
 
 export interface WriteAccess extends ReadAccess {
@@ -31,6 +35,12 @@ export interface WriteAccess extends ReadAccess {
   clear(): void;
   /** Forgets up to `limit` tombstones left at or before `cutoffMs` (see store.ts). */
   forgetTombstones(cutoffMs: number, limit: number): number;
+  /** A new collection's id (deterministic: the same on every replica). */
+  newCollectionId(): number;
+  putItem(id: number, sub: Buffer, value: Buffer): void;
+  removeItem(id: number, sub: Buffer): void;
+  /** Removes a live key's record but keeps its collection's items (RENAME, having stored it anew). */
+  detach(key: Buffer): boolean;
 }
 
 export function readAccess(store: KvStore, nowMs: number, cursors: ScanCursors): ReadAccess {
@@ -43,6 +53,8 @@ export function readAccess(store: KvStore, nowMs: number, cursors: ScanCursors):
     },
     range: (start, limit) => store.range(start, limit),
     count: () => store.keyCount(),
+    item: (id, sub) => store.item(id, sub),
+    items: (id, start, limit) => store.items(id, start, limit),
   };
 }
 
@@ -66,6 +78,12 @@ export function writeAccess(w: KvWriter, nowMs: number, index: number, cursors: 
     delete: (key) => lookup(key) !== undefined && w.delete(key, nowMs),
     clear: () => w.clear(nowMs),
     forgetTombstones: (cutoffMs, limit) => w.forgetTombstones(cutoffMs, limit),
+    item: (id, sub) => w.item(id, sub),
+    items: (id, start, limit) => w.items(id, start, limit),
+    newCollectionId: () => w.newCollectionId(),
+    putItem: (id, sub, value) => w.putItem(id, sub, value),
+    removeItem: (id, sub) => w.removeItem(id, sub),
+    detach: (key) => lookup(key) !== undefined && w.detach(key, nowMs),
   };
 }
 

@@ -1,10 +1,9 @@
 /** Commands on keys of any type, with Redis's replies and errors. */
+import { TYPE_NAMES } from "../record.js";
 import { Errors, error, int, OK, type Reply, status } from "../reply.js";
 import { parseInt64, upper } from "./args.js";
 import type { ReadAccess, WriteAccess } from "./context.js";
 import { expireAt } from "./expire.js";
-
-const TYPE_NAMES = ["string"] as const;
 
 export function del(ctx: WriteAccess, args: readonly Buffer[]): Reply {
   let n = 0;
@@ -97,8 +96,9 @@ function renameGeneric(ctx: WriteAccess, args: readonly Buffer[], nx: boolean): 
   if (from.equals(to)) return nx ? int(0) : OK;
   if (nx && ctx.lookup(to) !== undefined) return int(0);
   ctx.delete(to);
+  // A collection keeps its id, and so its items: only its record moves.
   ctx.put(to, r.type, r.expireAtMs, r.payload);
-  ctx.delete(from);
+  ctx.detach(from);
   return nx ? int(1) : OK;
 }
 

@@ -8,7 +8,7 @@
  * bit set, it is a number from this node's table of positions (scan-cursors.ts). Either way a key
  * present for the whole scan is returned at least once, whatever is written meanwhile.
  */
-import type { KeyRecord } from "../record.js";
+import { type KeyRecord, TYPE_NAMES } from "../record.js";
 import { array, bulk, Errors, int, NIL, type Reply } from "../reply.js";
 import { parseInt64, upper } from "./args.js";
 import type { ReadAccess } from "./context.js";
@@ -16,7 +16,6 @@ import { isExpired } from "./context.js";
 import { globMatch } from "./glob.js";
 import { TABLE_CURSOR_BIT } from "./scan-cursors.js";
 
-const TYPE_NAMES: readonly string[] = ["string"];
 const MAX_U64 = (1n << 64n) - 1n;
 
 function prefixOf(key: Buffer): bigint {

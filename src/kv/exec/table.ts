@@ -5,6 +5,7 @@
  */
 import type { Reply } from "../reply.js";
 import type { ReadAccess, WriteAccess } from "./context.js";
+import * as hashes from "./hashes.js";
 import * as keys from "./keys.js";
 import * as keyspace from "./keyspace.js";
 import * as strings from "./strings.js";
@@ -94,6 +95,20 @@ const COMMANDS: readonly KvCommand[] = [
   write("incrby", 3, strings.incrby),
   write("decrby", 3, strings.decrby),
   write("incrbyfloat", 3, strings.incrbyfloat),
+  write("hset", -4, hashes.hset),
+  write("hmset", -4, hashes.hmset),
+  write("hsetnx", 4, hashes.hsetnx),
+  read("hget", 3, hashes.hget),
+  read("hmget", -3, hashes.hmget),
+  read("hgetall", 2, hashes.hgetall),
+  read("hkeys", 2, hashes.hkeys),
+  read("hvals", 2, hashes.hvals),
+  write("hdel", -3, hashes.hdel),
+  read("hexists", 3, hashes.hexists),
+  read("hlen", 2, hashes.hlen),
+  read("hstrlen", 3, hashes.hstrlen),
+  write("hincrby", 4, hashes.hincrby),
+  write("hincrbyfloat", 4, hashes.hincrbyfloat),
   write("del", -2, keys.del, ALL_KEYS),
   write("unlink", -2, keys.del, ALL_KEYS),
   read("exists", -2, keys.exists, ALL_KEYS),

@@ -1,0 +1,211 @@
+/**
+ * Hash commands, with Redis's replies and errors. A hash is a collection record (its id and field count)
+ * and one item per field in the store's items table, so a command touches the fields it names and the
+ * small record, never the whole hash.
+ */
+import { decodeCollection, encodeCollection, RecordType } from "../record.js";
+import { array, bulk, Errors, error, int, NIL, OK, type Reply } from "../reply.js";
+import { inInt64, parseInt64 } from "./args.js";
+import type { ReadAccess, WriteAccess } from "./context.js";
+import { addLongDouble, formatLongDouble, isFiniteLongDouble, parseLongDouble, ZERO } from "./long-double.js";
+
+/**
+ * The longest hash field: an item's key is the collection id (8 bytes) and the field, within LMDB's
+ * 1,978-byte keys. Values may be as long as strings.
+ */
+export const MAX_FIELD_BYTES = 1024;
+
+const HASH = RecordType.Hash;
+const fieldTooLong = error(`ERR hash field is too long (at most ${MAX_FIELD_BYTES} bytes)`);
+const notIntegerValue = error("ERR hash value is not an integer");
+const notFloatValue = error("ERR hash value is not a float");
+
+interface Hash {
+  readonly id: number;
+  count: number;
+  readonly expireAtMs: number;
+}
+
+const isReply = (v: unknown): v is Reply => typeof v === "object" && v !== null && "k" in v;
+
+/** The hash at `key`; null when absent; WRONGTYPE for another type. */
+function hashOf(ctx: ReadAccess, key: Buffer): Hash | null | Reply {
+  const r = ctx.lookup(key);
+  if (r === undefined) return null;
+  if (r.type !== HASH) return Errors.wrongType;
+  const { id, count } = decodeCollection(r.payload);
+  return { id, count, expireAtMs: r.expireAtMs };
+}
+
+/** The hash at `key`, created empty (not yet stored) when absent. */
+function hashForWrite(ctx: WriteAccess, key: Buffer): Hash | Reply {
+  const h = hashOf(ctx, key);
+  return h ?? { id: ctx.newCollectionId(), count: 0, expireAtMs: 0 };
+}
+
+/** Stores the hash's record; an empty hash is deleted, as Redis deletes empty collections. */
+function save(ctx: WriteAccess, key: Buffer, h: Hash): void {
+  if (h.count === 0) ctx.delete(key);
+  else ctx.put(key, HASH, h.expireAtMs, encodeCollection(h.id, h.count));
+}
+
+function fieldsTooLong(args: readonly Buffer[], from: number, step: number): boolean {
+  for (let i = from; i < args.length; i += step) if (args[i]!.length > MAX_FIELD_BYTES) return true;
+  return false;
+}
+
+/** Sets each field; how many were new. */
+function setFields(ctx: WriteAccess, key: Buffer, args: readonly Buffer[]): number | Reply {
+  if (fieldsTooLong(args, 2, 2)) return fieldTooLong;
+  const h = hashForWrite(ctx, key);
+  if (isReply(h)) return h;
+  let added = 0;
+  for (let i = 2; i < args.length; i += 2) {
+    if (ctx.item(h.id, args[i]!) === undefined) added++;
+    ctx.putItem(h.id, args[i]!, args[i + 1]!);
+  }
+  h.count += added;
+  save(ctx, key, h);
+  return added;
+}
+
+export function hset(ctx: WriteAccess, args: readonly Buffer[]): Reply {
+  if (args.length % 2 !== 0) return Errors.wrongArity("hset");
+  const added = setFields(ctx, args[1]!, args);
+  return isReply(added) ? added : int(added);
+}
+
+export function hmset(ctx: WriteAccess, args: readonly Buffer[]): Reply {
+  if (args.length % 2 !== 0) return Errors.wrongArity("hmset");
+  const added = setFields(ctx, args[1]!, args);
+  return isReply(added) ? added : OK;
+}
+
+export function hsetnx(ctx: WriteAccess, args: readonly Buffer[]): Reply {
+  if (args[2]!.length > MAX_FIELD_BYTES) return fieldTooLong;
+  const h = hashForWrite(ctx, args[1]!);
+  if (isReply(h)) return h;
+  if (ctx.item(h.id, args[2]!) !== undefined) return int(0);
+  ctx.putItem(h.id, args[2]!, args[3]!);
+  h.count++;
+  save(ctx, args[1]!, h);
+  return int(1);
+}
+
+export function hget(ctx: ReadAccess, args: readonly Buffer[]): Reply {
+  const h = hashOf(ctx, args[1]!);
+  if (h === null) return NIL;
+  if (isReply(h)) return h;
+  const v = ctx.item(h.id, args[2]!);
+  return v === undefined ? NIL : bulk(v);
+}
+
+export function hmget(ctx: ReadAccess, args: readonly Buffer[]): Reply {
+  const h = hashOf(ctx, args[1]!);
+  if (isReply(h)) return h;
+  const out: Reply[] = [];
+  for (let i = 2; i < args.length; i++) {
+    const v = h === null ? undefined : ctx.item(h.id, args[i]!);
+    out.push(v === undefined ? NIL : bulk(v));
+  }
+  return array(out);
+}
+
+/** Every field and value, in field order (Redis gives no order). */
+function allFields(ctx: ReadAccess, h: Hash): Array<[Buffer, Buffer]> {
+  return ctx.items(h.id, null, h.count);
+}
+
+export function hgetall(ctx: ReadAccess, args: readonly Buffer[]): Reply {
+  const h = hashOf(ctx, args[1]!);
+  if (h === null) return { k: "map", v: [] };
+  if (isReply(h)) return h;
+  return { k: "map", v: allFields(ctx, h).map(([f, v]) => [bulk(f), bulk(v)] as const) };
+}
+
+export function hkeys(ctx: ReadAccess, args: readonly Buffer[]): Reply {
+  const h = hashOf(ctx, args[1]!);
+  if (h === null) return array([]);
+  if (isReply(h)) return h;
+  return array(allFields(ctx, h).map(([f]) => bulk(f)));
+}
+
+export function hvals(ctx: ReadAccess, args: readonly Buffer[]): Reply {
+  const h = hashOf(ctx, args[1]!);
+  if (h === null) return array([]);
+  if (isReply(h)) return h;
+  return array(allFields(ctx, h).map(([, v]) => bulk(v)));
+}
+
+export function hdel(ctx: WriteAccess, args: readonly Buffer[]): Reply {
+  const h = hashOf(ctx, args[1]!);
+  if (h === null) return int(0);
+  if (isReply(h)) return h;
+  let removed = 0;
+  for (let i = 2; i < args.length; i++) {
+    if (ctx.item(h.id, args[i]!) === undefined) continue;
+    ctx.removeItem(h.id, args[i]!);
+    removed++;
+  }
+  if (removed === 0) return int(0);
+  h.count -= removed;
+  save(ctx, args[1]!, h);
+  return int(removed);
+}
+
+export function hexists(ctx: ReadAccess, args: readonly Buffer[]): Reply {
+  const h = hashOf(ctx, args[1]!);
+  if (h === null) return int(0);
+  if (isReply(h)) return h;
+  return int(ctx.item(h.id, args[2]!) === undefined ? 0 : 1);
+}
+
+export function hlen(ctx: ReadAccess, args: readonly Buffer[]): Reply {
+  const h = hashOf(ctx, args[1]!);
+  if (h === null) return int(0);
+  if (isReply(h)) return h;
+  return int(h.count);
+}
+
+export function hstrlen(ctx: ReadAccess, args: readonly Buffer[]): Reply {
+  const h = hashOf(ctx, args[1]!);
+  if (h === null) return int(0);
+  if (isReply(h)) return h;
+  return int(ctx.item(h.id, args[2]!)?.length ?? 0);
+}
+
+export function hincrby(ctx: WriteAccess, args: readonly Buffer[]): Reply {
+  const by = parseInt64(args[3]!);
+  if (by === null) return Errors.notInteger;
+  if (args[2]!.length > MAX_FIELD_BYTES) return fieldTooLong;
+  const h = hashForWrite(ctx, args[1]!);
+  if (isReply(h)) return h;
+  const old = ctx.item(h.id, args[2]!);
+  const current = old === undefined ? 0n : parseInt64(old);
+  if (current === null) return notIntegerValue;
+  const next = current + by;
+  if (!inInt64(next)) return Errors.overflow;
+  ctx.putItem(h.id, args[2]!, Buffer.from(next.toString(), "latin1"));
+  if (old === undefined) h.count++;
+  save(ctx, args[1]!, h);
+  return int(next);
+}
+
+export function hincrbyfloat(ctx: WriteAccess, args: readonly Buffer[]): Reply {
+  const by = parseLongDouble(args[3]!);
+  if (by === null) return Errors.notFloat;
+  if (!isFiniteLongDouble(by)) return error("ERR value is NaN or Infinity");
+  if (args[2]!.length > MAX_FIELD_BYTES) return fieldTooLong;
+  const h = hashForWrite(ctx, args[1]!);
+  if (isReply(h)) return h;
+  const old = ctx.item(h.id, args[2]!);
+  const current = old === undefined ? ZERO : parseLongDouble(old);
+  if (current === null) return notFloatValue;
+  const next = addLongDouble(current, by);
+  if (!isFiniteLongDouble(next)) return Errors.incrNanOrInf;
+  const text = Buffer.from(formatLongDouble(next), "latin1");
+  ctx.putItem(h.id, args[2]!, text);
+  if (old === undefined) h.count++;
+  save(ctx, args[1]!, h);
+  return bulk(text);
+}
