@@ -9,11 +9,12 @@ import { readU64, writeU64 } from "./u64.js";
 export const RecordType = {
   String: 0,
   Hash: 1,
+  Set: 2,
 } as const;
 export type RecordType = (typeof RecordType)[keyof typeof RecordType];
 
 /** What TYPE answers for each record type. */
-export const TYPE_NAMES: Readonly<Record<RecordType, string>> = ["string", "hash"];
+export const TYPE_NAMES: Readonly<Record<RecordType, string>> = ["string", "hash", "set"];
 
 /**
  * A collection's record payload: its id, which prefixes its items in the store's items table (so that

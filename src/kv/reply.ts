@@ -11,6 +11,8 @@ export type Reply =
   /** A null where an array was expected: an EXEC whose watched keys changed (RESP2 `*-1`, RESP3 `_`). */
   | { readonly k: "nilArray" }
   | { readonly k: "array"; readonly v: readonly Reply[] }
+  /** RESP3 set (unordered, no duplicates); an array to a RESP2 client. */
+  | { readonly k: "set"; readonly v: readonly Reply[] }
   /** RESP3 map; a flat array of keys and values to a RESP2 client. */
   | { readonly k: "map"; readonly v: ReadonlyArray<readonly [Reply, Reply]> }
   | { readonly k: "double"; readonly v: string };

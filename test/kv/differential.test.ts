@@ -152,8 +152,37 @@ const hashCommand: fc.Arbitrary<Arg[]> = fc.oneof(
   fc.tuple(key, field, floatText).map(([k, f, n]) => ["HINCRBYFLOAT", k, f, n]),
 );
 
+/** Set members: few, so that sets overlap; one binary. */
+const member = fc.constantFrom<Arg>("m0", "m1", "m2", Buffer.from([0x00, 0x0d, 0x0a]));
+const members = fc.array(member, { minLength: 1, maxLength: 3 });
+const keys = fc.array(key, { minLength: 1, maxLength: 3 });
+const setCommand: fc.Arbitrary<Arg[]> = fc.oneof(
+  { weight: 4, arbitrary: fc.tuple(key, members).map(([k, ms]) => ["SADD", k, ...ms]) },
+  fc.tuple(key, members).map(([k, ms]) => ["SREM", k, ...ms]),
+  fc.tuple(fc.constantFrom("SMEMBERS", "SCARD"), key).map(([c, k]) => [c, k]),
+  fc.tuple(key, member).map(([k, m]) => ["SISMEMBER", k, m]),
+  fc.tuple(key, members).map(([k, ms]) => ["SMISMEMBER", k, ...ms]),
+  fc.tuple(key, key, member).map(([a, b, m]) => ["SMOVE", a, b, m]),
+  fc.tuple(fc.constantFrom("SINTER", "SUNION", "SDIFF"), keys).map(([c, ks]) => [c, ...ks]),
+  fc
+    .tuple(fc.constantFrom("SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"), key, keys)
+    .map(([c, d, ks]) => [c, d, ...ks]),
+  fc
+    .tuple(keys, fc.constantFrom<string[]>([], ["LIMIT", "1"], ["LIMIT", "0"], ["LIMIT", "-1"], ["LIMIT"]))
+    .map(([ks, l]) => ["SINTERCARD", String(ks.length), ...ks, ...l]),
+  fc.constantFrom<Arg[]>(["SINTERCARD", "0", "k0"], ["SINTERCARD", "3", "k0"], ["SINTERCARD", "x", "k0"]),
+  // The deterministic forms of the random ones: all members (sets here hold at most 4), none, errors.
+  fc
+    .tuple(fc.constantFrom("SPOP", "SRANDMEMBER"), key, fc.constantFrom("10", "0", "-1", "x", "1 2"))
+    .map(([c, k, n]) => (n === "1 2" ? [c, k, "1", "2"] : [c, k, n])),
+  fc.tuple(fc.constantFrom("SSCAN", "HSCAN"), key).map(([c, k]) => [c, k, "0"]),
+  fc.tuple(fc.constantFrom("SSCAN", "HSCAN"), key).map(([c, k]) => [c, k, "0", "MATCH", "*1"]),
+  fc.tuple(fc.constantFrom("SSCAN", "HSCAN"), key).map(([c, k]) => [c, k, "x"]),
+);
+
 const command: fc.Arbitrary<Arg[]> = fc.oneof(
   { weight: 8, arbitrary: hashCommand },
+  { weight: 8, arbitrary: setCommand },
   fc.tuple(key, value, setOptions).map(([k, v, o]) => ["SET", k, v, ...o]),
   fc.tuple(key).map(([k]) => ["GET", k]),
   fc.array(key, { minLength: 1, maxLength: 4 }).map((ks) => ["MGET", ...ks]),
@@ -214,7 +243,20 @@ const CLOCK_DEPENDENT = new Set(["TTL", "EXPIRETIME", "PEXPIRETIME"]);
  * Replies listing keys or a hash's fields: Redis gives no order (small hashes come in insertion order,
  * ours in field order), so they are compared as sets (HGETALL as a set of field-value pairs).
  */
-const UNORDERED = new Set(["KEYS", "HKEYS", "HVALS", "HGETALL"]);
+const UNORDERED = new Set([
+  "KEYS",
+  "HKEYS",
+  "HVALS",
+  "HGETALL",
+  "SMEMBERS",
+  "SINTER",
+  "SUNION",
+  "SDIFF",
+  "SPOP",
+  "SRANDMEMBER",
+  "HSCAN",
+  "SSCAN",
+]);
 
 /** The elements of an array reply, each as its bytes. */
 function elements(reply: Buffer): string[] {
@@ -233,8 +275,18 @@ function same(name: string, ours: Buffer, theirs: Buffer): boolean {
   if (UNORDERED.has(name.toUpperCase())) {
     const items = (reply: Buffer) => {
       if (reply[0] !== 0x2a) return [reply.toString("latin1")];
+      const upper = name.toUpperCase();
+      // A SCAN reply: the cursor, then the items.
+      if (upper === "HSCAN" || upper === "SSCAN") {
+        const [cursor, items] = elements(reply) as [string, string];
+        const e = elements(Buffer.from(items, "latin1"));
+        const pairs: string[] = [];
+        for (let i = 0; i < e.length; i += upper === "HSCAN" ? 2 : 1)
+          pairs.push(upper === "HSCAN" ? `${e[i]}${e[i + 1]}` : e[i]!);
+        return [cursor, ...pairs.sort()];
+      }
       const e = elements(reply);
-      if (name.toUpperCase() !== "HGETALL") return e.sort();
+      if (upper !== "HGETALL") return e.sort();
       const pairs: string[] = [];
       for (let i = 0; i < e.length; i += 2) pairs.push(`${e[i]}${e[i + 1]}`);
       return pairs.sort();
@@ -248,7 +300,7 @@ function same(name: string, ours: Buffer, theirs: Buffer): boolean {
   return Math.abs(Number(a[1]) - Number(b[1])) <= (name === "PEXPIRETIME" ? 1000 : 1);
 }
 
-describe("key-value machine vs redis-server (strings, hashes and keys)", () => {
+describe("key-value machine vs redis-server (strings, hashes, sets and keys)", () => {
   let server: { port: number; stop: () => Promise<void> };
   let redis: RawRedis;
   let store: KvStore;

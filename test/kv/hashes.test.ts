@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { MAX_FIELD_BYTES } from "../../src/kv/exec/hashes.js";
+import { MAX_ITEM_BYTES } from "../../src/kv/exec/collections.js";
 import { lookupCommand } from "../../src/kv/exec/table.js";
 import { KvStateMachine, writeEntry } from "../../src/kv/machine.js";
 import { decodeCollection, RecordType } from "../../src/kv/record.js";
@@ -185,19 +185,19 @@ describe("hashes in the key-value machine", () => {
     await store.close();
   });
 
-  it("refuses a field past MAX_FIELD_BYTES and an odd HSET, changing nothing", async () => {
+  it("refuses a field past MAX_ITEM_BYTES and an odd HSET, changing nothing", async () => {
     const { store, run } = await machine();
-    const long = "f".repeat(MAX_FIELD_BYTES + 1);
+    const long = "f".repeat(MAX_ITEM_BYTES + 1);
     assert.deepEqual(await run("HSET", "h", "ok", "1", long, "2"), {
       k: "error",
-      v: `ERR hash field is too long (at most ${MAX_FIELD_BYTES} bytes)`,
+      v: `ERR hash field is too long (at most ${MAX_ITEM_BYTES} bytes)`,
     });
     assert.deepEqual(await run("HSET", "h", "a", "1", "b"), {
       k: "error",
       v: "ERR wrong number of arguments for 'hset' command",
     });
     assert.deepEqual(await run("EXISTS", "h"), int(0));
-    assert.deepEqual(await run("HSET", "h", "f".repeat(MAX_FIELD_BYTES), "v"), int(1));
+    assert.deepEqual(await run("HSET", "h", "f".repeat(MAX_ITEM_BYTES), "v"), int(1));
     await store.close();
   });
 

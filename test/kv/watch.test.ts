@@ -97,6 +97,16 @@ describe("WATCH in the state machine", () => {
     await s.store.close();
   });
 
+  it("a SET of an absent key with an expiry already past aborts its watcher, as Redis's set-then-expire does", async () => {
+    const s = await machine();
+    const w = s.watch(5000, "k");
+    assert.equal(w[0]!.version, 0);
+    await s.write(5000, "SET", "k", "v", "PXAT", "1000");
+    assert.equal(s.store.get(b("k")), undefined, "nothing is stored");
+    assert.equal(await s.run(5000, setOut("1"), w), null);
+    await s.store.close();
+  });
+
   it("a key deleted and written again aborts (its version is new)", async () => {
     const s = await machine();
     await s.write(1000, "SET", "k", "v");

@@ -275,6 +275,39 @@ for (const via of ["leader", "follower"] as const) {
         await entry.del("hash:str");
       });
 
+      it("sets: members added and read through either node, algebra, SPOP the same on every node, errors", async () => {
+        assert.equal(await entry.sadd("set:a", "x", "y", "z", "x"), 3);
+        assert.equal(await entry.sadd("set:b", "y", "z", "w"), 3);
+        assert.deepEqual((await other.smembers("set:a")).sort(), ["x", "y", "z"]);
+        assert.equal(await other.sismember("set:a", "x"), 1);
+        assert.deepEqual(await entry.smismember("set:a", "x", "nope"), [1, 0]);
+        assert.equal(await entry.scard("set:a"), 3);
+        assert.deepEqual((await other.sinter("set:a", "set:b")).sort(), ["y", "z"]);
+        assert.deepEqual((await other.sunion("set:a", "set:b")).sort(), ["w", "x", "y", "z"]);
+        assert.deepEqual(await other.sdiff("set:a", "set:b"), ["x"]);
+        assert.equal(await entry.sunionstore("set:u", "set:a", "set:b"), 4);
+        assert.equal(await entry.call("SINTERCARD", "2", "set:a", "set:b", "LIMIT", "1"), 1);
+        assert.equal(await entry.smove("set:a", "set:b", "x"), 1);
+        assert.equal(await entry.srem("set:a", "y", "nope"), 1);
+        const popped = await entry.spop("set:u", 2);
+        assert.equal(popped.length, 2);
+        // Every replica popped the same two: what is left is the same through either node.
+        const left = (await entry.smembers("set:u")).sort();
+        assert.deepEqual((await other.smembers("set:u")).sort(), left);
+        assert.deepEqual([...left, ...popped].sort(), ["w", "x", "y", "z"]);
+        const some = await other.srandmember("set:b", 2);
+        assert.equal(new Set(some).size, 2);
+        const [cursor, scanned] = await other.sscan("set:b", "0", "COUNT", "100");
+        assert.equal(cursor, "0");
+        assert.deepEqual(scanned.sort(), ["w", "x", "y", "z"]);
+        await assert.rejects(entry.spop("set:u", -1), /ERR value is out of range, must be positive/);
+        await entry.set("set:str", "v");
+        await assert.rejects(entry.sadd("set:str", "m"), /^ReplyError: WRONGTYPE/);
+        await assert.rejects(other.sinter("set:a", "set:str"), /^ReplyError: WRONGTYPE/);
+        assert.equal(await other.type("set:b"), "set");
+        await entry.del("set:a", "set:b", "set:u", "set:str");
+      });
+
       it("KEYS, SCAN (MATCH, COUNT, TYPE) and RANDOMKEY see every live key, through any node", async () => {
         await entry.flushdb();
         const names = Array.from({ length: 150 }, (_, i) => `scan:${i}`);

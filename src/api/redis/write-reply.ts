@@ -36,5 +36,9 @@ export function writeReply(w: ReplyWriter, r: Reply): void {
       w.array(r.v.length);
       for (const x of r.v) writeReply(w, x);
       return;
+    case "set":
+      w.set(r.v.length);
+      for (const x of r.v) writeReply(w, x);
+      return;
   }
 }

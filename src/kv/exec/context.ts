@@ -5,6 +5,8 @@
  * key whose expiry has passed is absent to both; a write also deletes it (every replica does the same,
  * at the same logical time).
  */
+
+import { SeededRandom } from "../../raft/rand.js";
 import { type KeyRecord, RecordType } from "../record.js";
 import type { KvStore, KvWriter } from "../store.js";
 import type { ScanCursors } from "./scan-cursors.js";
@@ -41,6 +43,11 @@ export interface WriteAccess extends ReadAccess {
   removeItem(id: number, sub: Buffer): void;
   /** Removes a live key's record but keeps its collection's items (RENAME, having stored it anew). */
   detach(key: Buffer): boolean;
+  /**
+   * A random integer in [0, n) that every replica draws alike (SPOP): seeded by the entry's index and
+   * the proposer's clock reading, both carried in the log, and drawn in the entry's command order.
+   */
+  randomInt(n: number): number;
 }
 
 export function readAccess(store: KvStore, nowMs: number, cursors: ScanCursors): ReadAccess {
@@ -60,6 +67,7 @@ export function readAccess(store: KvStore, nowMs: number, cursors: ScanCursors):
 
 /** What the commands of the entry at `index` see. */
 export function writeAccess(w: KvWriter, nowMs: number, index: number, cursors: ScanCursors): WriteAccess {
+  let random: SeededRandom | null = null;
   const lookup = (key: Buffer) => {
     const r = w.get(key);
     if (r === undefined) return undefined;
@@ -84,6 +92,10 @@ export function writeAccess(w: KvWriter, nowMs: number, index: number, cursors: 
     putItem: (id, sub, value) => w.putItem(id, sub, value),
     removeItem: (id, sub) => w.removeItem(id, sub),
     detach: (key) => lookup(key) !== undefined && w.detach(key, nowMs),
+    randomInt: (n) => {
+      random ??= new SeededRandom(Math.imul(index, 0x9e3779b1) ^ nowMs);
+      return random.intn(n);
+    },
   };
 }
 

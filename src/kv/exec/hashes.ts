@@ -3,60 +3,36 @@
  * and one item per field in the store's items table, so a command touches the fields it names and the
  * small record, never the whole hash.
  */
-import { decodeCollection, encodeCollection, RecordType } from "../record.js";
+import { RecordType } from "../record.js";
 import { array, bulk, Errors, error, int, NIL, OK, type Reply } from "../reply.js";
 import { inInt64, parseInt64 } from "./args.js";
+import {
+  allItems,
+  anyTooLong,
+  type Collection,
+  collectionForWrite,
+  collectionOf,
+  isReply,
+  itemTooLong,
+  MAX_ITEM_BYTES,
+  save as saveCollection,
+  scanItems,
+} from "./collections.js";
 import type { ReadAccess, WriteAccess } from "./context.js";
 import { addLongDouble, formatLongDouble, isFiniteLongDouble, parseLongDouble, ZERO } from "./long-double.js";
 
-/**
- * The longest hash field: an item's key is the collection id (8 bytes) and the field, within LMDB's
- * 1,978-byte keys. Values may be as long as strings.
- */
-export const MAX_FIELD_BYTES = 1024;
-
 const HASH = RecordType.Hash;
-const fieldTooLong = error(`ERR hash field is too long (at most ${MAX_FIELD_BYTES} bytes)`);
+const fieldTooLong = itemTooLong("hash field");
 const notIntegerValue = error("ERR hash value is not an integer");
 const notFloatValue = error("ERR hash value is not a float");
 
-interface Hash {
-  readonly id: number;
-  count: number;
-  readonly expireAtMs: number;
-}
-
-const isReply = (v: unknown): v is Reply => typeof v === "object" && v !== null && "k" in v;
-
-/** The hash at `key`; null when absent; WRONGTYPE for another type. */
-function hashOf(ctx: ReadAccess, key: Buffer): Hash | null | Reply {
-  const r = ctx.lookup(key);
-  if (r === undefined) return null;
-  if (r.type !== HASH) return Errors.wrongType;
-  const { id, count } = decodeCollection(r.payload);
-  return { id, count, expireAtMs: r.expireAtMs };
-}
-
-/** The hash at `key`, created empty (not yet stored) when absent. */
-function hashForWrite(ctx: WriteAccess, key: Buffer): Hash | Reply {
-  const h = hashOf(ctx, key);
-  return h ?? { id: ctx.newCollectionId(), count: 0, expireAtMs: 0 };
-}
-
-/** Stores the hash's record; an empty hash is deleted, as Redis deletes empty collections. */
-function save(ctx: WriteAccess, key: Buffer, h: Hash): void {
-  if (h.count === 0) ctx.delete(key);
-  else ctx.put(key, HASH, h.expireAtMs, encodeCollection(h.id, h.count));
-}
-
-function fieldsTooLong(args: readonly Buffer[], from: number, step: number): boolean {
-  for (let i = from; i < args.length; i += step) if (args[i]!.length > MAX_FIELD_BYTES) return true;
-  return false;
-}
+const hashOf = (ctx: ReadAccess, key: Buffer) => collectionOf(ctx, key, HASH);
+const hashForWrite = (ctx: WriteAccess, key: Buffer) => collectionForWrite(ctx, key, HASH);
+const save = (ctx: WriteAccess, key: Buffer, h: Collection) => saveCollection(ctx, key, HASH, h);
 
 /** Sets each field; how many were new. */
 function setFields(ctx: WriteAccess, key: Buffer, args: readonly Buffer[]): number | Reply {
-  if (fieldsTooLong(args, 2, 2)) return fieldTooLong;
+  if (anyTooLong(args, 2, 2)) return fieldTooLong;
   const h = hashForWrite(ctx, key);
   if (isReply(h)) return h;
   let added = 0;
@@ -82,7 +58,7 @@ export function hmset(ctx: WriteAccess, args: readonly Buffer[]): Reply {
 }
 
 export function hsetnx(ctx: WriteAccess, args: readonly Buffer[]): Reply {
-  if (args[2]!.length > MAX_FIELD_BYTES) return fieldTooLong;
+  if (args[2]!.length > MAX_ITEM_BYTES) return fieldTooLong;
   const h = hashForWrite(ctx, args[1]!);
   if (isReply(h)) return h;
   if (ctx.item(h.id, args[2]!) !== undefined) return int(0);
@@ -111,30 +87,25 @@ export function hmget(ctx: ReadAccess, args: readonly Buffer[]): Reply {
   return array(out);
 }
 
-/** Every field and value, in field order (Redis gives no order). */
-function allFields(ctx: ReadAccess, h: Hash): Array<[Buffer, Buffer]> {
-  return ctx.items(h.id, null, h.count);
-}
-
 export function hgetall(ctx: ReadAccess, args: readonly Buffer[]): Reply {
   const h = hashOf(ctx, args[1]!);
   if (h === null) return { k: "map", v: [] };
   if (isReply(h)) return h;
-  return { k: "map", v: allFields(ctx, h).map(([f, v]) => [bulk(f), bulk(v)] as const) };
+  return { k: "map", v: allItems(ctx, h).map(([f, v]) => [bulk(f), bulk(v)] as const) };
 }
 
 export function hkeys(ctx: ReadAccess, args: readonly Buffer[]): Reply {
   const h = hashOf(ctx, args[1]!);
   if (h === null) return array([]);
   if (isReply(h)) return h;
-  return array(allFields(ctx, h).map(([f]) => bulk(f)));
+  return array(allItems(ctx, h).map(([f]) => bulk(f)));
 }
 
 export function hvals(ctx: ReadAccess, args: readonly Buffer[]): Reply {
   const h = hashOf(ctx, args[1]!);
   if (h === null) return array([]);
   if (isReply(h)) return h;
-  return array(allFields(ctx, h).map(([, v]) => bulk(v)));
+  return array(allItems(ctx, h).map(([, v]) => bulk(v)));
 }
 
 export function hdel(ctx: WriteAccess, args: readonly Buffer[]): Reply {
@@ -177,7 +148,7 @@ export function hstrlen(ctx: ReadAccess, args: readonly Buffer[]): Reply {
 export function hincrby(ctx: WriteAccess, args: readonly Buffer[]): Reply {
   const by = parseInt64(args[3]!);
   if (by === null) return Errors.notInteger;
-  if (args[2]!.length > MAX_FIELD_BYTES) return fieldTooLong;
+  if (args[2]!.length > MAX_ITEM_BYTES) return fieldTooLong;
   const h = hashForWrite(ctx, args[1]!);
   if (isReply(h)) return h;
   const old = ctx.item(h.id, args[2]!);
@@ -195,7 +166,7 @@ export function hincrbyfloat(ctx: WriteAccess, args: readonly Buffer[]): Reply {
   const by = parseLongDouble(args[3]!);
   if (by === null) return Errors.notFloat;
   if (!isFiniteLongDouble(by)) return error("ERR value is NaN or Infinity");
-  if (args[2]!.length > MAX_FIELD_BYTES) return fieldTooLong;
+  if (args[2]!.length > MAX_ITEM_BYTES) return fieldTooLong;
   const h = hashForWrite(ctx, args[1]!);
   if (isReply(h)) return h;
   const old = ctx.item(h.id, args[2]!);
@@ -208,4 +179,8 @@ export function hincrbyfloat(ctx: WriteAccess, args: readonly Buffer[]): Reply {
   if (old === undefined) h.count++;
   save(ctx, args[1]!, h);
   return bulk(text);
+}
+
+export function hscan(ctx: ReadAccess, args: readonly Buffer[]): Reply {
+  return scanItems(ctx, args, HASH, true);
 }

@@ -15,10 +15,16 @@ function stringOf(ctx: ReadAccess, key: Buffer): Buffer | null | Reply {
 
 const isReply = (v: unknown): v is Reply => typeof v === "object" && v !== null && "k" in v;
 
-/** Stores a string; an expiry already past deletes the key instead (as Redis does). */
+/**
+ * Stores a string; an expiry already past deletes the key instead. Redis sets the key and then expires
+ * it, so a WATCH of the key is broken even when it was absent: the value is stored and deleted in the
+ * same entry, which leaves the tombstone WATCH looks for.
+ */
 function store(ctx: WriteAccess, key: Buffer, value: Uint8Array, expireAtMs: number): void {
-  if (expireAtMs !== 0 && expireAtMs <= ctx.nowMs) ctx.delete(key);
-  else ctx.put(key, STRING, expireAtMs, value);
+  if (expireAtMs !== 0 && expireAtMs <= ctx.nowMs) {
+    ctx.put(key, STRING, 0, value);
+    ctx.delete(key);
+  } else ctx.put(key, STRING, expireAtMs, value);
 }
 
 export function get(ctx: ReadAccess, args: readonly Buffer[]): Reply {

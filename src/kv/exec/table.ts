@@ -8,6 +8,7 @@ import type { ReadAccess, WriteAccess } from "./context.js";
 import * as hashes from "./hashes.js";
 import * as keys from "./keys.js";
 import * as keyspace from "./keyspace.js";
+import * as sets from "./sets.js";
 import * as strings from "./strings.js";
 
 /** Where a command's keys are, as Redis says it: first, last (-1: the last argument), step; 0 0 0: none. */
@@ -109,6 +110,24 @@ const COMMANDS: readonly KvCommand[] = [
   read("hstrlen", 3, hashes.hstrlen),
   write("hincrby", 4, hashes.hincrby),
   write("hincrbyfloat", 4, hashes.hincrbyfloat),
+  write("sadd", -3, sets.sadd),
+  write("srem", -3, sets.srem),
+  read("smembers", 2, sets.smembers),
+  read("sismember", 3, sets.sismember),
+  read("smismember", -3, sets.smismember),
+  read("scard", 2, sets.scard),
+  write("spop", -2, sets.spop),
+  read("srandmember", -2, sets.srandmember),
+  write("smove", 4, sets.smove, [1, 2, 1]),
+  read("sinter", -2, sets.sinter, ALL_KEYS),
+  read("sunion", -2, sets.sunion, ALL_KEYS),
+  read("sdiff", -2, sets.sdiff, ALL_KEYS),
+  read("sintercard", -3, sets.sintercard, [2, -1, 1]),
+  write("sinterstore", -3, sets.sinterstore, ALL_KEYS),
+  write("sunionstore", -3, sets.sunionstore, ALL_KEYS),
+  write("sdiffstore", -3, sets.sdiffstore, ALL_KEYS),
+  read("sscan", -3, sets.sscan),
+  read("hscan", -3, hashes.hscan),
   write("del", -2, keys.del, ALL_KEYS),
   write("unlink", -2, keys.del, ALL_KEYS),
   read("exists", -2, keys.exists, ALL_KEYS),

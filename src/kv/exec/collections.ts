@@ -1,0 +1,119 @@
+/**
+ * What the collection commands share: finding a collection of the right type, creating one, storing its
+ * record (an empty one is deleted, as Redis deletes empty collections), and the limit on an item's key.
+ */
+import { decodeCollection, encodeCollection, type RecordType } from "../record.js";
+import { array, bulk, Errors, error, type Reply } from "../reply.js";
+import { readU64, writeU64 } from "../u64.js";
+import { parseInt64 } from "./args.js";
+import type { ReadAccess, WriteAccess } from "./context.js";
+import { globMatch } from "./glob.js";
+
+/**
+ * The longest hash field or set member: an item's key is the collection id (8 bytes) and the item,
+ * within LMDB's 1,978-byte keys. Hash values may be as long as strings.
+ */
+export const MAX_ITEM_BYTES = 1024;
+
+export const itemTooLong = (what: string): Reply =>
+  error(`ERR ${what} is too long (at most ${MAX_ITEM_BYTES} bytes)`);
+
+export interface Collection {
+  readonly id: number;
+  count: number;
+  readonly expireAtMs: number;
+}
+
+export const isReply = (v: unknown): v is Reply => typeof v === "object" && v !== null && "k" in v;
+
+/** The collection of `type` at `key`; null when absent; WRONGTYPE for another type. */
+export function collectionOf(ctx: ReadAccess, key: Buffer, type: RecordType): Collection | null | Reply {
+  const r = ctx.lookup(key);
+  if (r === undefined) return null;
+  if (r.type !== type) return Errors.wrongType;
+  const { id, count } = decodeCollection(r.payload);
+  return { id, count, expireAtMs: r.expireAtMs };
+}
+
+/** The collection at `key`, or a new empty one (stored by `save`) when absent. */
+export function collectionForWrite(ctx: WriteAccess, key: Buffer, type: RecordType): Collection | Reply {
+  return collectionOf(ctx, key, type) ?? { id: ctx.newCollectionId(), count: 0, expireAtMs: 0 };
+}
+
+/** Stores the collection's record, keeping its expiry; an empty one is deleted with its key. */
+export function save(ctx: WriteAccess, key: Buffer, type: RecordType, c: Collection): void {
+  if (c.count === 0) ctx.delete(key);
+  else ctx.put(key, type, c.expireAtMs, encodeCollection(c.id, c.count));
+}
+
+/** Whether any of `args[from]`, `args[from + step]` … is longer than an item may be. */
+export function anyTooLong(args: readonly Buffer[], from: number, step = 1): boolean {
+  for (let i = from; i < args.length; i += step) if (args[i]!.length > MAX_ITEM_BYTES) return true;
+  return false;
+}
+
+/** Every item of the collection, in item order (Redis leaves the order of hashes and sets unspecified). */
+export function allItems(ctx: ReadAccess, c: Collection): Array<[Buffer, Buffer]> {
+  return ctx.items(c.id, null, c.count);
+}
+
+const MAX_U64 = (1n << 64n) - 1n;
+
+/**
+ * HSCAN and SSCAN: `args` is [command, key, cursor, options…] (MATCH, COUNT). Up to COUNT items from
+ * where the cursor says, in item order; the cursor that continues is a number from the node's table of
+ * positions (see scan-cursors.ts), naming the collection and the next item: one the table no longer
+ * holds, or of a collection since replaced, starts over (an item may then come twice, which Redis
+ * allows; none present throughout is missed). With `withValues` each item comes with its value.
+ */
+export function scanItems(
+  ctx: ReadAccess,
+  args: readonly Buffer[],
+  type: RecordType,
+  withValues: boolean,
+): Reply {
+  // In Redis's order: the cursor, then the key's type, then the options.
+  const cursorText = args[2]!.toString("latin1");
+  if (!/^\d+$/.test(cursorText) || BigInt(cursorText) > MAX_U64) return error("ERR invalid cursor");
+  const c = collectionOf(ctx, args[1]!, type);
+  if (isReply(c)) return c;
+  let count = 10;
+  let pattern: Buffer | null = null;
+  for (let i = 3; i < args.length; i++) {
+    const opt = args[i]!.toString("latin1").toUpperCase();
+    if (i + 1 >= args.length) return Errors.syntax;
+    if (opt === "COUNT") {
+      const n = parseInt64(args[++i]!);
+      if (n === null) return Errors.notInteger;
+      if (n < 1n) return Errors.syntax;
+      count = Number(n > 100_000n ? 100_000n : n);
+    } else if (opt === "MATCH") {
+      pattern = args[++i]!;
+    } else {
+      return Errors.syntax;
+    }
+  }
+  if (c === null) return array([bulk(Buffer.from("0")), array([])]);
+  let start: Buffer | null = null;
+  const cursor = BigInt(cursorText);
+  if (cursor !== 0n) {
+    const at = ctx.cursors.resolve(cursor);
+    if (at !== undefined && at.length > 8 && readU64(at, 0) === c.id) start = at.subarray(8);
+  }
+  const page = ctx.items(c.id, start, count + 1);
+  const out: Reply[] = [];
+  for (const [item, value] of page.slice(0, count)) {
+    if (pattern !== null && !globMatch(pattern, item)) continue;
+    out.push(bulk(Buffer.from(item)));
+    if (withValues) out.push(bulk(Buffer.from(value)));
+  }
+  const next =
+    page.length > count ? ctx.cursors.issue(Buffer.concat([u64Of(c.id), page[count]![0]])).toString() : "0";
+  return array([bulk(Buffer.from(next)), array(out)]);
+}
+
+function u64Of(n: number): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  writeU64(b, n, 0);
+  return b;
+}
