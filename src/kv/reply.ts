@@ -13,6 +13,8 @@ export type Reply =
   | { readonly k: "array"; readonly v: readonly Reply[] }
   /** RESP3 set (unordered, no duplicates); an array to a RESP2 client. */
   | { readonly k: "set"; readonly v: readonly Reply[] }
+  /** Members with their scores: RESP3 an array of [member, score] pairs, RESP2 one flat array. */
+  | { readonly k: "scored"; readonly v: ReadonlyArray<readonly [Reply, Reply]> }
   /** RESP3 map; a flat array of keys and values to a RESP2 client. */
   | { readonly k: "map"; readonly v: ReadonlyArray<readonly [Reply, Reply]> }
   | { readonly k: "double"; readonly v: string };

@@ -37,8 +37,8 @@ const KEY_PREFIX_BYTES = 1 + 4 + 4;
 const MEMBER_PREFIX_BYTES = 1 + 8 + 2;
 const END_BYTES = 1 + 8 + 8 + 8;
 const END_BYTES_WITHOUT_ITEMS = 1 + 8 + 8;
-/** An item's key: a collection id (8 bytes) and at least one byte of its own. */
-const MIN_ITEM_KEY_BYTES = 9;
+/** An item's key: a collection id (8 bytes), then its own (an empty hash field or set member is one). */
+const MIN_ITEM_KEY_BYTES = 8;
 const CHUNK_BYTES = 64 * 1024;
 
 export interface KvPair {

@@ -191,7 +191,7 @@ export class LayeredDb implements KvTable {
 
   private write(key: Buffer, value: Buffer | null): void {
     // Refused here, inside the batch, which then rolls back: at commit it would fail a whole flush.
-    if (key.length === 0 || key.length > LMDB_MAX_KEY_BYTES)
+    if (!storable(key))
       throw new RangeError(`LMDB keys are 1 to ${LMDB_MAX_KEY_BYTES} bytes, not ${key.length}`);
     const bytes = key.length + (value?.length ?? 0);
     this.budget.spend(bytes);
@@ -208,6 +208,8 @@ export class LayeredDb implements KvTable {
   private read(key: Buffer, id: string): Buffer | undefined {
     const a = this.active.get(id) ?? this.flushing?.get(id);
     if (a !== undefined) return a.value ?? undefined;
+    // No such key can be stored; LMDB would throw on it (a throw in apply would stop every replica).
+    if (!storable(key)) return undefined;
     const last = this.lastRead;
     if (last !== null && last.id === id) return last.value;
     const value = this.db.get(key);
@@ -296,11 +298,16 @@ function firstAtOrAfter(entries: readonly LayerEntry[], key: Buffer): number {
   return lo;
 }
 
+/** Whether LMDB takes `key` (at its default page size). */
+function storable(key: Buffer): boolean {
+  return key.length > 0 && key.length <= LMDB_MAX_KEY_BYTES;
+}
+
 /** LMDB itself as a batch's table, inside a synchronous write transaction (a batch too large to hold). */
 export class DirectTable implements KvTable {
   constructor(private readonly db: Database<Buffer, Buffer>) {}
   get(key: Buffer): Buffer | undefined {
-    return this.db.get(key);
+    return storable(key) ? this.db.get(key) : undefined;
   }
   put(key: Buffer, value: Buffer): void {
     this.db.putSync(key, value);

@@ -180,8 +180,97 @@ const setCommand: fc.Arbitrary<Arg[]> = fc.oneof(
   fc.tuple(fc.constantFrom("SSCAN", "HSCAN"), key).map(([c, k]) => [c, k, "x"]),
 );
 
+/** Scores: ordinary, equal, infinite, signed zeros, exponents, hexadecimal, and refusals. */
+const scoreText = fc.oneof(
+  fc.integer({ min: -5, max: 5 }).map(String),
+  fc.double({ noNaN: true, noDefaultInfinity: true, min: -1e6, max: 1e6 }).map(String),
+  fc.constantFrom(
+    "0.1",
+    "-2.5",
+    "inf",
+    "-inf",
+    "+inf",
+    "1e3",
+    "-0",
+    "0x10",
+    "1e400",
+    "1e-400",
+    "nan",
+    "abc",
+    "",
+  ),
+);
+const scoreBound = fc.oneof(
+  scoreText,
+  scoreText.map((t) => `(${t}`),
+  fc.constantFrom("-inf", "+inf", "(-inf", "[1", "(", "((1"),
+);
+const rankIndex = fc.oneof(
+  fc.integer({ min: -6, max: 6 }).map(String),
+  fc.constantFrom("x", "9223372036854775807"),
+);
+const zaddFlags = fc.subarray(["NX", "XX", "GT", "LT", "CH", "INCR"], { maxLength: 3 });
+const rangeTail = fc.tuple(
+  fc.boolean(),
+  fc.option(fc.tuple(fc.integer({ min: -1, max: 3 }), fc.integer({ min: -1, max: 3 }))),
+);
+const zsetCommand: fc.Arbitrary<Arg[]> = fc.oneof(
+  {
+    weight: 4,
+    arbitrary: fc
+      .tuple(key, zaddFlags, fc.array(fc.tuple(scoreText, member), { minLength: 1, maxLength: 3 }))
+      .map(([k, f, sms]) => ["ZADD", k, ...f, ...sms.flat()]),
+  },
+  fc.tuple(key, scoreText, member).map(([k, sc, m]) => ["ZINCRBY", k, sc, m]),
+  fc.tuple(key, members).map(([k, ms]) => ["ZREM", k, ...ms]),
+  fc.tuple(key, member).map(([k, m]) => ["ZSCORE", k, m]),
+  fc.tuple(key, members).map(([k, ms]) => ["ZMSCORE", k, ...ms]),
+  fc.tuple(key).map(([k]) => ["ZCARD", k]),
+  fc.tuple(key, scoreBound, scoreBound).map(([k, a, b]) => ["ZCOUNT", k, a, b]),
+  fc.tuple(fc.constantFrom("ZRANK", "ZREVRANK"), key, member).map(([c, k, m]) => [c, k, m]),
+  fc
+    .tuple(fc.constantFrom("ZRANGE", "ZREVRANGE"), key, rankIndex, rankIndex, fc.boolean())
+    .map(([c, k, a, b, w]) => [c, k, a, b, ...(w ? ["WITHSCORES"] : [])]),
+  fc
+    .tuple(fc.constantFrom("ZRANGEBYSCORE", "ZREVRANGEBYSCORE"), key, scoreBound, scoreBound, rangeTail)
+    .map(([c, k, a, b, [w, l]]) => [
+      c,
+      k,
+      a,
+      b,
+      ...(w ? ["WITHSCORES"] : []),
+      ...(l ? ["LIMIT", String(l[0]), String(l[1])] : []),
+    ]),
+  fc
+    .tuple(key, scoreBound, scoreBound, fc.boolean(), rangeTail)
+    .map(([k, a, b, rev, [w, l]]) => [
+      "ZRANGE",
+      k,
+      a,
+      b,
+      "BYSCORE",
+      ...(rev ? ["REV"] : []),
+      ...(w ? ["WITHSCORES"] : []),
+      ...(l ? ["LIMIT", String(l[0]), String(l[1])] : []),
+    ]),
+  fc.constantFrom<Arg[]>(
+    ["ZRANGE", "k0", "0", "-1", "LIMIT", "0", "1"],
+    ["ZRANGE", "k0", "0", "-1", "BOGUS"],
+  ),
+  fc
+    .tuple(
+      fc.constantFrom("ZPOPMIN", "ZPOPMAX"),
+      key,
+      fc.constantFrom<string[]>([], ["2"], ["0"], ["-1"], ["10"]),
+    )
+    .map(([c, k, n]) => [c, k, ...n]),
+  fc.tuple(key, rankIndex, rankIndex).map(([k, a, b]) => ["ZREMRANGEBYRANK", k, a, b]),
+  fc.tuple(key, scoreBound, scoreBound).map(([k, a, b]) => ["ZREMRANGEBYSCORE", k, a, b]),
+);
+
 const command: fc.Arbitrary<Arg[]> = fc.oneof(
   { weight: 8, arbitrary: hashCommand },
+  { weight: 10, arbitrary: zsetCommand },
   { weight: 8, arbitrary: setCommand },
   fc.tuple(key, value, setOptions).map(([k, v, o]) => ["SET", k, v, ...o]),
   fc.tuple(key).map(([k]) => ["GET", k]),
@@ -300,7 +389,7 @@ function same(name: string, ours: Buffer, theirs: Buffer): boolean {
   return Math.abs(Number(a[1]) - Number(b[1])) <= (name === "PEXPIRETIME" ? 1000 : 1);
 }
 
-describe("key-value machine vs redis-server (strings, hashes, sets and keys)", () => {
+describe("key-value machine vs redis-server (strings, hashes, sets, sorted sets and keys)", () => {
   let server: { port: number; stop: () => Promise<void> };
   let redis: RawRedis;
   let store: KvStore;

@@ -123,6 +123,17 @@ describe("sets in the key-value machine", () => {
     );
   });
 
+  it("HSCAN and SSCAN of an absent key answer an empty scan before reading the options, as Redis does", async () => {
+    const { store, run } = await replica();
+    for (const c of ["HSCAN", "SSCAN"]) {
+      const r = await run(1, c, "nope", "0", "COUNT", "x");
+      assert.equal(r.k, "array");
+      assert.deepEqual(text(r), ["0"]);
+      assert.deepEqual(await run(1, c, "nope", "x"), { k: "error", v: "ERR invalid cursor" });
+    }
+    await store.close();
+  });
+
   it("a member too long for the store is refused, and nothing changes", async () => {
     const { store, run } = await replica();
     const long = "m".repeat(1025);

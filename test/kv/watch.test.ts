@@ -107,6 +107,16 @@ describe("WATCH in the state machine", () => {
     await s.store.close();
   });
 
+  it("SMOVE breaks a WATCH of its destination even when the destination already held the member", async () => {
+    const s = await machine();
+    await s.write(1000, "SADD", "src", "m");
+    await s.write(1000, "SADD", "dst", "m");
+    const w = s.watch(1000, "dst");
+    await s.write(1000, "SMOVE", "src", "dst", "m");
+    assert.equal(await s.run(1000, setOut("1"), w), null);
+    await s.store.close();
+  });
+
   it("a key deleted and written again aborts (its version is new)", async () => {
     const s = await machine();
     await s.write(1000, "SET", "k", "v");

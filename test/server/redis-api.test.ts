@@ -308,6 +308,36 @@ for (const via of ["leader", "follower"] as const) {
         await entry.del("set:a", "set:b", "set:u", "set:str");
       });
 
+      it("sorted sets: scores and ranges through either node, flags, pops, errors", async () => {
+        assert.equal(await entry.zadd("z:1", 1, "a", 2, "b", 3, "c"), 3);
+        assert.equal(await entry.zadd("z:1", "XX", "CH", 10, "a", 5, "new"), 1);
+        assert.equal(await entry.zadd("z:1", "GT", 1, "b"), 0);
+        assert.equal(await entry.zadd("z:1", "INCR", "0.5", "b"), "2.5");
+        assert.equal(await other.zscore("z:1", "a"), "10");
+        assert.deepEqual(await other.zmscore("z:1", "a", "nope"), ["10", null]);
+        assert.equal(await other.zcard("z:1"), 3);
+        assert.deepEqual(await other.zrange("z:1", 0, -1, "WITHSCORES"), ["b", "2.5", "c", "3", "a", "10"]);
+        assert.deepEqual(await other.zrangebyscore("z:1", "(2.5", "+inf"), ["c", "a"]);
+        assert.deepEqual(await other.zrevrange("z:1", 0, 0), ["a"]);
+        assert.equal(await other.zrank("z:1", "c"), 1);
+        assert.equal(await other.zcount("z:1", "-inf", "3"), 2);
+        assert.equal(await entry.zincrby("z:1", "0.1", "c"), "3.1000000000000001");
+        assert.deepEqual(await entry.zpopmin("z:1"), ["b", "2.5"]);
+        assert.deepEqual(await entry.zpopmax("z:1", 5), ["a", "10", "c", "3.1000000000000001"]);
+        assert.equal(await other.exists("z:1"), 0, "popped empty, the key is gone");
+        await assert.rejects(
+          entry.zadd("z:1", "NX", "XX", 1, "a"),
+          /ERR XX and NX options at the same time are not compatible/,
+        );
+        await assert.rejects(entry.zadd("z:1", "nan", "a"), /ERR value is not a valid float/);
+        await assert.rejects(other.zrangebyscore("z:1", "[1", "2"), /ERR min or max is not a float/);
+        await entry.set("z:str", "v");
+        await assert.rejects(entry.zadd("z:str", 1, "a"), /^ReplyError: WRONGTYPE/);
+        await entry.zadd("z:2", 1, "x");
+        assert.equal(await other.type("z:2"), "zset");
+        await entry.del("z:2", "z:str");
+      });
+
       it("KEYS, SCAN (MATCH, COUNT, TYPE) and RANDOMKEY see every live key, through any node", async () => {
         await entry.flushdb();
         const names = Array.from({ length: 150 }, (_, i) => `scan:${i}`);

@@ -36,6 +36,22 @@ export function writeReply(w: ReplyWriter, r: Reply): void {
       w.array(r.v.length);
       for (const x of r.v) writeReply(w, x);
       return;
+    case "scored":
+      if (w.protocol === 3) {
+        w.array(r.v.length);
+        for (const [m, s] of r.v) {
+          w.array(2);
+          writeReply(w, m);
+          writeReply(w, s);
+        }
+      } else {
+        w.array(2 * r.v.length);
+        for (const [m, s] of r.v) {
+          writeReply(w, m);
+          writeReply(w, s);
+        }
+      }
+      return;
     case "set":
       w.set(r.v.length);
       for (const x of r.v) writeReply(w, x);

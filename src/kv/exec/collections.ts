@@ -72,11 +72,12 @@ export function scanItems(
   type: RecordType,
   withValues: boolean,
 ): Reply {
-  // In Redis's order: the cursor, then the key's type, then the options.
+  // In Redis's order: the cursor, then the key (absent: an empty scan) and its type, then the options.
   const cursorText = args[2]!.toString("latin1");
   if (!/^\d+$/.test(cursorText) || BigInt(cursorText) > MAX_U64) return error("ERR invalid cursor");
   const c = collectionOf(ctx, args[1]!, type);
   if (isReply(c)) return c;
+  if (c === null) return array([bulk(Buffer.from("0")), array([])]);
   let count = 10;
   let pattern: Buffer | null = null;
   for (let i = 3; i < args.length; i++) {
@@ -93,7 +94,6 @@ export function scanItems(
       return Errors.syntax;
     }
   }
-  if (c === null) return array([bulk(Buffer.from("0")), array([])]);
   let start: Buffer | null = null;
   const cursor = BigInt(cursorText);
   if (cursor !== 0n) {

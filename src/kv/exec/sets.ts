@@ -14,7 +14,6 @@ import {
   collectionOf,
   isReply,
   itemTooLong,
-  MAX_ITEM_BYTES,
   save as saveCollection,
   scanItems,
 } from "./collections.js";
@@ -147,8 +146,8 @@ export function srandmember(ctx: ReadAccess, args: readonly Buffer[]): Reply {
 }
 
 export function smove(ctx: WriteAccess, args: readonly Buffer[]): Reply {
+  // A member too long to be stored is in no set: the answer is 0, as for any absent member.
   const [, from, to, member] = args as [Buffer, Buffer, Buffer, Buffer];
-  if (member.length > MAX_ITEM_BYTES) return memberTooLong;
   // As Redis: an absent source answers 0 before the types are checked.
   const src = setOf(ctx, from);
   if (src === null) return int(0);
@@ -165,8 +164,9 @@ export function smove(ctx: WriteAccess, args: readonly Buffer[]): Reply {
   if (ctx.item(target.id, member) === undefined) {
     ctx.putItem(target.id, member, EMPTY);
     target.count++;
-    save(ctx, to, target);
   }
+  // Stored even when it held the member already: Redis signals the destination as modified (WATCH).
+  save(ctx, to, target);
   return int(1);
 }
 

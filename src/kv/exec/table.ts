@@ -10,6 +10,7 @@ import * as keys from "./keys.js";
 import * as keyspace from "./keyspace.js";
 import * as sets from "./sets.js";
 import * as strings from "./strings.js";
+import * as zsets from "./zsets.js";
 
 /** Where a command's keys are, as Redis says it: first, last (-1: the last argument), step; 0 0 0: none. */
 export type KeySpec = readonly [first: number, last: number, step: number];
@@ -128,6 +129,23 @@ const COMMANDS: readonly KvCommand[] = [
   write("sdiffstore", -3, sets.sdiffstore, ALL_KEYS),
   read("sscan", -3, sets.sscan),
   read("hscan", -3, hashes.hscan),
+  write("zadd", -4, zsets.zadd),
+  write("zincrby", 4, zsets.zincrby),
+  write("zrem", -3, zsets.zrem),
+  read("zscore", 3, zsets.zscore),
+  read("zmscore", -3, zsets.zmscore),
+  read("zcard", 2, zsets.zcard),
+  read("zcount", 4, zsets.zcount),
+  read("zrank", 3, zsets.zrank),
+  read("zrevrank", 3, zsets.zrevrank),
+  read("zrange", -4, zsets.zrange),
+  read("zrevrange", -4, zsets.zrevrange),
+  read("zrangebyscore", -4, zsets.zrangebyscore),
+  read("zrevrangebyscore", -4, zsets.zrevrangebyscore),
+  write("zpopmin", -2, zsets.zpopmin),
+  write("zpopmax", -2, zsets.zpopmax),
+  write("zremrangebyrank", 4, zsets.zremrangebyrank),
+  write("zremrangebyscore", 4, zsets.zremrangebyscore),
   write("del", -2, keys.del, ALL_KEYS),
   write("unlink", -2, keys.del, ALL_KEYS),
   read("exists", -2, keys.exists, ALL_KEYS),
