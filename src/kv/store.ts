@@ -115,6 +115,8 @@ export interface KvWriter {
   removeItem(id: number, sub: Uint8Array): void;
   /** Up to `limit` items of collection `id` from `start` on (inclusive; null: the first), in item order. */
   items(id: number, start: Uint8Array | null, limit: number): Array<[Buffer, Buffer]>;
+  /** Up to `limit` items of collection `id` below `below` (exclusive; null: from the last), descending. */
+  itemsBelow(id: number, below: Uint8Array | null, limit: number): Array<[Buffer, Buffer]>;
   /**
    * Removes a key's record but keeps its collection's items, for RENAME, which has already stored the
    * same collection under the new name. Otherwise as delete().
@@ -156,7 +158,8 @@ function viewOf(gen: Generation, budget: BatchBudget): View {
     expiries: new LayeredDb(gen.expiries, budget),
     tombstones: new LayeredDb(gen.tombstones, budget),
     burials: new LayeredDb(gen.burials, budget),
-    items: new LayeredDb(gen.items, budget),
+    // Grouped by collection id: a range over one collection's items sorts only its pending writes.
+    items: new LayeredDb(gen.items, budget, false, 8),
     meta: new LayeredDb(gen.meta, budget),
   };
 }
@@ -459,6 +462,7 @@ export class KvStore {
       putItem: (id, sub, value) => items.put(itemKey(id, sub), Buffer.from(value)),
       removeItem: (id, sub) => items.remove(itemKey(id, sub)),
       items: (id, start, limit) => itemsFrom(items, id, start, limit),
+      itemsBelow: (id, below, limit) => itemsDescending(items, id, below, limit),
       range: (start, limit) => rangeOf(keys, start, limit),
       count: () => keys.count(),
       tombstone: (key) => {
@@ -559,6 +563,12 @@ export class KvStore {
   items(id: number, start: Uint8Array | null, limit: number): Array<[Buffer, Buffer]> {
     this.checkOpen();
     return itemsFrom(this.view.items, id, start, limit);
+  }
+
+  /** Up to `limit` items of collection `id` below `below` (null: from the last), descending. */
+  itemsBelow(id: number, below: Uint8Array | null, limit: number): Array<[Buffer, Buffer]> {
+    this.checkOpen();
+    return itemsDescending(this.view.items, id, below, limit);
   }
 
   /** A key's tombstone in the committed state, if it has one. */
@@ -826,14 +836,29 @@ function addressKey(id: number): Buffer {
 const ADDRESS_RANGE = { start: ADDRESS_PREFIX, end: ADDRESS_END };
 
 /** Up to `limit` keys of `keys` from `start` on (inclusive), in key order, with their records. */
+function itemsDescending(
+  items: KvTable,
+  id: number,
+  below: Uint8Array | null,
+  limit: number,
+): Array<[Buffer, Buffer]> {
+  const bounds = itemsOf(id);
+  const end = below === null ? bounds.end : itemKey(id, below);
+  const out: Array<[Buffer, Buffer]> = [];
+  for (const { key, value } of items.range({ ...bounds, end, limit, reverse: true }))
+    out.push([key.subarray(8), value]);
+  return out;
+}
+
 /** A collection payload's id (its first 8 bytes). */
 function collectionIdOf(payload: Uint8Array): number {
   return readU64At(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), 0);
 }
 
-/** The bounds of collection `id`'s items in the items table. */
-function itemsOf(id: number): { start: Buffer; end: Buffer } {
-  return { start: itemKey(id, EMPTY), end: itemKey(id + 1, EMPTY) };
+/** The bounds of collection `id`'s items in the items table (all of them start with its id). */
+function itemsOf(id: number): { start: Buffer; end: Buffer; group: Buffer } {
+  const start = itemKey(id, EMPTY);
+  return { start, end: itemKey(id + 1, EMPTY), group: start };
 }
 
 function itemsFrom(
@@ -845,7 +870,7 @@ function itemsFrom(
   const bounds = itemsOf(id);
   const out: Array<[Buffer, Buffer]> = [];
   const from = start === null ? bounds.start : itemKey(id, start);
-  for (const { key, value } of items.range({ start: from, end: bounds.end, limit }))
+  for (const { key, value } of items.range({ ...bounds, start: from, limit }))
     out.push([key.subarray(8), value]);
   return out;
 }

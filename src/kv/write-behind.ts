@@ -54,7 +54,17 @@ export interface RangeOptions {
   /** Exclusive. */
   readonly end?: Buffer;
   readonly limit?: number;
+  /**
+   * Every key in the range starts with these bytes (a collection's id): a table made with `groupBytes`
+   * of this length then merges only the group's pending writes, not every pending write.
+   */
+  readonly group?: Buffer;
+  /** From the last key within the bounds down to the first (a sorted set's highest scores first). */
+  readonly reverse?: boolean;
 }
+
+/** Ids of a layer's entries by their first `groupBytes` bytes (latin1). */
+type Groups = Map<string, Set<string>>;
 
 /**
  * One LMDB database seen through the write-behind layers. It keeps the buffers it is given to write:
@@ -86,6 +96,19 @@ export class LayeredDb implements KvTable {
    * Valid until LMDB changes, which it does only by a flush ending or the layers being discarded.
    */
   private lastRead: { id: string; value: Buffer | undefined } | null = null;
+  /**
+   * With `groupBytes`: each layer's keys by group, so that a range within one group (a collection's
+   * items) sorts that group's pending writes only. Ids stay listed after a rollback removed their entry
+   * (they are looked up, and skipped when gone).
+   */
+  private activeGroups: Groups | null;
+  private flushingGroups: Groups | null = null;
+  /**
+   * Each group's pending writes in key order, newest winning, kept up to date by writes (a binary search
+   * and a splice, not a sort) and dropped by rollbacks and flushes. Ranges over a group read it lazily:
+   * every caller consumes a range before it writes again.
+   */
+  private groupSorted = new Map<string, LayerEntry[]>();
 
   /**
    * @param counted whether {@link count} is wanted (it costs a walk of the database here).
@@ -95,8 +118,10 @@ export class LayeredDb implements KvTable {
     readonly db: Database<Buffer, Buffer>,
     private readonly budget: BatchBudget,
     private readonly counted = false,
+    private readonly groupBytes = 0,
   ) {
     this.baseCount = counted ? db.getCount() : Number.NaN;
+    this.activeGroups = groupBytes > 0 ? new Map() : null;
   }
 
   get pendingWrites(): number {
@@ -127,8 +152,33 @@ export class LayeredDb implements KvTable {
 
   /** Entries in key order within the options' bounds, the layers over LMDB. */
   range(o: RangeOptions = {}): IterableIterator<{ key: Buffer; value: Buffer }> {
+    if (o.group !== undefined && o.group.length === this.groupBytes && this.activeGroups !== null)
+      return mergeWithLmdb(this.db, this.groupEntries(o.group.toString("latin1")), o, undefined);
     this.sorted ??= sortedEntries(this.layersNewestFirst());
     return mergeWithLmdb(this.db, this.sorted, o, undefined);
+  }
+
+  /** The pending writes of one group, newest winning, in key order. */
+  private groupEntries(group: string): LayerEntry[] {
+    const cached = this.groupSorted.get(group);
+    if (cached !== undefined) return cached;
+    const seen = new Map<string, LayerEntry>();
+    const pairs: Array<[Layer | null, Groups | null]> = [
+      [this.active, this.activeGroups],
+      [this.flushing, this.flushingGroups],
+    ];
+    for (const [layer, groups] of pairs) {
+      const ids = groups?.get(group);
+      if (layer === null || ids === undefined) continue;
+      for (const id of ids) {
+        if (seen.has(id)) continue;
+        const e = layer.get(id);
+        if (e !== undefined) seen.set(id, e);
+      }
+    }
+    const sorted = [...seen.values()].sort((a, b) => Buffer.compare(a.key, b.key));
+    this.groupSorted.set(group, sorted);
+    return sorted;
   }
 
   /** A copy of what the layers hold now, for a snapshot to read beside an LMDB read transaction. */
@@ -154,6 +204,7 @@ export class LayeredDb implements KvTable {
     this.activeDelta = this.undoDelta;
     this.activeBytes = this.undoBytes;
     this.sorted = null;
+    this.groupSorted.clear();
   }
 
   /** Freezes `active` as the layer to flush; returns it (null when nothing is pending). */
@@ -163,6 +214,8 @@ export class LayeredDb implements KvTable {
     this.flushing = this.active;
     this.flushingDelta = this.activeDelta;
     this.flushingBytes = this.activeBytes;
+    this.flushingGroups = this.activeGroups;
+    if (this.activeGroups !== null) this.activeGroups = new Map();
     this.active = new Map();
     this.activeDelta = this.activeBytes = 0;
     this.undoDelta = this.undoBytes = 0;
@@ -174,8 +227,10 @@ export class LayeredDb implements KvTable {
     this.lastRead = null;
     this.baseCount += this.flushingDelta;
     this.flushing = null;
+    this.flushingGroups = null;
     this.flushingDelta = this.flushingBytes = 0;
     this.sorted = null;
+    this.groupSorted.clear();
   }
 
   /** Drops every pending write (the store was replaced by a restore). */
@@ -183,10 +238,13 @@ export class LayeredDb implements KvTable {
     this.lastRead = null;
     this.active = new Map();
     this.flushing = null;
+    this.flushingGroups = null;
+    if (this.activeGroups !== null) this.activeGroups = new Map();
     this.activeDelta = this.flushingDelta = this.undoDelta = 0;
     this.activeBytes = this.flushingBytes = this.undoBytes = 0;
     this.undo.length = 0;
     this.sorted = null;
+    this.groupSorted.clear();
   }
 
   private write(key: Buffer, value: Buffer | null): void {
@@ -199,7 +257,20 @@ export class LayeredDb implements KvTable {
     const existed = this.counted && this.read(key, id) !== undefined;
     this.undo.push({ id, was: this.active.get(id) });
     // Kept as given, not copied: the store's writer builds every key and value afresh for the write.
-    this.active.set(id, { key, value });
+    const entry = { key, value };
+    this.active.set(id, entry);
+    if (this.activeGroups !== null && key.length >= this.groupBytes) {
+      const group = id.slice(0, this.groupBytes);
+      const sorted = this.groupSorted.get(group);
+      if (sorted !== undefined) {
+        const at = firstAtOrAfter(sorted, key);
+        if (at < sorted.length && sorted[at]!.key.equals(key)) sorted[at] = entry;
+        else sorted.splice(at, 0, entry);
+      }
+      const ids = this.activeGroups.get(group);
+      if (ids === undefined) this.activeGroups.set(group, new Set([id]));
+      else ids.add(id);
+    }
     if (this.counted) this.activeDelta += (value !== null ? 1 : 0) - (existed ? 1 : 0);
     this.activeBytes += bytes;
     this.sorted = null;
@@ -241,6 +312,10 @@ function* mergeWithLmdb(
   o: RangeOptions,
   txn: Transaction | undefined,
 ): IterableIterator<{ key: Buffer; value: Buffer }> {
+  if (o.reverse === true) {
+    yield* mergeWithLmdbDescending(db, over, o, txn);
+    return;
+  }
   const limit = o.limit ?? Number.POSITIVE_INFINITY;
   if (limit <= 0) return;
   const stop = o.end === undefined ? over.length : firstAtOrAfter(over, o.end);
@@ -284,6 +359,53 @@ function sortedEntries(layers: readonly Layer[]): LayerEntry[] {
   const seen = new Map<string, LayerEntry>();
   for (const layer of layers) for (const [id, e] of layer) if (!seen.has(id)) seen.set(id, e);
   return [...seen.values()].sort((a, b) => Buffer.compare(a.key, b.key));
+}
+
+/** mergeWithLmdb from the top of the bounds down. */
+function* mergeWithLmdbDescending(
+  db: Database<Buffer, Buffer>,
+  over: readonly LayerEntry[],
+  o: RangeOptions,
+  txn: Transaction | undefined,
+): IterableIterator<{ key: Buffer; value: Buffer }> {
+  const limit = o.limit ?? Number.POSITIVE_INFINITY;
+  if (limit <= 0) return;
+  const bottom = o.start === undefined ? 0 : firstAtOrAfter(over, o.start);
+  let i = (o.end === undefined ? over.length : firstAtOrAfter(over, o.end)) - 1;
+  // LMDB's reverse range starts at its `start` (inclusive) and stops at its `end` (inclusive here): our
+  // exclusive upper bound is skipped by hand.
+  const base = db.getRange({
+    reverse: true,
+    inclusiveEnd: true,
+    ...(o.end !== undefined ? { start: o.end } : {}),
+    ...(o.start !== undefined ? { end: o.start } : {}),
+    ...(txn !== undefined ? { transaction: txn } : {}),
+  });
+  let given = 0;
+  for (const { key, value } of base) {
+    if (o.end !== undefined && Buffer.compare(key, o.end) >= 0) continue;
+    while (i >= bottom && Buffer.compare(over[i]!.key, key) > 0) {
+      const e = over[i--]!;
+      if (e.value !== null) {
+        yield { key: e.key, value: e.value };
+        if (++given >= limit) return;
+      }
+    }
+    if (i >= bottom && Buffer.compare(over[i]!.key, key) === 0) {
+      const e = over[i--]!;
+      if (e.value === null) continue;
+      yield { key: e.key, value: e.value };
+    } else {
+      yield { key: Buffer.from(key), value };
+    }
+    if (++given >= limit) return;
+  }
+  for (; i >= bottom; i--) {
+    const e = over[i]!;
+    if (e.value === null) continue;
+    yield { key: e.key, value: e.value };
+    if (++given >= limit) return;
+  }
 }
 
 /** The first position whose key is at or after `key` (entries in key order). */

@@ -18,7 +18,8 @@ type Op =
   | { kind: "startFlush" }
   | { kind: "commitFlush" }
   | { kind: "pause" }
-  | { kind: "range"; start: number; end: number; limit: number };
+  | { kind: "range"; start: number; end: number; limit: number; reverse: boolean }
+  | { kind: "groupRange"; group: number; limit: number; reverse: boolean };
 
 const keyOf = (k: number) => Buffer.from([k >> 4, k & 15]);
 const hex = (b: Buffer) => b.toString("hex");
@@ -40,16 +41,26 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   {
     weight: 2,
     arbitrary: fc.record({
+      kind: fc.constant("groupRange" as const),
+      group: fc.nat(2),
+      limit: fc.integer({ min: 1, max: 20 }),
+      reverse: fc.boolean(),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
       kind: fc.constant("range" as const),
       start: fc.nat(41),
       end: fc.nat(41),
       limit: fc.integer({ min: 1, max: 50 }),
+      reverse: fc.boolean(),
     }),
   },
 );
 
 describe("the write-behind layers", () => {
-  it("read like a plain map through writes, failed batches and LMDB commits at any point", async () => {
+  it("read like a plain map through writes, failed batches and LMDB commits at any point (ranges within a group too)", async () => {
     const dir = tempDir();
     let run = 0;
     await fc.assert(
@@ -61,7 +72,8 @@ describe("the write-behind layers", () => {
           encoding: "binary",
         });
         const db = root.openDB<Buffer, Buffer>({ name: "t", keyEncoding: "binary", encoding: "binary" });
-        const layered = new LayeredDb(db, new BatchBudget(1 << 30), true);
+        // Grouped by the keys' first byte, as the items table is by collection id.
+        const layered = new LayeredDb(db, new BatchBudget(1 << 30), true, 1);
         const model = new Map<string, Buffer>();
         let flush: Promise<void> | null = null;
         const check = () => {
@@ -111,16 +123,38 @@ describe("the write-behind layers", () => {
             case "pause":
               await new Promise((resolve) => setTimeout(resolve, 2));
               break;
+            case "groupRange": {
+              const g = Buffer.from([o.group]);
+              const want = [...model]
+                .filter(([k]) => k.startsWith(hex(g)))
+                .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0) * (o.reverse ? -1 : 1))
+                .slice(0, o.limit)
+                .map(([k, v]) => [k, hex(v)]);
+              const got = layered.range({
+                start: g,
+                end: Buffer.from([o.group + 1]),
+                group: g,
+                limit: o.limit,
+                reverse: o.reverse,
+              });
+              assert.deepEqual(
+                Array.from(got, (e) => [hex(e.key), hex(e.value)]),
+                want,
+              );
+              break;
+            }
             case "range": {
               const start = keyOf(Math.min(o.start, o.end));
               const end = keyOf(Math.max(o.start, o.end));
               const want = [...model]
                 .filter(([k]) => k >= hex(start) && k < hex(end))
-                .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+                .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0) * (o.reverse ? -1 : 1))
                 .slice(0, o.limit)
                 .map(([k]) => k);
               assert.deepEqual(
-                Array.from(layered.range({ start, end, limit: o.limit }), (e) => hex(e.key)),
+                Array.from(layered.range({ start, end, limit: o.limit, reverse: o.reverse }), (e) =>
+                  hex(e.key),
+                ),
                 want,
               );
               break;

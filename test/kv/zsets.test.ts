@@ -134,6 +134,66 @@ describe("sorted sets in the key-value machine", () => {
     await store.close();
   });
 
+  it("ranges, ranks and pops of a set larger than a page agree with a sorted model, from either end, flushed or not", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 1999 }), fc.integer({ min: -50, max: 50 })), {
+          minLength: 300,
+          maxLength: 900,
+        }),
+        fc.boolean(),
+        fc.array(fc.tuple(fc.integer({ min: -900, max: 900 }), fc.integer({ min: -900, max: 900 })), {
+          minLength: 5,
+          maxLength: 10,
+        }),
+        async (adds, flushed, ranges) => {
+          const { store, run } = await machine();
+          const model = new Map<string, number>();
+          for (let i = 0; i < adds.length; i += 100) {
+            const chunk = adds.slice(i, i + 100);
+            await run("ZADD", "z", ...chunk.flatMap(([m, sc]) => [String(sc), `m${m}`]));
+            for (const [m, sc] of chunk) model.set(`m${m}`, sc);
+          }
+          if (flushed) await store.flush();
+          const sorted = [...model].sort(
+            ([a, x], [b, y]) => x - y || Buffer.compare(Buffer.from(a), Buffer.from(b)),
+          );
+          const names = sorted.map(([m]) => m);
+          const n = names.length;
+          const norm = (i: number) => (i < 0 ? n + i : i);
+          for (const [a, b] of ranges) {
+            const lo = Math.max(0, norm(a));
+            const hi = Math.min(n - 1, norm(b));
+            const want = lo > hi || lo >= n ? [] : names.slice(lo, hi + 1);
+            assert.deepEqual(flat(await run("ZRANGE", "z", String(a), String(b))), want);
+            assert.deepEqual(
+              flat(await run("ZREVRANGE", "z", String(a), String(b))),
+              [...names].reverse().slice(lo, hi + 1 > lo ? hi + 1 : lo),
+            );
+            const min = Math.min(a, b) / 20;
+            const max = Math.max(a, b) / 20;
+            const inScore = sorted.filter(([, sc]) => sc > min && sc <= max).map(([m]) => m);
+            assert.deepEqual(
+              flat(await run("ZRANGEBYSCORE", "z", `(${min}`, String(max), "LIMIT", "3", "300")),
+              inScore.slice(3, 303),
+            );
+            assert.deepEqual(
+              flat(await run("ZREVRANGEBYSCORE", "z", String(max), `(${min}`, "LIMIT", "2", "300")),
+              [...inScore].reverse().slice(2, 302),
+            );
+          }
+          const probe = names[Math.floor(n / 3)]!;
+          assert.deepEqual(await run("ZRANK", "z", probe), { k: "int", v: Math.floor(n / 3) });
+          assert.deepEqual(await run("ZREVRANK", "z", probe), { k: "int", v: n - 1 - Math.floor(n / 3) });
+          const top = flat(await run("ZPOPMAX", "z", "300")).filter((_, i) => i % 2 === 0);
+          assert.deepEqual(top, [...names].reverse().slice(0, 300));
+          await store.close();
+        },
+      ),
+      { seed: SEED, numRuns: 6 },
+    );
+  });
+
   it("a member reaching no score change keeps its -0, as Redis compares -0 with 0", async () => {
     const { store, run } = await machine();
     await run("ZADD", "z", "-0", "m");

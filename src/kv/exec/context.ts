@@ -25,6 +25,8 @@ export interface ReadAccess {
   item(id: number, sub: Buffer): Buffer | undefined;
   /** Up to `limit` items of collection `id` from `start` on (null: the first), in item order. */
   items(id: number, start: Buffer | null, limit: number): Array<[Buffer, Buffer]>;
+  /** Up to `limit` items of collection `id` below `below` (exclusive; null: from the last), descending. */
+  itemsBelow(id: number, below: Buffer | null, limit: number): Array<[Buffer, Buffer]>;
 }
 
 export interface WriteAccess extends ReadAccess {
@@ -62,6 +64,7 @@ export function readAccess(store: KvStore, nowMs: number, cursors: ScanCursors):
     count: () => store.keyCount(),
     item: (id, sub) => store.item(id, sub),
     items: (id, start, limit) => store.items(id, start, limit),
+    itemsBelow: (id, below, limit) => store.itemsBelow(id, below, limit),
   };
 }
 
@@ -88,6 +91,7 @@ export function writeAccess(w: KvWriter, nowMs: number, index: number, cursors: 
     forgetTombstones: (cutoffMs, limit) => w.forgetTombstones(cutoffMs, limit),
     item: (id, sub) => w.item(id, sub),
     items: (id, start, limit) => w.items(id, start, limit),
+    itemsBelow: (id, below, limit) => w.itemsBelow(id, below, limit),
     newCollectionId: () => w.newCollectionId(),
     putItem: (id, sub, value) => w.putItem(id, sub, value),
     removeItem: (id, sub) => w.removeItem(id, sub),

@@ -2,8 +2,9 @@
  * Sorted-set commands, with Redis's replies and errors. A sorted set is a collection record (its id and
  * member count) and two items per member: by member (tag 0, member → its score's 8 bytes) and by score
  * (tag 1, score key ‖ member → nothing), so a score is looked up by member and members are walked in
- * score order (equal scores by member bytes, as Redis orders them), from any score, without reading the
- * rest of the set. Ranks are counted by walking from the lowest score.
+ * score order (equal scores by member bytes, as Redis orders them), up or down from any score, without
+ * reading the rest of the set. A rank is counted by walking from the nearer end: ZRANGE 0 9, ZPOPMAX and
+ * ZREVRANGE 0 9 read ten members of a set of any size; ZRANK of a member in the middle reads half of it.
  */
 import { RecordType } from "../record.js";
 import { array, bulk, Errors, error, int, NIL, type Reply } from "../reply.js";
@@ -33,6 +34,8 @@ const ZSET = RecordType.ZSet;
 const BY_MEMBER = 0x00;
 const BY_SCORE = 0x01;
 const EMPTY = Buffer.alloc(0);
+/** Items read at a time: a few first (most walks stop soon), more as a walk goes on. */
+const FIRST_PAGE = 16;
 const PAGE = 256;
 const memberTooLong = itemTooLong("sorted set member");
 const notFloat = Errors.notFloat;
@@ -84,8 +87,8 @@ interface Entry {
 /** Members in score order from `from` (a score sub-key; null: the lowest), read a page at a time. */
 function* ascending(ctx: ReadAccess, z: Collection, from: Buffer | null = null): Generator<Entry> {
   let start = from ?? Buffer.from([BY_SCORE]);
-  for (;;) {
-    const page = ctx.items(z.id, start, PAGE);
+  for (let size = FIRST_PAGE; ; size = Math.min(PAGE, size * 4)) {
+    const page = ctx.items(z.id, start, size);
     for (const [sub] of page) {
       if (sub[0] !== BY_SCORE) return;
       const member = Buffer.from(sub.subarray(9));
@@ -94,13 +97,32 @@ function* ascending(ctx: ReadAccess, z: Collection, from: Buffer | null = null):
       if (s === 0) s = scoreOf(ctx, z, member) ?? 0;
       yield { member, score: s };
     }
-    if (page.length < PAGE) return;
+    if (page.length < size) return;
     start = Buffer.concat([page[page.length - 1]![0], Buffer.from([0])]);
   }
 }
 
-/** Members from the rank `first` through `last` (0-based, ascending, both within the set). */
+/** Members in descending score order below `below` (a score sub-key, exclusive; null: the highest). */
+function* descending(ctx: ReadAccess, z: Collection, below: Buffer | null = null): Generator<Entry> {
+  let upper = below;
+  for (let size = FIRST_PAGE; ; size = Math.min(PAGE, size * 4)) {
+    const page = ctx.itemsBelow(z.id, upper, size);
+    for (const [sub] of page) {
+      if (sub[0] !== BY_SCORE) return;
+      const member = Buffer.from(sub.subarray(9));
+      let s = scoreOfKey(sub, 1);
+      if (s === 0) s = scoreOf(ctx, z, member) ?? 0;
+      yield { member, score: s };
+    }
+    if (page.length < size) return;
+    upper = Buffer.from(page[page.length - 1]![0]);
+  }
+}
+
+/** Members from the rank `first` through `last` (0-based, ascending), walked from the nearer end. */
 function byRank(ctx: ReadAccess, z: Collection, first: number, last: number): Entry[] {
+  if (z.count - 1 - last < first)
+    return byRankFromTop(ctx, z, z.count - 1 - last, z.count - 1 - first).reverse();
   const out: Entry[] = [];
   let rank = 0;
   for (const e of ascending(ctx, z)) {
@@ -109,6 +131,48 @@ function byRank(ctx: ReadAccess, z: Collection, first: number, last: number): En
     rank++;
   }
   return out;
+}
+
+/** Members from the rank `first` through `last` counted from the highest score (descending). */
+function byRankFromTop(ctx: ReadAccess, z: Collection, first: number, last: number): Entry[] {
+  const out: Entry[] = [];
+  let rank = 0;
+  for (const e of descending(ctx, z)) {
+    if (rank > last) break;
+    if (rank >= first) out.push(e);
+    rank++;
+  }
+  return out;
+}
+
+/** The score sub-key just above every member of score `d` (exclusive upper bound for a walk down). */
+function aboveScore(d: number): Buffer {
+  const out = Buffer.allocUnsafe(9);
+  out[0] = BY_SCORE;
+  scoreKey(d, out, 1);
+  // The 8-byte key plus one, as a big-endian number (no score's key is all ones).
+  for (let i = 8; i >= 1; i--) {
+    if (out[i] === 0xff) out[i] = 0;
+    else {
+      out[i]!++;
+      break;
+    }
+  }
+  return out;
+}
+
+/** Members with scores within [min, max], descending. */
+function* byScoreDescending(
+  ctx: ReadAccess,
+  z: Collection,
+  min: ScoreBound,
+  max: ScoreBound,
+): Generator<Entry> {
+  if (Number.isNaN(min.value) || Number.isNaN(max.value)) return;
+  for (const e of descending(ctx, z, aboveScore(max.value))) {
+    if (!aboveMin(e.score, min)) return;
+    if (belowMax(e.score, max)) yield e;
+  }
 }
 
 /** Members with scores within [min, max], ascending. */
@@ -260,7 +324,7 @@ function popGeneric(ctx: WriteAccess, args: readonly Buffer[], max: boolean): Re
   if (isReply(z)) return z;
   if (z === null || count === 0) return array([]);
   const n = Math.min(count ?? 1, z.count);
-  const picked = max ? byRank(ctx, z, z.count - n, z.count - 1).reverse() : byRank(ctx, z, 0, n - 1);
+  const picked = max ? byRankFromTop(ctx, z, 0, n - 1) : byRank(ctx, z, 0, n - 1);
   for (const e of picked) removeMember(ctx, z, e.member, e.score);
   z.count -= picked.length;
   save(ctx, args[1]!, z);
@@ -347,13 +411,20 @@ function rankGeneric(ctx: ReadAccess, args: readonly Buffer[], reverse: boolean)
   if (isReply(z)) return z;
   const s = scoreOf(ctx, z, args[2]!);
   if (s === undefined) return NIL;
-  // Members before it in score order: walked from the lowest score (no rank index).
+  // Members before it in score order (no rank index): walked from the end its score is nearer to.
+  const member = args[2]!;
   let rank = 0;
-  for (const e of ascending(ctx, z)) {
-    if (e.member.equals(args[2]!)) break;
-    rank++;
-  }
-  return int(reverse ? z.count - 1 - rank : rank);
+  if (!reverse)
+    for (const e of ascending(ctx, z)) {
+      if (e.member.equals(member)) break;
+      rank++;
+    }
+  else
+    for (const e of descending(ctx, z)) {
+      if (e.member.equals(member)) break;
+      rank++;
+    }
+  return int(rank);
 }
 
 export const zrank = (ctx: ReadAccess, args: readonly Buffer[]) => rankGeneric(ctx, args, false);
@@ -378,9 +449,8 @@ function rangeGeneric(ctx: ReadAccess, key: Buffer, from: Buffer, to: Buffer, q:
     if (isReply(z)) return z;
     const range = rankRange(z.count, start, stop);
     if (range === null) return array([]);
-    const [a, b] = q.rev ? [z.count - 1 - range[1], z.count - 1 - range[0]] : range;
-    const entries = byRank(ctx, z, a, b);
-    return withScores(q.rev ? entries.reverse() : entries, q.withScores);
+    const entries = q.rev ? byRankFromTop(ctx, z, range[0], range[1]) : byRank(ctx, z, range[0], range[1]);
+    return withScores(entries, q.withScores);
   }
   const lowArg = q.rev ? to : from;
   const highArg = q.rev ? from : to;
@@ -401,8 +471,13 @@ function rangeGeneric(ctx: ReadAccess, key: Buffer, from: Buffer, to: Buffer, q:
       if (q.limit > 0 && entries.length >= q.limit) break;
     }
   } else {
-    const all = [...byScore(ctx, z, min, max)].reverse();
-    entries = all.slice(q.offset, q.limit < 0 ? undefined : q.offset + q.limit);
+    entries = [];
+    let skipped = 0;
+    for (const e of byScoreDescending(ctx, z, min, max)) {
+      if (skipped++ < q.offset) continue;
+      entries.push(e);
+      if (q.limit > 0 && entries.length >= q.limit) break;
+    }
   }
   return withScores(entries, q.withScores);
 }
