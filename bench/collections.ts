@@ -1,8 +1,8 @@
 /**
- * Large collections: the cost of one operation on a sorted set of 1,000 members against one of
- * 1,000,000, in the key-value state machine on LMDB (the apply path every replica runs, without raft
- * or the network). Each operation runs as its own entry, `--ops` times, on a set kept at its size (pops
- * are put back), and prints the mean µs per operation and the ratio large/small.
+ * Large collections: the cost of one operation on a sorted set (and a list) of 1,000 members against
+ * one of 1,000,000, in the key-value state machine on LMDB (the apply path every replica runs, without
+ * raft or the network). Each operation runs as its own entry, `--ops` times, on a collection kept at its
+ * size (pops are put back), and prints the mean µs per operation and the ratio large/small.
  *
  *   npm run bench:collections [-- --small 1000 --large 1000000 --ops 2000]
  */
@@ -51,9 +51,14 @@ const member = (i: number) => `member:${String(i).padStart(9, "0")}`;
 
 async function fill(m: Machine, key: string, n: number): Promise<void> {
   for (let i = 0; i < n; i += 1000) {
-    const args: string[] = [];
-    for (let j = i; j < Math.min(n, i + 1000); j++) args.push(String(j), member(j));
-    await m.write("ZADD", key, ...args);
+    const zadd: string[] = [];
+    const rpush: string[] = [];
+    for (let j = i; j < Math.min(n, i + 1000); j++) {
+      zadd.push(String(j), member(j));
+      rpush.push(member(j));
+    }
+    await m.write("ZADD", key, ...zadd);
+    await m.write("RPUSH", `list:${key}`, ...rpush);
   }
   await m.store.flush();
 }
@@ -84,6 +89,24 @@ const OPS: ReadonlyArray<[string, Op]> = [
       await m.write("ZADD", key, String(n - 1), member(n - 1));
     },
   ],
+  [
+    "LPUSH + RPOP",
+    async (m, key, _n, i) => {
+      await m.write("LPUSH", `list:${key}`, `new:${i}`);
+      await m.write("RPOP", `list:${key}`);
+    },
+  ],
+  [
+    "RPUSH + LPOP",
+    async (m, key, _n, i) => {
+      await m.write("RPUSH", `list:${key}`, `new:${i}`);
+      await m.write("LPOP", `list:${key}`);
+    },
+  ],
+  ["LINDEX middle", (m, key, n) => m.read("LINDEX", `list:${key}`, String(Math.floor(n / 2)))],
+  ["LSET middle", (m, key, n, i) => m.write("LSET", `list:${key}`, String(Math.floor(n / 2)), `set:${i}`)],
+  ["LRANGE 0 9", (m, key) => m.read("LRANGE", `list:${key}`, "0", "9")],
+  ["LRANGE -10 -1", (m, key) => m.read("LRANGE", `list:${key}`, "-10", "-1")],
 ];
 
 async function time(m: Machine, key: string, n: number, op: Op): Promise<number> {
@@ -99,12 +122,12 @@ async function main(): Promise<void> {
     let t0 = performance.now();
     await fill(m, "small", small);
     console.log(
-      `filled a sorted set of ${small} members in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      `filled a sorted set and a list of ${small} members in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
     t0 = performance.now();
     await fill(m, "large", large);
     console.log(
-      `filled a sorted set of ${large} members in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+      `filled a sorted set and a list of ${large} members in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
     console.log(
       `\noperation                     ${String(small).padStart(9)} µs ${String(large).padStart(9)} µs  ratio`,

@@ -11,11 +11,12 @@ export const RecordType = {
   Hash: 1,
   Set: 2,
   ZSet: 3,
+  List: 4,
 } as const;
 export type RecordType = (typeof RecordType)[keyof typeof RecordType];
 
 /** What TYPE answers for each record type. */
-export const TYPE_NAMES: Readonly<Record<RecordType, string>> = ["string", "hash", "set", "zset"];
+export const TYPE_NAMES: Readonly<Record<RecordType, string>> = ["string", "hash", "set", "zset", "list"];
 
 /**
  * A collection's record payload: its id, which prefixes its items in the store's items table (so that

@@ -268,8 +268,40 @@ const zsetCommand: fc.Arbitrary<Arg[]> = fc.oneof(
   fc.tuple(key, scoreBound, scoreBound).map(([k, a, b]) => ["ZREMRANGEBYSCORE", k, a, b]),
 );
 
+const element = fc.oneof(member, fc.constantFrom<Arg>("e0", "e1", ""));
+const elements3 = fc.array(element, { minLength: 1, maxLength: 3 });
+const listIndex = fc.oneof(
+  fc.integer({ min: -5, max: 5 }).map(String),
+  fc.constantFrom("x", "-9223372036854775808"),
+);
+const listCommand: fc.Arbitrary<Arg[]> = fc.oneof(
+  {
+    weight: 4,
+    arbitrary: fc
+      .tuple(fc.constantFrom("LPUSH", "RPUSH", "LPUSHX", "RPUSHX"), key, elements3)
+      .map(([c, k, es]) => [c, k, ...es]),
+  },
+  fc
+    .tuple(
+      fc.constantFrom("LPOP", "RPOP"),
+      key,
+      fc.constantFrom<string[]>([], ["2"], ["0"], ["-1"], ["10"], ["1", "2"]),
+    )
+    .map(([c, k, n]) => [c, k, ...n]),
+  fc.tuple(key).map(([k]) => ["LLEN", k]),
+  fc.tuple(key, listIndex, listIndex).map(([k, a, b]) => ["LRANGE", k, a, b]),
+  fc.tuple(key, listIndex).map(([k, i]) => ["LINDEX", k, i]),
+  fc.tuple(key, listIndex, element).map(([k, i, e]) => ["LSET", k, i, e]),
+  fc.tuple(key, listIndex, listIndex).map(([k, a, b]) => ["LTRIM", k, a, b]),
+  fc.tuple(key, key).map(([a, b]) => ["RPOPLPUSH", a, b]),
+  fc
+    .tuple(key, key, fc.constantFrom("LEFT", "RIGHT", "left", "UP"), fc.constantFrom("LEFT", "RIGHT"))
+    .map(([a, b, f, t]) => ["LMOVE", a, b, f, t]),
+);
+
 const command: fc.Arbitrary<Arg[]> = fc.oneof(
   { weight: 8, arbitrary: hashCommand },
+  { weight: 8, arbitrary: listCommand },
   { weight: 10, arbitrary: zsetCommand },
   { weight: 8, arbitrary: setCommand },
   fc.tuple(key, value, setOptions).map(([k, v, o]) => ["SET", k, v, ...o]),
@@ -389,7 +421,7 @@ function same(name: string, ours: Buffer, theirs: Buffer): boolean {
   return Math.abs(Number(a[1]) - Number(b[1])) <= (name === "PEXPIRETIME" ? 1000 : 1);
 }
 
-describe("key-value machine vs redis-server (strings, hashes, sets, sorted sets and keys)", () => {
+describe("key-value machine vs redis-server (strings, hashes, lists, sets, sorted sets and keys)", () => {
   let server: { port: number; stop: () => Promise<void> };
   let redis: RawRedis;
   let store: KvStore;

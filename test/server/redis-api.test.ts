@@ -338,6 +338,31 @@ for (const via of ["leader", "follower"] as const) {
         await entry.del("z:2", "z:str");
       });
 
+      it("lists: pushes, pops, ranges and moves through either node, errors", async () => {
+        assert.equal(await entry.rpush("list:1", "a", "b", "c"), 3);
+        assert.equal(await entry.lpush("list:1", "z"), 4);
+        assert.deepEqual(await other.lrange("list:1", 0, -1), ["z", "a", "b", "c"]);
+        assert.equal(await other.lindex("list:1", -1), "c");
+        assert.equal(await other.llen("list:1"), 4);
+        assert.equal(await entry.lset("list:1", 1, "A"), "OK");
+        assert.equal(await entry.lpop("list:1"), "z");
+        assert.deepEqual(await entry.rpop("list:1", 2), ["c", "b"]);
+        assert.equal(await entry.rpushx("list:none", "x"), 0);
+        assert.equal(await entry.rpoplpush("list:1", "list:2"), "A");
+        assert.equal(await other.exists("list:1"), 0, "the last element gone, the key is gone");
+        await entry.rpush("list:2", "b", "c");
+        assert.equal(await entry.lmove("list:2", "list:2", "LEFT", "RIGHT"), "A");
+        assert.deepEqual(await other.lrange("list:2", 0, -1), ["b", "c", "A"]);
+        assert.equal(await entry.ltrim("list:2", 1, -1), "OK");
+        assert.deepEqual(await other.lrange("list:2", 0, -1), ["c", "A"]);
+        await assert.rejects(entry.lset("list:none", 0, "x"), /ERR no such key/);
+        await assert.rejects(entry.lset("list:2", 9, "x"), /ERR index out of range/);
+        await entry.set("list:str", "v");
+        await assert.rejects(entry.lpush("list:str", "x"), /^ReplyError: WRONGTYPE/);
+        assert.equal(await other.type("list:2"), "list");
+        await entry.del("list:2", "list:str");
+      });
+
       it("KEYS, SCAN (MATCH, COUNT, TYPE) and RANDOMKEY see every live key, through any node", async () => {
         await entry.flushdb();
         const names = Array.from({ length: 150 }, (_, i) => `scan:${i}`);

@@ -8,6 +8,7 @@ import type { ReadAccess, WriteAccess } from "./context.js";
 import * as hashes from "./hashes.js";
 import * as keys from "./keys.js";
 import * as keyspace from "./keyspace.js";
+import * as lists from "./lists.js";
 import * as sets from "./sets.js";
 import * as strings from "./strings.js";
 import * as zsets from "./zsets.js";
@@ -146,6 +147,19 @@ const COMMANDS: readonly KvCommand[] = [
   write("zpopmax", -2, zsets.zpopmax),
   write("zremrangebyrank", 4, zsets.zremrangebyrank),
   write("zremrangebyscore", 4, zsets.zremrangebyscore),
+  write("lpush", -3, lists.lpush),
+  write("rpush", -3, lists.rpush),
+  write("lpushx", -3, lists.lpushx),
+  write("rpushx", -3, lists.rpushx),
+  write("lpop", -2, lists.lpop),
+  write("rpop", -2, lists.rpop),
+  read("llen", 2, lists.llen),
+  read("lrange", 4, lists.lrange),
+  read("lindex", 3, lists.lindex),
+  write("lset", 4, lists.lset),
+  write("ltrim", 4, lists.ltrim),
+  write("rpoplpush", 3, lists.rpoplpush, [1, 2, 1]),
+  write("lmove", 5, lists.lmove, [1, 2, 1]),
   write("del", -2, keys.del, ALL_KEYS),
   write("unlink", -2, keys.del, ALL_KEYS),
   read("exists", -2, keys.exists, ALL_KEYS),

@@ -1,0 +1,231 @@
+/**
+ * List commands, with Redis's replies and errors. A list is a collection record (its id, its length and
+ * the position of its first element) and one item per element, keyed by its position: the elements sit
+ * at consecutive positions from the first, so pushing and popping at either end, LINDEX and LSET touch
+ * one item, and LRANGE reads only the elements it returns, whatever the list's length.
+ */
+import { COLLECTION_HEADER_BYTES, RecordType } from "../record.js";
+import { array, bulk, Errors, error, int, NIL, NIL_ARRAY, OK, type Reply } from "../reply.js";
+import { readU64, writeU64 } from "../u64.js";
+import { parseInt64, upper } from "./args.js";
+import { isReply } from "./collections.js";
+import type { ReadAccess, WriteAccess } from "./context.js";
+
+const LIST = RecordType.List;
+/** A new list's first position: 2^52 pushes fit on either side before positions leave [0, 2^53). */
+const ORIGIN = 2 ** 52;
+const mustBePositive = error("ERR value is out of range, must be positive");
+
+interface List {
+  readonly id: number;
+  count: number;
+  /** The position of the first element. */
+  head: number;
+  readonly expireAtMs: number;
+}
+
+/** The list at `key`; null when absent; WRONGTYPE for another type. */
+function listOf(ctx: ReadAccess, key: Buffer): List | null | Reply {
+  const r = ctx.lookup(key);
+  if (r === undefined) return null;
+  if (r.type !== LIST) return Errors.wrongType;
+  const p = r.payload;
+  return { id: readU64(p, 0), count: readU64(p, 8), head: readU64(p, 16), expireAtMs: r.expireAtMs };
+}
+
+function newList(ctx: WriteAccess): List {
+  return { id: ctx.newCollectionId(), count: 0, head: ORIGIN, expireAtMs: 0 };
+}
+
+/** Stores the list's record; an empty list is deleted, as Redis deletes empty collections. */
+function save(ctx: WriteAccess, key: Buffer, l: List): void {
+  if (l.count === 0) {
+    ctx.delete(key);
+    return;
+  }
+  const p = Buffer.allocUnsafe(COLLECTION_HEADER_BYTES + 8);
+  writeU64(p, l.id, 0);
+  writeU64(p, l.count, 8);
+  writeU64(p, l.head, 16);
+  ctx.put(key, LIST, l.expireAtMs, p);
+}
+
+function position(pos: number): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  writeU64(b, pos, 0);
+  return b;
+}
+
+const elementAt = (ctx: ReadAccess, l: List, i: number) => ctx.item(l.id, position(l.head + i));
+
+/** Elements `first` through `last` (0-based, within the list), in order. */
+function slice(ctx: ReadAccess, l: List, first: number, last: number): Buffer[] {
+  return ctx.items(l.id, position(l.head + first), last - first + 1).map(([, v]) => v);
+}
+
+/** Redis's start/stop indexes (negative from the end) within a list of `count`, or null when empty. */
+function indexRange(count: number, start: bigint, stop: bigint): [number, number] | null {
+  const n = BigInt(count);
+  let s = start < 0n ? n + start : start;
+  let e = stop < 0n ? n + stop : stop;
+  if (s < 0n) s = 0n;
+  if (e >= n) e = n - 1n;
+  if (s > e || s >= n) return null;
+  return [Number(s), Number(e)];
+}
+
+function push(ctx: WriteAccess, args: readonly Buffer[], left: boolean, onlyIfExists: boolean): Reply {
+  const found = listOf(ctx, args[1]!);
+  if (isReply(found)) return found;
+  if (found === null && onlyIfExists) return int(0);
+  const l = found ?? newList(ctx);
+  for (let i = 2; i < args.length; i++) {
+    if (left) {
+      l.head--;
+      ctx.putItem(l.id, position(l.head), args[i]!);
+    } else ctx.putItem(l.id, position(l.head + l.count), args[i]!);
+    l.count++;
+  }
+  save(ctx, args[1]!, l);
+  return int(l.count);
+}
+
+export const lpush = (ctx: WriteAccess, args: readonly Buffer[]) => push(ctx, args, true, false);
+export const rpush = (ctx: WriteAccess, args: readonly Buffer[]) => push(ctx, args, false, false);
+export const lpushx = (ctx: WriteAccess, args: readonly Buffer[]) => push(ctx, args, true, true);
+export const rpushx = (ctx: WriteAccess, args: readonly Buffer[]) => push(ctx, args, false, true);
+
+/** Removes up to `n` elements from one end of the list (which must exist); they are returned in pop order. */
+function popFrom(ctx: WriteAccess, key: Buffer, l: List, n: number, left: boolean): Buffer[] {
+  const k = Math.min(n, l.count);
+  const taken = left ? slice(ctx, l, 0, k - 1) : slice(ctx, l, l.count - k, l.count - 1).reverse();
+  for (let i = 0; i < k; i++) ctx.removeItem(l.id, position(left ? l.head + i : l.head + l.count - 1 - i));
+  if (left) l.head += k;
+  l.count -= k;
+  save(ctx, key, l);
+  return taken;
+}
+
+function pop(ctx: WriteAccess, args: readonly Buffer[], left: boolean): Reply {
+  if (args.length > 3) return Errors.wrongArity(left ? "lpop" : "rpop");
+  let count: number | null = null;
+  if (args.length === 3) {
+    const n = parseInt64(args[2]!);
+    if (n === null || n < 0n) return mustBePositive;
+    count = Number(n > 1_000_000n ? 1_000_000n : n);
+  }
+  const l = listOf(ctx, args[1]!);
+  if (isReply(l)) return l;
+  if (l === null) return count === null ? NIL : NIL_ARRAY;
+  if (count === 0) return array([]);
+  const taken = popFrom(ctx, args[1]!, l, count ?? 1, left);
+  return count === null ? bulk(taken[0]!) : array(taken.map((e) => bulk(e)));
+}
+
+export const lpop = (ctx: WriteAccess, args: readonly Buffer[]) => pop(ctx, args, true);
+export const rpop = (ctx: WriteAccess, args: readonly Buffer[]) => pop(ctx, args, false);
+
+export function llen(ctx: ReadAccess, args: readonly Buffer[]): Reply {
+  const l = listOf(ctx, args[1]!);
+  if (l === null) return int(0);
+  if (isReply(l)) return l;
+  return int(l.count);
+}
+
+export function lrange(ctx: ReadAccess, args: readonly Buffer[]): Reply {
+  const start = parseInt64(args[2]!);
+  const stop = parseInt64(args[3]!);
+  if (start === null || stop === null) return Errors.notInteger;
+  const l = listOf(ctx, args[1]!);
+  if (l === null) return array([]);
+  if (isReply(l)) return l;
+  const range = indexRange(l.count, start, stop);
+  if (range === null) return array([]);
+  return array(slice(ctx, l, range[0], range[1]).map((e) => bulk(e)));
+}
+
+/** An index into the list (negative from the end), or null when outside it. */
+function indexIn(l: List, index: bigint): number | null {
+  const i = index < 0n ? BigInt(l.count) + index : index;
+  return i < 0n || i >= BigInt(l.count) ? null : Number(i);
+}
+
+export function lindex(ctx: ReadAccess, args: readonly Buffer[]): Reply {
+  // As Redis: the key and its type first, then the index.
+  const l = listOf(ctx, args[1]!);
+  if (l === null) return NIL;
+  if (isReply(l)) return l;
+  const index = parseInt64(args[2]!);
+  if (index === null) return Errors.notInteger;
+  const i = indexIn(l, index);
+  const e = i === null ? undefined : elementAt(ctx, l, i);
+  return e === undefined ? NIL : bulk(e);
+}
+
+export function lset(ctx: WriteAccess, args: readonly Buffer[]): Reply {
+  const l = listOf(ctx, args[1]!);
+  if (l === null) return Errors.noSuchKey;
+  if (isReply(l)) return l;
+  const index = parseInt64(args[2]!);
+  if (index === null) return Errors.notInteger;
+  const i = indexIn(l, index);
+  if (i === null) return error("ERR index out of range");
+  ctx.putItem(l.id, position(l.head + i), args[3]!);
+  save(ctx, args[1]!, l);
+  return OK;
+}
+
+export function ltrim(ctx: WriteAccess, args: readonly Buffer[]): Reply {
+  const start = parseInt64(args[2]!);
+  const stop = parseInt64(args[3]!);
+  if (start === null || stop === null) return Errors.notInteger;
+  const l = listOf(ctx, args[1]!);
+  if (l === null) return OK;
+  if (isReply(l)) return l;
+  const range = indexRange(l.count, start, stop);
+  const [keepFirst, keepLast] = range ?? [l.count, l.count - 1];
+  for (let i = 0; i < keepFirst; i++) ctx.removeItem(l.id, position(l.head + i));
+  for (let i = keepLast + 1; i < l.count; i++) ctx.removeItem(l.id, position(l.head + i));
+  l.head += keepFirst;
+  l.count = keepLast - keepFirst + 1;
+  save(ctx, args[1]!, l);
+  return OK;
+}
+
+/** LMOVE and RPOPLPUSH: one element from one end of `source` to one end of `destination`. */
+function move(
+  ctx: WriteAccess,
+  source: Buffer,
+  destination: Buffer,
+  fromLeft: boolean,
+  toLeft: boolean,
+): Reply {
+  const src = listOf(ctx, source);
+  if (src === null) return NIL;
+  if (isReply(src)) return src;
+  const found = listOf(ctx, destination);
+  if (isReply(found)) return found;
+  const [element] = popFrom(ctx, source, src, 1, fromLeft) as [Buffer];
+  // The same list: re-read it, as the pop changed it.
+  const again = source.equals(destination) ? listOf(ctx, destination) : found;
+  if (isReply(again)) return again;
+  const dst = again ?? newList(ctx);
+  if (toLeft) {
+    dst.head--;
+    ctx.putItem(dst.id, position(dst.head), element);
+  } else ctx.putItem(dst.id, position(dst.head + dst.count), element);
+  dst.count++;
+  save(ctx, destination, dst);
+  return bulk(element);
+}
+
+export function rpoplpush(ctx: WriteAccess, args: readonly Buffer[]): Reply {
+  return move(ctx, args[1]!, args[2]!, false, true);
+}
+
+export function lmove(ctx: WriteAccess, args: readonly Buffer[]): Reply {
+  const from = upper(args[3]!);
+  const to = upper(args[4]!);
+  if ((from !== "LEFT" && from !== "RIGHT") || (to !== "LEFT" && to !== "RIGHT")) return Errors.syntax;
+  return move(ctx, args[1]!, args[2]!, from === "LEFT", to === "LEFT");
+}

@@ -1,0 +1,119 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import fc from "fast-check";
+import { lookupCommand } from "../../src/kv/exec/table.js";
+import { KvStateMachine, writeEntry } from "../../src/kv/machine.js";
+import { decodeCollection } from "../../src/kv/record.js";
+import type { Reply } from "../../src/kv/reply.js";
+import { KvStore } from "../../src/kv/store.js";
+import { EntryType } from "../../src/raft/types.js";
+import { tempDirs } from "../helpers/temp-dirs.js";
+
+const SEED = Number(process.env.RAFTKV_PROPERTY_SEED ?? 424242);
+const tempDir = tempDirs("raftkv-list-");
+
+async function machine() {
+  const store = await KvStore.open(tempDir());
+  const m = new KvStateMachine(store);
+  let index = 0;
+  const run = async (...args: string[]): Promise<Reply> => {
+    const bufs = args.map((a) => Buffer.from(a));
+    if (lookupCommand(bufs[0]!)?.kind === "write") {
+      const [replies] = await m.apply([
+        { index: ++index, term: 1, type: EntryType.Normal, data: writeEntry(1000, [bufs]) },
+      ]);
+      return replies![0]!;
+    }
+    return m.read(bufs, 1000);
+  };
+  /** Items stored for the list at `key` (one per element). */
+  const items = (key: string) => {
+    const r = store.get(Buffer.from(key));
+    return r === undefined ? 0 : store.items(decodeCollection(r.payload).id, null, 1_000_000).length;
+  };
+  return { store, run, items };
+}
+
+const text = (r: Reply): string[] => {
+  if (r.k === "bulk") return [r.v.toString()];
+  if (r.k === "array") return r.v.flatMap(text);
+  return [];
+};
+
+describe("lists in the key-value machine", () => {
+  it("agree with an array through pushes and pops at both ends, trims, sets and moves, one item per element", async () => {
+    const op = fc.oneof(
+      fc.tuple(fc.constantFrom("LPUSH", "RPUSH"), fc.array(fc.nat(99), { minLength: 1, maxLength: 40 })),
+      fc.tuple(fc.constantFrom("LPOP", "RPOP"), fc.integer({ min: 1, max: 60 })),
+      fc.tuple(
+        fc.constant("LTRIM"),
+        fc.tuple(fc.integer({ min: -80, max: 80 }), fc.integer({ min: -80, max: 80 })),
+      ),
+      fc.tuple(fc.constant("LSET"), fc.tuple(fc.integer({ min: -80, max: 80 }), fc.nat(99))),
+      fc.tuple(fc.constant("RPOPLPUSH"), fc.constant(0)),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(op, { maxLength: 40 }), async (ops) => {
+        const { store, run, items } = await machine();
+        let model: string[] = [];
+        for (const [name, a] of ops) {
+          if (name === "LPUSH" || name === "RPUSH") {
+            const es = (a as number[]).map((e) => `e${e}`);
+            await run(name, "l", ...es);
+            model = name === "LPUSH" ? [...[...es].reverse(), ...model] : [...model, ...es];
+          } else if (name === "LPOP" || name === "RPOP") {
+            const n = a as number;
+            const got = text(await run(name, "l", String(n)));
+            const want = name === "LPOP" ? model.slice(0, n) : [...model].reverse().slice(0, n);
+            assert.deepEqual(got, want);
+            model = name === "LPOP" ? model.slice(n) : model.slice(0, Math.max(0, model.length - n));
+          } else if (name === "LTRIM") {
+            const [s, e] = a as [number, number];
+            await run("LTRIM", "l", String(s), String(e));
+            const len = model.length;
+            let lo = s < 0 ? len + s : s;
+            let hi = e < 0 ? len + e : e;
+            if (lo < 0) lo = 0;
+            if (hi >= len) hi = len - 1;
+            model = lo > hi || lo >= len ? [] : model.slice(lo, hi + 1);
+          } else if (name === "LSET") {
+            const [i, v] = a as [number, number];
+            const r = await run("LSET", "l", String(i), `s${v}`);
+            const at = i < 0 ? model.length + i : i;
+            if (model.length === 0) assert.deepEqual(r, { k: "error", v: "ERR no such key" });
+            else if (at < 0 || at >= model.length)
+              assert.deepEqual(r, { k: "error", v: "ERR index out of range" });
+            else model[at] = `s${v}`;
+          } else {
+            const got = text(await run("RPOPLPUSH", "l", "l"));
+            if (model.length > 0) {
+              assert.deepEqual(got, [model[model.length - 1]]);
+              model = [model[model.length - 1]!, ...model.slice(0, -1)];
+            }
+          }
+          assert.deepEqual(text(await run("LRANGE", "l", "0", "-1")), model);
+          assert.equal(items("l"), model.length);
+          if (model.length > 0)
+            assert.deepEqual(text(await run("LINDEX", "l", String(-1))), [model[model.length - 1]]);
+        }
+        await store.close();
+      }),
+      { seed: SEED, numRuns: 40 },
+    );
+  });
+
+  it("LRANGE of a list longer than a page, and pops on an empty key answer as Redis does", async () => {
+    const { store, run } = await machine();
+    const all = Array.from({ length: 1000 }, (_, i) => `v${i}`);
+    for (let i = 0; i < all.length; i += 100) await run("RPUSH", "l", ...all.slice(i, i + 100));
+    assert.deepEqual(text(await run("LRANGE", "l", "250", "-251")), all.slice(250, 750));
+    assert.deepEqual(await run("LPOP", "nope"), { k: "nil" });
+    assert.deepEqual(await run("LPOP", "nope", "2"), { k: "nilArray" });
+    assert.deepEqual(await run("LPOP", "l", "0"), { k: "array", v: [] });
+    assert.deepEqual(await run("LPOP", "l", "-1"), {
+      k: "error",
+      v: "ERR value is out of range, must be positive",
+    });
+    await store.close();
+  });
+});
