@@ -18,6 +18,9 @@ type LayerEntry = { readonly key: Buffer; readonly value: Buffer | null };
 /** A layer: latin1 of the key → the key and its newest value (null: deleted). */
 type Layer = Map<string, LayerEntry>;
 
+/** Writes kept in a group's sorted pending writes between two reads of it (see `groupSorted`). */
+const MAX_SPLICES = 64;
+
 /** LMDB's largest key (at its default page size); LMDB would throw on a longer one at commit. */
 const LMDB_MAX_KEY_BYTES = 1978;
 
@@ -106,9 +109,11 @@ export class LayeredDb implements KvTable {
   /**
    * Each group's pending writes in key order, newest winning, kept up to date by writes (a binary search
    * and a splice, not a sort) and dropped by rollbacks and flushes. Ranges over a group read it lazily:
-   * every caller consumes a range before it writes again.
+   * every caller consumes a range before it writes again. Past MAX_SPLICES writes with no range read
+   * between them (one command writing a whole collection), a write drops it instead: splices into a
+   * large array cost more than one sort at the next range.
    */
-  private groupSorted = new Map<string, LayerEntry[]>();
+  private groupSorted = new Map<string, { entries: LayerEntry[]; splices: number }>();
 
   /**
    * @param counted whether {@link count} is wanted (it costs a walk of the database here).
@@ -161,7 +166,10 @@ export class LayeredDb implements KvTable {
   /** The pending writes of one group, newest winning, in key order. */
   private groupEntries(group: string): LayerEntry[] {
     const cached = this.groupSorted.get(group);
-    if (cached !== undefined) return cached;
+    if (cached !== undefined) {
+      cached.splices = 0;
+      return cached.entries;
+    }
     const seen = new Map<string, LayerEntry>();
     const pairs: Array<[Layer | null, Groups | null]> = [
       [this.active, this.activeGroups],
@@ -177,7 +185,7 @@ export class LayeredDb implements KvTable {
       }
     }
     const sorted = [...seen.values()].sort((a, b) => Buffer.compare(a.key, b.key));
-    this.groupSorted.set(group, sorted);
+    this.groupSorted.set(group, { entries: sorted, splices: 0 });
     return sorted;
   }
 
@@ -261,8 +269,10 @@ export class LayeredDb implements KvTable {
     this.active.set(id, entry);
     if (this.activeGroups !== null && key.length >= this.groupBytes) {
       const group = id.slice(0, this.groupBytes);
-      const sorted = this.groupSorted.get(group);
-      if (sorted !== undefined) {
+      const cached = this.groupSorted.get(group);
+      if (cached !== undefined && ++cached.splices > MAX_SPLICES) this.groupSorted.delete(group);
+      else if (cached !== undefined) {
+        const sorted = cached.entries;
         const at = firstAtOrAfter(sorted, key);
         if (at < sorted.length && sorted[at]!.key.equals(key)) sorted[at] = entry;
         else sorted.splice(at, 0, entry);

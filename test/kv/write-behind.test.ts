@@ -241,6 +241,31 @@ describe("the write-behind layers", () => {
     await root.close();
   });
 
+  it("a group read, then written many times over (its sorted writes dropped), reads right again", async () => {
+    const dir = tempDir();
+    const root = openLmdb<Buffer, Buffer>({
+      path: path.join(dir, "g.mdb"),
+      keyEncoding: "binary",
+      encoding: "binary",
+    });
+    const layered = new LayeredDb(root, new BatchBudget(1 << 30), false, 1);
+    const g = Buffer.from([7]);
+    const key = (i: number) => Buffer.from([7, i >> 8, i & 255]);
+    const read = () =>
+      Array.from(layered.range({ start: g, end: Buffer.from([8]), group: g }), (e) => e.value.toString());
+    layered.put(key(5), Buffer.from("5"));
+    assert.deepEqual(read(), ["5"]);
+    // Past the splices kept between reads: the sorted writes are dropped, then sorted again.
+    for (let i = 300; i > 0; i--) layered.put(key(i), Buffer.from(String(i)));
+    layered.remove(key(5));
+    layered.commitBatch();
+    const want = Array.from({ length: 300 }, (_, i) => String(i + 1)).filter((v) => v !== "5");
+    assert.deepEqual(read(), want);
+    layered.put(key(0), Buffer.from("0"));
+    assert.deepEqual(read(), ["0", ...want]);
+    await root.close();
+  });
+
   it("refuses a key LMDB cannot hold inside the batch, which then leaves nothing", () => {
     const dir = tempDir();
     const root = openLmdb<Buffer, Buffer>({

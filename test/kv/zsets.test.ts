@@ -67,6 +67,10 @@ describe("scores", () => {
       [Number.NEGATIVE_INFINITY, "-inf"],
       [Number.MAX_VALUE, "1.7976931348623157e+308"],
       [5e-324, "4.9406564584124654e-324"],
+      // Exact ties at the 18th digit round to even, as glibc's printf does.
+      [123456789012345 + 0.625, "123456789012345.62"],
+      [123456789012345 + 0.875, "123456789012345.88"],
+      [0.5, "0.5"],
     ];
     for (const [d, want] of cases) assert.equal(formatScore(d), want, String(d));
   });
@@ -192,6 +196,26 @@ describe("sorted sets in the key-value machine", () => {
       ),
       { seed: SEED, numRuns: 6 },
     );
+  });
+
+  it("a count past what one command may pop is refused, not cut short; LIMIT -1 with a rank range is accepted as Redis does", async () => {
+    const { store, run } = await machine();
+    await run("ZADD", "z", "1", "a");
+    await run("RPUSH", "l", "a");
+    for (const cmd of [
+      ["ZPOPMIN", "z", "1000001"],
+      ["ZPOPMAX", "z", "1000001"],
+      ["LPOP", "l", "1000001"],
+      ["RPOP", "l", "1000001"],
+    ])
+      assert.deepEqual(await run(...cmd), {
+        k: "error",
+        v: "ERR value is out of range (at most 1000000 members at once)",
+      });
+    assert.deepEqual(flat(await run("ZRANGE", "z", "0", "-1", "LIMIT", "0", "-1")), ["a"]);
+    assert.equal((await run("ZRANGE", "z", "0", "-1", "LIMIT", "0", "-2")).k, "error");
+    assert.deepEqual(await run("ZCARD", "z"), { k: "int", v: 1 });
+    await store.close();
   });
 
   it("a member reaching no score change keeps its -0, as Redis compares -0 with 0", async () => {

@@ -15,6 +15,8 @@ const LIST = RecordType.List;
 /** A new list's first position: 2^52 pushes fit on either side before positions leave [0, 2^53). */
 const ORIGIN = 2 ** 52;
 const mustBePositive = error("ERR value is out of range, must be positive");
+/** The most one LPOP or RPOP takes: its reply is built in memory, on every replica. */
+const MAX_POP = 1_000_000;
 
 interface List {
   readonly id: number;
@@ -112,7 +114,8 @@ function pop(ctx: WriteAccess, args: readonly Buffer[], left: boolean): Reply {
   if (args.length === 3) {
     const n = parseInt64(args[2]!);
     if (n === null || n < 0n) return mustBePositive;
-    count = Number(n > 1_000_000n ? 1_000_000n : n);
+    if (n > BigInt(MAX_POP)) return error(`ERR value is out of range (at most ${MAX_POP} members at once)`);
+    count = Number(n);
   }
   const l = listOf(ctx, args[1]!);
   if (isReply(l)) return l;

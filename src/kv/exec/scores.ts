@@ -58,7 +58,7 @@ export function formatScore(d: number): string {
   if (d === Number.POSITIVE_INFINITY) return "inf";
   if (d === Number.NEGATIVE_INFINITY) return "-inf";
   if (d === 0) return Object.is(d, -0) ? "-0" : "0";
-  const [mantissa, exp] = d.toExponential(16).split("e") as [string, string];
+  const [mantissa, exp] = seventeenDigits(d).split("e") as [string, string];
   const x = Number(exp);
   const negative = mantissa.startsWith("-");
   const digits = mantissa.replace("-", "").replace(".", "");
@@ -74,6 +74,25 @@ export function formatScore(d: number): string {
     out = `0.${"0".repeat(-x - 1)}${digits}`.replace(/0+$/, "");
   }
   return negative ? `-${out}` : out;
+}
+
+/**
+ * `d` to 17 significant digits as toExponential(16) writes it, but with exact ties rounded to even, as
+ * glibc's printf rounds them (toExponential rounds them up): a tie shows as a 5 then zeros in the
+ * exact expansion, which for such a double is short enough for toExponential(99) to show whole.
+ */
+function seventeenDigits(d: number): string {
+  const rounded = d.toExponential(16);
+  const exact = d.toExponential(99);
+  const digits = exact
+    .slice(exact.startsWith("-") ? 1 : 0)
+    .replace(".", "")
+    .split("e")[0]!;
+  if (digits[17] !== "5" || !/^0*$/.test(digits.slice(18))) return rounded;
+  // A tie: keep the 17 digits as they are when the last is even (toExponential rounded up).
+  if (Number(digits[16]) % 2 !== 0) return rounded;
+  const sign = d < 0 ? "-" : "";
+  return `${sign}${digits[0]}.${digits.slice(1, 17)}e${exact.split("e")[1]}`;
 }
 
 /** The 8 bytes that sort as `d` does among scores (-0 sorts as 0, as Redis compares them). */

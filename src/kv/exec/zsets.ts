@@ -41,6 +41,9 @@ const memberTooLong = itemTooLong("sorted set member");
 const notFloat = Errors.notFloat;
 const rangeNotFloat = error("ERR min or max is not a float");
 const nanScore = error("ERR resulting score is not a number (NaN)");
+/** The most one ZPOPMIN or ZPOPMAX takes: its reply is built in memory, on every replica. */
+export const MAX_POP = 1_000_000;
+const tooMany = error(`ERR value is out of range (at most ${MAX_POP} members at once)`);
 
 const zsetOf = (ctx: ReadAccess, key: Buffer) => collectionOf(ctx, key, ZSET);
 const save = (ctx: WriteAccess, key: Buffer, z: Collection) => saveCollection(ctx, key, ZSET, z);
@@ -318,7 +321,8 @@ function popGeneric(ctx: WriteAccess, args: readonly Buffer[], max: boolean): Re
   if (args.length === 3) {
     const n = parseInt64(args[2]!);
     if (n === null || n < 0n) return error("ERR value is out of range, must be positive");
-    count = Number(n > 1_000_000n ? 1_000_000n : n);
+    if (n > BigInt(MAX_POP)) return tooMany;
+    count = Number(n);
   }
   const z = zsetOf(ctx, args[1]!);
   if (isReply(z)) return z;
@@ -411,7 +415,8 @@ function rankGeneric(ctx: ReadAccess, args: readonly Buffer[], reverse: boolean)
   if (isReply(z)) return z;
   const s = scoreOf(ctx, z, args[2]!);
   if (s === undefined) return NIL;
-  // Members before it in score order (no rank index): walked from the end its score is nearer to.
+  // Members before it in score order (no rank index): ZRANK walks up from the lowest score, ZREVRANK
+  // down from the highest.
   const member = args[2]!;
   let rank = 0;
   if (!reverse)
@@ -489,7 +494,8 @@ function rangeOptions(
   q: RangeQuery,
   modern: boolean,
 ): RangeQuery | Reply {
-  let limited = false;
+  // Redis refuses LIMIT with a rank range unless its count is -1 (its "no limit").
+  let limitedCount: bigint | null = null;
   for (let i = from; i < args.length; i++) {
     const o = upper(args[i]!);
     if (o === "WITHSCORES") q.withScores = true;
@@ -499,13 +505,13 @@ function rangeOptions(
       if (offset === null || count === null) return Errors.notInteger;
       q.offset = offset < 0n ? -1 : Number(offset > 1_000_000_000n ? 1_000_000_000n : offset);
       q.limit = count < 0n ? -1 : Number(count > 1_000_000_000n ? 1_000_000_000n : count);
-      limited = true;
+      limitedCount = count;
       i += 2;
     } else if (modern && o === "BYSCORE") q.by = "score";
     else if (modern && o === "REV") q.rev = true;
     else return Errors.syntax;
   }
-  if (limited && q.by === "rank")
+  if (limitedCount !== null && limitedCount !== -1n && q.by === "rank")
     return error("ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX");
   // A negative offset: Redis answers an empty array.
   if (q.offset < 0) q.limit = 0;
