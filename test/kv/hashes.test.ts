@@ -1,49 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { MAX_ITEM_BYTES } from "../../src/kv/exec/collections.js";
-import { lookupCommand } from "../../src/kv/exec/table.js";
-import { KvStateMachine, writeEntry } from "../../src/kv/machine.js";
-import { decodeCollection, RecordType } from "../../src/kv/record.js";
-import type { Reply } from "../../src/kv/reply.js";
-import { KvStore } from "../../src/kv/store.js";
-import { EntryType } from "../../src/raft/types.js";
+import { kvMachine } from "../helpers/kv-machine.js";
 import { tempDirs } from "../helpers/temp-dirs.js";
 
 const tempDir = tempDirs("raftkv-hash-");
 
-/** A store and its machine, with one call for any command (writes are applied as the next entry). */
-async function machine(dir = tempDir()) {
-  const store = await KvStore.open(dir);
-  const m = new KvStateMachine(store);
-  let index = store.appliedIndex;
-  let now = 1_000_000;
-  const run = async (...args: string[]): Promise<Reply> => {
-    const bufs = args.map((a) => Buffer.from(a));
-    if (lookupCommand(bufs[0]!)?.kind === "write") {
-      const [replies] = await m.apply([
-        { index: ++index, term: 1, type: EntryType.Normal, data: writeEntry(now, [bufs]) },
-      ]);
-      return replies![0]!;
-    }
-    return m.read(bufs, now);
-  };
-  /** How many items the collection at `key` has in the items table (not the count its record says). */
-  const storedItems = (id: number) => store.items(id, null, 1_000_000).length;
-  const idOf = (key: string) => {
-    const r = store.get(Buffer.from(key));
-    assert.ok(r !== undefined && r.type === RecordType.Hash, `${key} is a hash`);
-    return decodeCollection(r.payload).id;
-  };
-  return {
-    store,
-    run,
-    storedItems,
-    idOf,
-    advance: (ms: number) => {
-      now += ms;
-    },
-  };
-}
+const machine = (dir = tempDir()) => kvMachine(dir);
 
 const int = (v: number) => ({ k: "int", v });
 const bulk = (s: string) => ({ k: "bulk", v: Buffer.from(s) });

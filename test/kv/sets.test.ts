@@ -1,33 +1,18 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
-import { lookupCommand } from "../../src/kv/exec/table.js";
-import { KvStateMachine, writeEntry } from "../../src/kv/machine.js";
 import { decodeCollection } from "../../src/kv/record.js";
 import type { Reply } from "../../src/kv/reply.js";
-import { KvStore } from "../../src/kv/store.js";
-import { EntryType } from "../../src/raft/types.js";
+import { kvMachine } from "../helpers/kv-machine.js";
 import { tempDirs } from "../helpers/temp-dirs.js";
 
 const SEED = Number(process.env.RAFTKV_PROPERTY_SEED ?? 424242);
 const tempDir = tempDirs("raftkv-set-");
 
-/** A replica: a store and its machine; `run` applies writes as the given entry (index, time). */
+/** A replica: a store and its machine; `run` applies writes as the next entry at the time given. */
 async function replica() {
-  const store = await KvStore.open(tempDir());
-  const m = new KvStateMachine(store);
-  let index = 0;
-  const run = async (now: number, ...args: string[]): Promise<Reply> => {
-    const bufs = args.map((a) => Buffer.from(a));
-    if (lookupCommand(bufs[0]!)?.kind === "write") {
-      const [replies] = await m.apply([
-        { index: ++index, term: 1, type: EntryType.Normal, data: writeEntry(now, [bufs]) },
-      ]);
-      return replies![0]!;
-    }
-    return m.read(bufs, now);
-  };
-  return { store, run };
+  const k = await kvMachine(tempDir());
+  return { store: k.store, run: k.runAt };
 }
 
 const text = (r: Reply): string[] => {

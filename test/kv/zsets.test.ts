@@ -2,37 +2,16 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
 import { formatScore, parseScore, parseScoreBound, scoreKey, scoreOfKey } from "../../src/kv/exec/scores.js";
-import { lookupCommand } from "../../src/kv/exec/table.js";
-import { KvStateMachine, writeEntry } from "../../src/kv/machine.js";
-import { decodeCollection } from "../../src/kv/record.js";
 import type { Reply } from "../../src/kv/reply.js";
-import { KvStore } from "../../src/kv/store.js";
-import { EntryType } from "../../src/raft/types.js";
+import { kvMachine } from "../helpers/kv-machine.js";
 import { tempDirs } from "../helpers/temp-dirs.js";
 
 const SEED = Number(process.env.RAFTKV_PROPERTY_SEED ?? 424242);
 const tempDir = tempDirs("raftkv-zset-");
 
 async function machine() {
-  const store = await KvStore.open(tempDir());
-  const m = new KvStateMachine(store);
-  let index = 0;
-  const run = async (...args: string[]): Promise<Reply> => {
-    const bufs = args.map((a) => Buffer.from(a));
-    if (lookupCommand(bufs[0]!)?.kind === "write") {
-      const [replies] = await m.apply([
-        { index: ++index, term: 1, type: EntryType.Normal, data: writeEntry(1000, [bufs]) },
-      ]);
-      return replies![0]!;
-    }
-    return m.read(bufs, 1000);
-  };
-  /** Items stored for the collection at `key`: two per member. */
-  const items = (key: string) => {
-    const r = store.get(Buffer.from(key));
-    return r === undefined ? 0 : store.items(decodeCollection(r.payload).id, null, 1_000_000).length;
-  };
-  return { store, run, items };
+  const k = await kvMachine(tempDir(), 1000);
+  return { store: k.store, run: k.run, items: k.itemsOf };
 }
 
 const flat = (r: Reply): string[] => {

@@ -5,9 +5,9 @@
 import { decodeCollection, encodeCollection, type RecordType } from "../record.js";
 import { array, bulk, Errors, error, type Reply } from "../reply.js";
 import { readU64, writeU64 } from "../u64.js";
-import { parseInt64 } from "./args.js";
 import type { ReadAccess, WriteAccess } from "./context.js";
 import { globMatch } from "./glob.js";
+import { parseCursor, parseScanOptions } from "./scan-options.js";
 
 /**
  * The longest hash field or set member: an item's key is the collection id (8 bytes) and the item,
@@ -57,8 +57,6 @@ export function allItems(ctx: ReadAccess, c: Collection): Array<[Buffer, Buffer]
   return ctx.items(c.id, null, c.count);
 }
 
-const MAX_U64 = (1n << 64n) - 1n;
-
 /**
  * HSCAN and SSCAN: `args` is [command, key, cursor, options…] (MATCH, COUNT). Up to COUNT items from
  * where the cursor says, in item order; the cursor that continues is a number from the node's table of
@@ -73,32 +71,18 @@ export function scanItems(
   withValues: boolean,
 ): Reply {
   // In Redis's order: the cursor, then the key (absent: an empty scan) and its type, then the options.
-  const cursorText = args[2]!.toString("latin1");
-  if (!/^\d+$/.test(cursorText) || BigInt(cursorText) > MAX_U64) return error("ERR invalid cursor");
+  const cursor = parseCursor(args[2]!);
+  if (isReply(cursor)) return cursor;
   const c = collectionOf(ctx, args[1]!, type);
   if (isReply(c)) return c;
   if (c === null) return array([bulk(Buffer.from("0")), array([])]);
-  let count = 10;
-  let pattern: Buffer | null = null;
-  for (let i = 3; i < args.length; i++) {
-    const opt = args[i]!.toString("latin1").toUpperCase();
-    if (i + 1 >= args.length) return Errors.syntax;
-    if (opt === "COUNT") {
-      const n = parseInt64(args[++i]!);
-      if (n === null) return Errors.notInteger;
-      if (n < 1n) return Errors.syntax;
-      count = Number(n > 100_000n ? 100_000n : n);
-    } else if (opt === "MATCH") {
-      pattern = args[++i]!;
-    } else {
-      return Errors.syntax;
-    }
-  }
+  const options = parseScanOptions(args, 3, false);
+  if (isReply(options)) return options;
+  const { count, pattern } = options;
   let start: Buffer | null = null;
-  const cursor = BigInt(cursorText);
   if (cursor !== 0n) {
     const at = ctx.cursors.resolve(cursor);
-    if (at !== undefined && at.length > 8 && readU64(at, 0) === c.id) start = at.subarray(8);
+    if (at !== undefined && at.length >= 8 && readU64(at, 0) === c.id) start = at.subarray(8);
   }
   const page = ctx.items(c.id, start, count + 1);
   const out: Reply[] = [];
@@ -116,4 +100,42 @@ function u64Of(n: number): Buffer {
   const b = Buffer.allocUnsafe(8);
   writeU64(b, n, 0);
   return b;
+}
+
+/**
+ * Redis's start/stop indexes (negative from the end, both inclusive) clamped to a collection of `count`
+ * (LRANGE, LTRIM, ZRANGE by rank …), or null when nothing is within them.
+ */
+export function indexRange(count: number, start: bigint, stop: bigint): [number, number] | null {
+  const n = BigInt(count);
+  let s = start < 0n ? n + start : start;
+  let e = stop < 0n ? n + stop : stop;
+  if (s < 0n) s = 0n;
+  if (e >= n) e = n - 1n;
+  if (s > e || s >= n) return null;
+  return [Number(s), Number(e)];
+}
+
+/**
+ * Removes the items named by `args[from…]` that the collection holds (`item` maps an argument to its
+ * item key); stores the record (an emptied collection is deleted with its key). How many were removed.
+ */
+export function removeItems(
+  ctx: WriteAccess,
+  key: Buffer,
+  type: RecordType,
+  c: Collection,
+  args: readonly Buffer[],
+  from: number,
+): number {
+  let removed = 0;
+  for (let i = from; i < args.length; i++) {
+    if (ctx.item(c.id, args[i]!) === undefined) continue;
+    ctx.removeItem(c.id, args[i]!);
+    removed++;
+  }
+  if (removed === 0) return 0;
+  c.count -= removed;
+  save(ctx, key, type, c);
+  return removed;
 }

@@ -15,6 +15,7 @@ import {
   isReply,
   itemTooLong,
   MAX_ITEM_BYTES,
+  removeItems,
   save as saveCollection,
   scanItems,
 } from "./collections.js";
@@ -112,16 +113,7 @@ export function hdel(ctx: WriteAccess, args: readonly Buffer[]): Reply {
   const h = hashOf(ctx, args[1]!);
   if (h === null) return int(0);
   if (isReply(h)) return h;
-  let removed = 0;
-  for (let i = 2; i < args.length; i++) {
-    if (ctx.item(h.id, args[i]!) === undefined) continue;
-    ctx.removeItem(h.id, args[i]!);
-    removed++;
-  }
-  if (removed === 0) return int(0);
-  h.count -= removed;
-  save(ctx, args[1]!, h);
-  return int(removed);
+  return int(removeItems(ctx, args[1]!, HASH, h, args, 2));
 }
 
 export function hexists(ctx: ReadAccess, args: readonly Buffer[]): Reply {

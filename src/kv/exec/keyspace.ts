@@ -9,14 +9,13 @@
  * present for the whole scan is returned at least once, whatever is written meanwhile.
  */
 import { type KeyRecord, TYPE_NAMES } from "../record.js";
-import { array, bulk, Errors, int, NIL, type Reply } from "../reply.js";
-import { parseInt64, upper } from "./args.js";
+import { array, bulk, int, NIL, type Reply } from "../reply.js";
+import { isReply } from "./collections.js";
 import type { ReadAccess } from "./context.js";
 import { isExpired } from "./context.js";
 import { globMatch } from "./glob.js";
 import { TABLE_CURSOR_BIT } from "./scan-cursors.js";
-
-const MAX_U64 = (1n << 64n) - 1n;
+import { parseCursor, parseScanOptions } from "./scan-options.js";
 
 function prefixOf(key: Buffer): bigint {
   const b = Buffer.alloc(8);
@@ -50,29 +49,11 @@ export function keys(ctx: ReadAccess, args: readonly Buffer[]): Reply {
 }
 
 export function scan(ctx: ReadAccess, args: readonly Buffer[]): Reply {
-  const cursorText = args[1]!.toString("latin1");
-  if (!/^\d+$/.test(cursorText) || BigInt(cursorText) > MAX_U64)
-    return { k: "error", v: "ERR invalid cursor" };
-  let count = 10;
-  let pattern: Buffer | null = null;
-  let type: string | null = null;
-  for (let i = 2; i < args.length; i++) {
-    const opt = upper(args[i]!);
-    if (i + 1 >= args.length) return Errors.syntax;
-    if (opt === "COUNT") {
-      const n = parseInt64(args[++i]!);
-      if (n === null) return Errors.notInteger;
-      if (n < 1n) return Errors.syntax;
-      count = Number(n > 100_000n ? 100_000n : n);
-    } else if (opt === "MATCH") {
-      pattern = args[++i]!;
-    } else if (opt === "TYPE") {
-      type = args[++i]!.toString("latin1").toLowerCase();
-    } else {
-      return Errors.syntax;
-    }
-  }
-  const cursor = BigInt(cursorText);
+  const cursor = parseCursor(args[1]!);
+  if (isReply(cursor)) return cursor;
+  const options = parseScanOptions(args, 2, true);
+  if (isReply(options)) return options;
+  const { count, pattern, type } = options;
   let start: Buffer;
   if (cursor === 0n) start = Buffer.alloc(0);
   else if (cursor < TABLE_CURSOR_BIT) start = startOf(cursor - 1n);

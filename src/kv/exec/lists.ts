@@ -8,7 +8,7 @@ import { COLLECTION_HEADER_BYTES, RecordType } from "../record.js";
 import { array, bulk, Errors, error, int, NIL, NIL_ARRAY, OK, type Reply } from "../reply.js";
 import { readU64, writeU64 } from "../u64.js";
 import { parseInt64, upper } from "./args.js";
-import { isReply } from "./collections.js";
+import { indexRange, isReply } from "./collections.js";
 import type { ReadAccess, WriteAccess } from "./context.js";
 
 const LIST = RecordType.List;
@@ -63,17 +63,6 @@ const elementAt = (ctx: ReadAccess, l: List, i: number) => ctx.item(l.id, positi
 /** Elements `first` through `last` (0-based, within the list), in order. */
 function slice(ctx: ReadAccess, l: List, first: number, last: number): Buffer[] {
   return ctx.items(l.id, position(l.head + first), last - first + 1).map(([, v]) => v);
-}
-
-/** Redis's start/stop indexes (negative from the end) within a list of `count`, or null when empty. */
-function indexRange(count: number, start: bigint, stop: bigint): [number, number] | null {
-  const n = BigInt(count);
-  let s = start < 0n ? n + start : start;
-  let e = stop < 0n ? n + stop : stop;
-  if (s < 0n) s = 0n;
-  if (e >= n) e = n - 1n;
-  if (s > e || s >= n) return null;
-  return [Number(s), Number(e)];
 }
 
 function push(ctx: WriteAccess, args: readonly Buffer[], left: boolean, onlyIfExists: boolean): Reply {

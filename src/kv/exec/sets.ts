@@ -14,6 +14,7 @@ import {
   collectionOf,
   isReply,
   itemTooLong,
+  removeItems,
   save as saveCollection,
   scanItems,
 } from "./collections.js";
@@ -50,16 +51,7 @@ export function srem(ctx: WriteAccess, args: readonly Buffer[]): Reply {
   const s = setOf(ctx, args[1]!);
   if (s === null) return int(0);
   if (isReply(s)) return s;
-  let removed = 0;
-  for (let i = 2; i < args.length; i++) {
-    if (ctx.item(s.id, args[i]!) === undefined) continue;
-    ctx.removeItem(s.id, args[i]!);
-    removed++;
-  }
-  if (removed === 0) return int(0);
-  s.count -= removed;
-  save(ctx, args[1]!, s);
-  return int(removed);
+  return int(removeItems(ctx, args[1]!, SET, s, args, 2));
 }
 
 export function smembers(ctx: ReadAccess, args: readonly Buffer[]): Reply {

@@ -14,6 +14,7 @@ import {
   type Collection,
   collectionForWrite,
   collectionOf,
+  indexRange,
   isReply,
   itemTooLong,
   save as saveCollection,
@@ -87,11 +88,14 @@ interface Entry {
   readonly score: number;
 }
 
-/** Members in score order from `from` (a score sub-key; null: the lowest), read a page at a time. */
-function* ascending(ctx: ReadAccess, z: Collection, from: Buffer | null = null): Generator<Entry> {
-  let start = from ?? Buffer.from([BY_SCORE]);
+/**
+ * Members in score order, a page at a time: up from `bound` (a score sub-key, inclusive; null: the
+ * lowest), or down from below it (exclusive; null: the highest).
+ */
+function* walk(ctx: ReadAccess, z: Collection, bound: Buffer | null, down: boolean): Generator<Entry> {
+  let at = bound;
   for (let size = FIRST_PAGE; ; size = Math.min(PAGE, size * 4)) {
-    const page = ctx.items(z.id, start, size);
+    const page = down ? ctx.itemsBelow(z.id, at, size) : ctx.items(z.id, at ?? Buffer.from([BY_SCORE]), size);
     for (const [sub] of page) {
       if (sub[0] !== BY_SCORE) return;
       const member = Buffer.from(sub.subarray(9));
@@ -101,26 +105,13 @@ function* ascending(ctx: ReadAccess, z: Collection, from: Buffer | null = null):
       yield { member, score: s };
     }
     if (page.length < size) return;
-    start = Buffer.concat([page[page.length - 1]![0], Buffer.from([0])]);
+    const last = page[page.length - 1]![0];
+    at = down ? Buffer.from(last) : Buffer.concat([last, Buffer.from([0])]);
   }
 }
 
-/** Members in descending score order below `below` (a score sub-key, exclusive; null: the highest). */
-function* descending(ctx: ReadAccess, z: Collection, below: Buffer | null = null): Generator<Entry> {
-  let upper = below;
-  for (let size = FIRST_PAGE; ; size = Math.min(PAGE, size * 4)) {
-    const page = ctx.itemsBelow(z.id, upper, size);
-    for (const [sub] of page) {
-      if (sub[0] !== BY_SCORE) return;
-      const member = Buffer.from(sub.subarray(9));
-      let s = scoreOfKey(sub, 1);
-      if (s === 0) s = scoreOf(ctx, z, member) ?? 0;
-      yield { member, score: s };
-    }
-    if (page.length < size) return;
-    upper = Buffer.from(page[page.length - 1]![0]);
-  }
-}
+const ascending = (ctx: ReadAccess, z: Collection, from: Buffer | null = null) => walk(ctx, z, from, false);
+const descending = (ctx: ReadAccess, z: Collection, below: Buffer | null = null) => walk(ctx, z, below, true);
 
 /** Members from the rank `first` through `last` (0-based, ascending), walked from the nearer end. */
 function byRank(ctx: ReadAccess, z: Collection, first: number, last: number): Entry[] {
@@ -188,17 +179,6 @@ function* byScore(ctx: ReadAccess, z: Collection, min: ScoreBound, max: ScoreBou
     if (!belowMax(e.score, max)) return;
     if (aboveMin(e.score, min)) yield e;
   }
-}
-
-/** Redis's start/stop indexes (negative from the end) as ascending ranks within the set, or null. */
-function rankRange(count: number, start: bigint, stop: bigint): [number, number] | null {
-  const n = BigInt(count);
-  let s = start < 0n ? n + start : start;
-  let e = stop < 0n ? n + stop : stop;
-  if (s < 0n) s = 0n;
-  if (e >= n) e = n - 1n;
-  if (s > e || s >= n) return null;
-  return [Number(s), Number(e)];
 }
 
 function withScores(entries: readonly Entry[], scores: boolean): Reply {
@@ -346,7 +326,7 @@ export function zremrangebyrank(ctx: WriteAccess, args: readonly Buffer[]): Repl
   const z = zsetOf(ctx, args[1]!);
   if (z === null) return int(0);
   if (isReply(z)) return z;
-  const range = rankRange(z.count, start, stop);
+  const range = indexRange(z.count, start, stop);
   if (range === null) return int(0);
   return removeEntries(ctx, args[1]!, z, byRank(ctx, z, range[0], range[1]));
 }
@@ -452,7 +432,7 @@ function rangeGeneric(ctx: ReadAccess, key: Buffer, from: Buffer, to: Buffer, q:
     const z = zsetOf(ctx, key);
     if (z === null) return array([]);
     if (isReply(z)) return z;
-    const range = rankRange(z.count, start, stop);
+    const range = indexRange(z.count, start, stop);
     if (range === null) return array([]);
     const entries = q.rev ? byRankFromTop(ctx, z, range[0], range[1]) : byRank(ctx, z, range[0], range[1]);
     return withScores(entries, q.withScores);
