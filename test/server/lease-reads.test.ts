@@ -9,6 +9,9 @@ describe("lease reads (serve --lease-reads)", () => {
       const c = await InProcessCluster.start(3, { leaseReads, electionTicks: 50 });
       try {
         const leader = await c.leader();
+        // A leader answers reads only once it has committed an entry of its term (raft §6.4; etcd pends
+        // them until then): a first read waits for that, with the followers still up.
+        await leader.engine.linearizableRead();
         const committed = leader.engine.status().hardState.commit;
         for (const n of c.nodes) if (n !== leader) await n.close();
         const read = leader.engine.linearizableRead();
