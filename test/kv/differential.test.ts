@@ -294,6 +294,18 @@ const listCommand: fc.Arbitrary<Arg[]> = fc.oneof(
   fc.tuple(key, listIndex, element).map(([k, i, e]) => ["LSET", k, i, e]),
   fc.tuple(key, listIndex, listIndex).map(([k, a, b]) => ["LTRIM", k, a, b]),
   fc.tuple(key, key).map(([a, b]) => ["RPOPLPUSH", a, b]),
+  fc.tuple(key, listIndex, element).map(([k, n, e]) => ["LREM", k, n, e]),
+  fc
+    .tuple(key, fc.constantFrom("BEFORE", "after", "NEAR"), element, element)
+    .map(([k, w, p, e]) => ["LINSERT", k, w, p, e]),
+  fc
+    .tuple(
+      key,
+      element,
+      fc.subarray(["RANK", "COUNT", "MAXLEN"]),
+      fc.array(fc.constantFrom("1", "-1", "2", "-2", "0", "3", "x"), { minLength: 3, maxLength: 3 }),
+    )
+    .map(([k, e, opts, vals]) => ["LPOS", k, e, ...opts.flatMap((o, i) => [o, vals[i]!])]),
   fc
     .tuple(key, key, fc.constantFrom("LEFT", "RIGHT", "left", "UP"), fc.constantFrom("LEFT", "RIGHT"))
     .map(([a, b, f, t]) => ["LMOVE", a, b, f, t]),

@@ -30,6 +30,8 @@ describe("lists in the key-value machine", () => {
       ),
       fc.tuple(fc.constant("LSET"), fc.tuple(fc.integer({ min: -80, max: 80 }), fc.nat(99))),
       fc.tuple(fc.constant("RPOPLPUSH"), fc.constant(0)),
+      fc.tuple(fc.constant("LREM"), fc.tuple(fc.integer({ min: -3, max: 3 }), fc.nat(99))),
+      fc.tuple(fc.constant("LINSERT"), fc.tuple(fc.boolean(), fc.nat(99), fc.nat(99))),
     );
     await fc.assert(
       fc.asyncProperty(fc.array(op, { maxLength: 40 }), async (ops) => {
@@ -63,6 +65,23 @@ describe("lists in the key-value machine", () => {
             else if (at < 0 || at >= model.length)
               assert.deepEqual(r, { k: "error", v: "ERR index out of range" });
             else model[at] = `s${v}`;
+          } else if (name === "LREM") {
+            const [n, v] = a as [number, number];
+            const target = `e${v}`;
+            const hits = model.map((e, i) => (e === target ? i : -1)).filter((i) => i >= 0);
+            const drop = new Set(n > 0 ? hits.slice(0, n) : n < 0 ? hits.slice(n) : hits);
+            assert.deepEqual(await run("LREM", "l", String(n), target), { k: "int", v: drop.size });
+            model = model.filter((_, i) => !drop.has(i));
+          } else if (name === "LINSERT") {
+            const [before, p, v] = a as [boolean, number, number];
+            const r = await run("LINSERT", "l", before ? "BEFORE" : "AFTER", `e${p}`, `i${v}`);
+            const at = model.indexOf(`e${p}`);
+            if (model.length === 0) assert.deepEqual(r, { k: "int", v: 0 });
+            else if (at < 0) assert.deepEqual(r, { k: "int", v: -1 });
+            else {
+              model.splice(before ? at : at + 1, 0, `i${v}`);
+              assert.deepEqual(r, { k: "int", v: model.length });
+            }
           } else {
             const got = text(await run("RPOPLPUSH", "l", "l"));
             if (model.length > 0) {

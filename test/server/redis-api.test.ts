@@ -355,6 +355,10 @@ for (const via of ["leader", "follower"] as const) {
         assert.deepEqual(await other.lrange("list:2", 0, -1), ["b", "c", "A"]);
         assert.equal(await entry.ltrim("list:2", 1, -1), "OK");
         assert.deepEqual(await other.lrange("list:2", 0, -1), ["c", "A"]);
+        assert.equal(await entry.linsert("list:2", "BEFORE", "A", "c"), 3);
+        assert.equal(await other.lpos("list:2", "c", "RANK", -1), 1);
+        assert.equal(await entry.lrem("list:2", 0, "c"), 2);
+        assert.deepEqual(await other.lrange("list:2", 0, -1), ["A"]);
         await assert.rejects(entry.lset("list:none", 0, "x"), /ERR no such key/);
         await assert.rejects(entry.lset("list:2", 9, "x"), /ERR index out of range/);
         await entry.set("list:str", "v");

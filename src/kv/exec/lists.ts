@@ -2,7 +2,8 @@
  * List commands, with Redis's replies and errors. A list is a collection record (its id, its length and
  * the position of its first element) and one item per element, keyed by its position: the elements sit
  * at consecutive positions from the first, so pushing and popping at either end, LINDEX and LSET touch
- * one item, and LRANGE reads only the elements it returns, whatever the list's length.
+ * one item, and LRANGE reads only the elements it returns, whatever the list's length. LREM and LINSERT
+ * rewrite the positions after the change, LPOS reads the list: O(N), as in Redis.
  */
 import { COLLECTION_HEADER_BYTES, RecordType } from "../record.js";
 import { array, bulk, Errors, error, int, NIL, NIL_ARRAY, OK, type Reply } from "../reply.js";
@@ -220,4 +221,96 @@ export function lmove(ctx: WriteAccess, args: readonly Buffer[]): Reply {
   const to = upper(args[4]!);
   if ((from !== "LEFT" && from !== "RIGHT") || (to !== "LEFT" && to !== "RIGHT")) return Errors.syntax;
   return move(ctx, args[1]!, args[2]!, from === "LEFT", to === "LEFT");
+}
+
+/** Every element, in order (LREM, LINSERT and LPOS look at them all: O(N), as in Redis). */
+const allElements = (ctx: ReadAccess, l: List): Buffer[] =>
+  l.count === 0 ? [] : slice(ctx, l, 0, l.count - 1);
+
+/** Stores `elements` as the whole list from its first position on, removing positions left over. */
+function rewrite(ctx: WriteAccess, key: Buffer, l: List, elements: readonly Buffer[]): void {
+  for (let i = 0; i < elements.length; i++) ctx.putItem(l.id, position(l.head + i), elements[i]!);
+  for (let i = elements.length; i < l.count; i++) ctx.removeItem(l.id, position(l.head + i));
+  l.count = elements.length;
+  save(ctx, key, l);
+}
+
+export function lrem(ctx: WriteAccess, args: readonly Buffer[]): Reply {
+  const count = parseInt64(args[2]!);
+  if (count === null) return Errors.notInteger;
+  const l = listOf(ctx, args[1]!);
+  if (l === null) return int(0);
+  if (isReply(l)) return l;
+  const target = args[3]!;
+  const all = allElements(ctx, l);
+  const limit = count === 0n ? Number.POSITIVE_INFINITY : Number(count < 0n ? -count : count);
+  const drop = new Set<number>();
+  for (let k = 0; k < all.length && drop.size < limit; k++) {
+    const i = count < 0n ? all.length - 1 - k : k;
+    if (all[i]!.equals(target)) drop.add(i);
+  }
+  if (drop.size === 0) return int(0);
+  rewrite(
+    ctx,
+    args[1]!,
+    l,
+    all.filter((_, i) => !drop.has(i)),
+  );
+  return int(drop.size);
+}
+
+export function linsert(ctx: WriteAccess, args: readonly Buffer[]): Reply {
+  const where = upper(args[2]!);
+  if (where !== "BEFORE" && where !== "AFTER") return Errors.syntax;
+  const l = listOf(ctx, args[1]!);
+  if (l === null) return int(0);
+  if (isReply(l)) return l;
+  const all = allElements(ctx, l);
+  const at = all.findIndex((e) => e.equals(args[3]!));
+  if (at < 0) return int(-1);
+  all.splice(where === "BEFORE" ? at : at + 1, 0, args[4]!);
+  rewrite(ctx, args[1]!, l, all);
+  return int(l.count);
+}
+
+export function lpos(ctx: ReadAccess, args: readonly Buffer[]): Reply {
+  let rank = 1n;
+  let count: bigint | null = null;
+  let maxlen = 0n;
+  for (let i = 3; i < args.length; i++) {
+    const opt = upper(args[i]!);
+    if (i + 1 >= args.length) return Errors.syntax;
+    const v = parseInt64(args[++i]!);
+    if (opt === "RANK") {
+      if (v === null) return Errors.notInteger;
+      if (v === 0n)
+        return error(
+          "ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list",
+        );
+      rank = v;
+    } else if (opt === "COUNT") {
+      // As Redis: a COUNT or MAXLEN that is not a number gets the same answer as a negative one.
+      if (v === null || v < 0n) return error("ERR COUNT can't be negative");
+      count = v;
+    } else if (opt === "MAXLEN") {
+      if (v === null || v < 0n) return error("ERR MAXLEN can't be negative");
+      maxlen = v;
+    } else return Errors.syntax;
+  }
+  const l = listOf(ctx, args[1]!);
+  if (isReply(l)) return l;
+  if (l === null) return count === null ? NIL : array([]);
+  const all = allElements(ctx, l);
+  const found: number[] = [];
+  let skip = (rank < 0n ? -rank : rank) - 1n;
+  const want = count === null ? 1 : count === 0n ? Number.POSITIVE_INFINITY : Number(count);
+  const scan = maxlen === 0n ? all.length : Math.min(all.length, Number(maxlen));
+  for (let k = 0; k < scan && found.length < want; k++) {
+    const i = rank < 0n ? all.length - 1 - k : k;
+    if (!all[i]!.equals(args[2]!)) continue;
+    if (skip > 0n) skip--;
+    else found.push(i);
+  }
+  if (count === null) return found.length === 0 ? NIL : int(found[0]!);
+  return array(found.map((i) => int(i)));
 }
