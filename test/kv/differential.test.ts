@@ -150,6 +150,13 @@ const hashCommand: fc.Arbitrary<Arg[]> = fc.oneof(
   fc.tuple(key, fc.array(field, { minLength: 1, maxLength: 3 })).map(([k, fs]) => ["HDEL", k, ...fs]),
   fc.tuple(key, field, intText).map(([k, f, n]) => ["HINCRBY", k, f, n]),
   fc.tuple(key, field, floatText).map(([k, f, n]) => ["HINCRBYFLOAT", k, f, n]),
+  // HRANDFIELD's deterministic forms: every field (hashes here hold at most 4), none, and errors.
+  fc
+    .tuple(
+      key,
+      fc.constantFrom<string[]>(["10"], ["10", "WITHVALUES"], ["0"], ["x"], ["5", "BOGUS"], ["1", "2", "3"]),
+    )
+    .map(([k, a]) => ["HRANDFIELD", k, ...a]),
 );
 
 /** Set members: few, so that sets overlap; one binary. */
@@ -378,6 +385,7 @@ const CLOCK_DEPENDENT = new Set(["TTL", "EXPIRETIME", "PEXPIRETIME"]);
  */
 const UNORDERED = new Set([
   "KEYS",
+  "HRANDFIELD",
   "HKEYS",
   "HVALS",
   "HGETALL",

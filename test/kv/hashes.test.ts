@@ -202,6 +202,27 @@ describe("hashes in the key-value machine", () => {
     await Promise.all([store.close(), other.store.close()]);
   });
 
+  it("HRANDFIELD: one field, distinct fields for a positive count, exactly |count| for a negative one, with values", async () => {
+    const { store, run } = await machine();
+    const fields = Array.from({ length: 20 }, (_, i) => `f${i}`);
+    await run("HSET", "h", ...fields.flatMap((f) => [f, `v-${f}`]));
+    const one = await run("HRANDFIELD", "h");
+    assert.ok(one.k === "bulk" && fields.includes(one.v.toString()));
+    const distinct = await run("HRANDFIELD", "h", "5");
+    assert.ok(distinct.k === "array" && distinct.v.length === 5);
+    const names = distinct.v.map((r) => (r.k === "bulk" ? r.v.toString() : ""));
+    assert.equal(new Set(names).size, 5);
+    assert.ok(names.every((n) => fields.includes(n)));
+    const repeated = await run("HRANDFIELD", "h", "-50");
+    assert.ok(repeated.k === "array" && repeated.v.length === 50);
+    const withValues = await run("HRANDFIELD", "h", "3", "WITHVALUES");
+    assert.ok(withValues.k === "scored" && withValues.v.length === 3);
+    for (const [f, v] of withValues.v)
+      assert.ok(f.k === "bulk" && v.k === "bulk" && v.v.toString() === `v-${f.v.toString()}`);
+    assert.deepEqual(await run("HRANDFIELD", "nope"), { k: "nil" });
+    await store.close();
+  });
+
   it("survive a reopen with their fields and the next collection id", async () => {
     const dir = tempDir();
     const first = await machine(dir);

@@ -5,7 +5,7 @@
  */
 import { RecordType } from "../record.js";
 import { array, bulk, Errors, error, int, NIL, OK, type Reply } from "../reply.js";
-import { inInt64, parseInt64 } from "./args.js";
+import { inInt64, parseInt64, upper } from "./args.js";
 import {
   allItems,
   anyTooLong,
@@ -175,4 +175,41 @@ export function hincrbyfloat(ctx: WriteAccess, args: readonly Buffer[]): Reply {
 
 export function hscan(ctx: ReadAccess, args: readonly Buffer[]): Reply {
   return scanItems(ctx, args, HASH, true);
+}
+
+/** The most fields one HRANDFIELD returns: its reply is built in memory. */
+const MAX_RANDOM_FIELDS = 1_000_000;
+
+/** HRANDFIELD key [count [WITHVALUES]]: a read, so it draws from this node's own randomness. */
+export function hrandfield(ctx: ReadAccess, args: readonly Buffer[]): Reply {
+  let count: number | null = null;
+  let withValues = false;
+  if (args.length >= 3) {
+    const n = parseInt64(args[2]!);
+    if (n === null) return Errors.notInteger;
+    if (args.length > 4 || (args.length === 4 && upper(args[3]!) !== "WITHVALUES")) return Errors.syntax;
+    if (n > BigInt(MAX_RANDOM_FIELDS) || n < -BigInt(MAX_RANDOM_FIELDS))
+      return error(`ERR value is out of range (at most ${MAX_RANDOM_FIELDS} fields at once)`);
+    count = Number(n);
+    withValues = args.length === 4;
+  }
+  const h = hashOf(ctx, args[1]!);
+  if (h === null) return count === null ? NIL : array([]);
+  if (isReply(h)) return h;
+  const all = allItems(ctx, h);
+  const pick = (n: number) => Math.floor(Math.random() * n);
+  if (count === null) return bulk(all[pick(all.length)]![0]);
+  let chosen: Array<[Buffer, Buffer]>;
+  // A negative count may repeat fields and gives exactly that many; a positive one gives distinct ones.
+  if (count < 0) chosen = Array.from({ length: -count }, () => all[pick(all.length)]!);
+  else {
+    const k = Math.min(count, all.length);
+    for (let i = 0; i < k; i++) {
+      const j = i + pick(all.length - i);
+      [all[i], all[j]] = [all[j]!, all[i]!];
+    }
+    chosen = all.slice(0, k);
+  }
+  if (!withValues) return array(chosen.map(([f]) => bulk(f)));
+  return { k: "scored", v: chosen.map(([f, v]) => [bulk(f), bulk(v)] as const) };
 }

@@ -130,6 +130,7 @@ const COMMANDS: readonly KvCommand[] = [
   write("sdiffstore", -3, sets.sdiffstore, ALL_KEYS),
   read("sscan", -3, sets.sscan),
   read("hscan", -3, hashes.hscan),
+  read("hrandfield", -2, hashes.hrandfield),
   write("zadd", -4, zsets.zadd),
   write("zincrby", 4, zsets.zincrby),
   write("zrem", -3, zsets.zrem),
