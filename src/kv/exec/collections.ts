@@ -3,7 +3,7 @@
  * record (an empty one is deleted, as Redis deletes empty collections), and the limit on an item's key.
  */
 import { decodeCollection, encodeCollection, type RecordType } from "../record.js";
-import { array, bulk, Errors, error, type Reply } from "../reply.js";
+import { array, bulk, Errors, error, int, type Reply } from "../reply.js";
 import { readU64, writeU64 } from "../u64.js";
 import type { ReadAccess, WriteAccess } from "./context.js";
 import { globMatch } from "./glob.js";
@@ -117,25 +117,22 @@ export function indexRange(count: number, start: bigint, stop: bigint): [number,
 }
 
 /**
- * Removes the items named by `args[from…]` that the collection holds (`item` maps an argument to its
- * item key); stores the record (an emptied collection is deleted with its key). How many were removed.
+ * HDEL and SREM: removes the items named by `args[2…]` from the collection of `type` at `args[1]`, and
+ * stores its record (an emptied collection is deleted with its key). How many were removed.
  */
-export function removeItems(
-  ctx: WriteAccess,
-  key: Buffer,
-  type: RecordType,
-  c: Collection,
-  args: readonly Buffer[],
-  from: number,
-): number {
+export function removeItems(ctx: WriteAccess, args: readonly Buffer[], type: RecordType): Reply {
+  const key = args[1]!;
+  const c = collectionOf(ctx, key, type);
+  if (c === null) return int(0);
+  if (isReply(c)) return c;
   let removed = 0;
-  for (let i = from; i < args.length; i++) {
+  for (let i = 2; i < args.length; i++) {
     if (ctx.item(c.id, args[i]!) === undefined) continue;
     ctx.removeItem(c.id, args[i]!);
     removed++;
   }
-  if (removed === 0) return 0;
+  if (removed === 0) return int(0);
   c.count -= removed;
   save(ctx, key, type, c);
-  return removed;
+  return int(removed);
 }

@@ -110,10 +110,7 @@ export function hvals(ctx: ReadAccess, args: readonly Buffer[]): Reply {
 }
 
 export function hdel(ctx: WriteAccess, args: readonly Buffer[]): Reply {
-  const h = hashOf(ctx, args[1]!);
-  if (h === null) return int(0);
-  if (isReply(h)) return h;
-  return int(removeItems(ctx, args[1]!, HASH, h, args, 2));
+  return removeItems(ctx, args, HASH);
 }
 
 export function hexists(ctx: ReadAccess, args: readonly Buffer[]): Reply {

@@ -48,10 +48,7 @@ export function sadd(ctx: WriteAccess, args: readonly Buffer[]): Reply {
 }
 
 export function srem(ctx: WriteAccess, args: readonly Buffer[]): Reply {
-  const s = setOf(ctx, args[1]!);
-  if (s === null) return int(0);
-  if (isReply(s)) return s;
-  return int(removeItems(ctx, args[1]!, SET, s, args, 2));
+  return removeItems(ctx, args, SET);
 }
 
 export function smembers(ctx: ReadAccess, args: readonly Buffer[]): Reply {

@@ -117,21 +117,19 @@ const descending = (ctx: ReadAccess, z: Collection, below: Buffer | null = null)
 function byRank(ctx: ReadAccess, z: Collection, first: number, last: number): Entry[] {
   if (z.count - 1 - last < first)
     return byRankFromTop(ctx, z, z.count - 1 - last, z.count - 1 - first).reverse();
-  const out: Entry[] = [];
-  let rank = 0;
-  for (const e of ascending(ctx, z)) {
-    if (rank > last) break;
-    if (rank >= first) out.push(e);
-    rank++;
-  }
-  return out;
+  return ranks(ascending(ctx, z), first, last);
 }
 
 /** Members from the rank `first` through `last` counted from the highest score (descending). */
 function byRankFromTop(ctx: ReadAccess, z: Collection, first: number, last: number): Entry[] {
+  return ranks(descending(ctx, z), first, last);
+}
+
+/** The entries of a walk from its `first` through its `last` (0-based, inclusive). */
+function ranks(walked: Iterable<Entry>, first: number, last: number): Entry[] {
   const out: Entry[] = [];
   let rank = 0;
-  for (const e of descending(ctx, z)) {
+  for (const e of walked) {
     if (rank > last) break;
     if (rank >= first) out.push(e);
     rank++;
