@@ -7,9 +7,10 @@ import type { SnapshotHandle, StateMachine } from "../engine/state-machine.js";
 import type { ConfChange, ConfState, Entry, NodeId } from "../raft/types.js";
 import { bookAfterChange, decodeAddressContext } from "./address-book.js";
 import { decodeKvEntry, encodeKvEntry, type KvOrigin } from "./entry-codec.js";
-import { readAccess, writeAccess } from "./exec/context.js";
+import { isExpired, readAccess, writeAccess } from "./exec/context.js";
 import { ScanCursors } from "./exec/scan-cursors.js";
 import { arityOk, hasOverlongKey, lookupCommand, MAX_KEY_BYTES } from "./exec/table.js";
+import { decodeCollection, type RecordType } from "./record.js";
 import { Errors, error, type Reply } from "./reply.js";
 import type { KvStore } from "./store.js";
 import { type WatchedKey, watchedVersion, watchesHold } from "./watch.js";
@@ -26,11 +27,24 @@ export type OriginListener = (origin: KvOrigin, result: KvApplyResult) => void;
 /** Told the whole address book each time it may have changed (a membership change, a restore). */
 export type AddressBookListener = (book: ReadonlyMap<NodeId, string>) => void;
 
+/**
+ * Whoever has clients blocked until a list or sorted set appears at some keys (BLPOP …): told, after
+ * each applied batch, which of those keys the batch stored one at. Asked once per batch whether anyone
+ * waits at all, so that a batch records nothing otherwise.
+ */
+export interface FillWatcher {
+  readonly waiting: boolean;
+  watches(key: Buffer): boolean;
+  /** The keys filled (copies), or "all" after a restore from a snapshot. */
+  filled(keys: readonly Buffer[] | "all"): void;
+}
+
 export class KvStateMachine implements StateMachine<KvApplyResult> {
   /** SCAN positions inside runs of keys that share their first 8 bytes (per node, not replicated). */
   readonly scanCursors = new ScanCursors();
   private listener: OriginListener | null = null;
   private bookListener: AddressBookListener | null = null;
+  private fillWatcher: FillWatcher | null = null;
 
   constructor(readonly store: KvStore) {}
 
@@ -45,6 +59,21 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
   /** Whoever routes raft traffic learns here of new members' addresses (see address-book.ts). */
   onAddressBookChanged(listener: AddressBookListener): void {
     this.bookListener = listener;
+  }
+
+  /** The front door's blocked clients learn here of lists and sorted sets that writes filled. */
+  onFilled(watcher: FillWatcher): void {
+    this.fillWatcher = watcher;
+  }
+
+  /**
+   * The number of elements of the live list or sorted set at `key` (0: none, or another type), in this
+   * node's applied state: a hint for blocked clients, which then try their command through the log.
+   */
+  elementsAt(key: Buffer, type: RecordType, nowMs: number): number {
+    const r = this.store.get(key);
+    if (r === undefined || r.type !== type || isExpired(r, nowMs)) return 0;
+    return decodeCollection(r.payload).count;
   }
 
   /**
@@ -71,6 +100,10 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
   ): Promise<KvApplyResult[]> {
     if (entries.length === 0) return [];
     const last = entries[entries.length - 1]!.index;
+    const watcher = this.fillWatcher;
+    const filled: Buffer[] | null = watcher?.waiting ? [] : null;
+    const onFilled =
+      filled === null ? undefined : (key: Buffer) => watcher!.watches(key) && filled.push(Buffer.from(key));
     const results = await this.store.writeBatchAsync(last, (w) => {
       const origins: Array<KvOrigin | null> = [];
       const out = entries.map((e) => {
@@ -78,7 +111,7 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
         origins.push(origin);
         // Checked before anything runs, against the state left by every earlier entry (this batch's too).
         if (watches.length > 0 && !watchesHold(w, watches, nowMs)) return null;
-        const ctx = writeAccess(w, nowMs, e.index, this.scanCursors);
+        const ctx = writeAccess(w, nowMs, e.index, this.scanCursors, onFilled);
         return commands.map((args): Reply => {
           const c = lookupCommand(args[0]!, true);
           // The proposer checked these; a replica answers the same way whatever it is given. Reads come
@@ -97,6 +130,7 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
           const o = origins[i];
           if (o) this.listener(o, out[i]!);
         }
+      if (filled !== null && filled.length > 0) watcher!.filled(filled);
       return out;
     });
     return results;
@@ -147,6 +181,7 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
   async restore(payload: AsyncIterable<Uint8Array>, index: number): Promise<void> {
     await this.store.restore(payload, index);
     this.bookListener?.(this.store.addressBook());
+    this.fillWatcher?.filled("all");
   }
 }
 

@@ -4,7 +4,13 @@
  * drive the real connection code against a real redis-server, quickly and without timing.
  */
 import type { KvBackend } from "../../src/api/redis/backend.js";
-import { type KvApplyResult, type KvStateMachine, writeEntry } from "../../src/kv/machine.js";
+import {
+  type FillWatcher,
+  type KvApplyResult,
+  type KvStateMachine,
+  writeEntry,
+} from "../../src/kv/machine.js";
+import type { RecordType } from "../../src/kv/record.js";
 import { error, type Reply } from "../../src/kv/reply.js";
 import type { WatchedKey } from "../../src/kv/watch.js";
 import { EntryType } from "../../src/raft/types.js";
@@ -53,6 +59,14 @@ export class MachineBackend implements KvBackend {
   ): Promise<readonly Reply[] | null | Reply> {
     if (writes) return this.apply(commands, watches);
     return this.machine.readWatched(watches, commands, Date.now());
+  }
+
+  onFilled(watcher: FillWatcher): void {
+    this.machine.onFilled(watcher);
+  }
+
+  elementsAt(key: Buffer, type: RecordType): number {
+    return this.machine.elementsAt(key, type, Date.now());
   }
 
   keyCount(): number {

@@ -33,6 +33,12 @@ after(async () => {
   await cluster?.close();
 });
 
+/** Waits (on events, not time) until the node behind `c` reports `n` blocked clients. */
+async function untilBlocked(c: Redis, n: number): Promise<void> {
+  while (!(await c.info("clients")).includes(`blocked_clients:${n}\r\n`))
+    await new Promise((r) => setImmediate(r));
+}
+
 /** Writes raw bytes on a new connection and returns everything read until the server closes it. */
 function sendAndReadUntilClosed(port: number, bytes: string): Promise<string> {
   return new Promise<string>((resolve) => {
@@ -365,6 +371,34 @@ for (const via of ["leader", "follower"] as const) {
         await assert.rejects(entry.lpush("list:str", "x"), /^ReplyError: WRONGTYPE/);
         assert.equal(await other.type("list:2"), "list");
         await entry.del("list:2", "list:str");
+      });
+
+      it("blocking pops: a client blocked on this node is served by a write through the other", async () => {
+        // A connection of its own: a blocked connection runs nothing else until it is served.
+        const blocked = client(entry.options.port!);
+        try {
+          const popped = blocked.blpop("bq1", "bq2", 0);
+          await untilBlocked(entry, 1);
+          assert.equal(await other.rpush("bq2", "job-1", "job-2"), 2);
+          assert.deepEqual(await popped, ["bq2", "job-1"]);
+          const zpopped = blocked.bzpopmax("bz", 0);
+          await untilBlocked(entry, 1);
+          await other.zadd("bz", 1, "low", 5, "high");
+          assert.deepEqual(await zpopped, ["bz", "high", "5"]);
+          const moved = blocked.blmove("bsrc", "bdst", "LEFT", "RIGHT", 0);
+          await untilBlocked(entry, 1);
+          await other.lpush("bsrc", "m");
+          assert.equal(await moved, "m");
+          assert.deepEqual(await entry.lrange("bdst", 0, -1), ["m"]);
+          // Already there: served at once; nothing there: a timeout answers null.
+          assert.deepEqual(await blocked.brpop("bq2", 0), ["bq2", "job-2"]);
+          assert.equal(await blocked.blpop("bq-empty", 0.05), null);
+          assert.deepEqual(await blocked.call("LMPOP", "2", "bq-empty", "bq-none", "LEFT"), null);
+          await assert.rejects(blocked.call("BZMPOP", "0", "1", "bdst", "MIN"), /WRONGTYPE/);
+          await assert.rejects(blocked.blpop("bq1", -1), /ERR timeout is negative/);
+        } finally {
+          blocked.disconnect();
+        }
       });
 
       it("KEYS, SCAN (MATCH, COUNT, TYPE) and RANDOMKEY see every live key, through any node", async () => {

@@ -3,6 +3,8 @@
  * linearizable read, and what INFO reports. The engine-backed implementation is `engine-backend.ts`;
  * tests may use another.
  */
+import type { FillWatcher } from "../../kv/machine.js";
+import type { RecordType } from "../../kv/record.js";
 import type { Reply } from "../../kv/reply.js";
 import type { WatchedKey } from "../../kv/watch.js";
 
@@ -23,6 +25,10 @@ export interface KvBackend {
     watches: readonly WatchedKey[],
     writes: boolean,
   ): Promise<readonly Reply[] | null | Reply>;
+  /** Blocked clients (BLPOP …) learn here of the keys that applied writes filled. */
+  onFilled(watcher: FillWatcher): void;
+  /** Elements of the live list or sorted set at `key` in this node's applied state (a hint, not a read). */
+  elementsAt(key: Buffer, type: RecordType): number;
   /** Number of keys (expired ones not yet removed included, as Redis counts them). */
   keyCount(): number;
   /** `name:value` lines for INFO's replication/raft section. */

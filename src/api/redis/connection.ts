@@ -5,9 +5,12 @@
  * WATCH is a read of the keys' versions; an EXEC after it carries them in its entry (see kv/watch.ts).
  */
 import type * as net from "node:net";
+import { isReply } from "../../kv/exec/collections.js";
+import { BLOCKING_SHAPES, type BlockingShape, parseTimeoutMs } from "../../kv/exec/pops.js";
 import { arityOk, hasOverlongKey, lookupCommand, MAX_KEY_BYTES } from "../../kv/exec/table.js";
 import { Errors, error, NIL_ARRAY, OK, type Reply, status } from "../../kv/reply.js";
 import type { WatchedKey } from "../../kv/watch.js";
+import { type Blocked, tookNothing } from "./blocked-clients.js";
 import { RespProtocolError } from "./resp/errors.js";
 import { ReplyWriter } from "./resp/reply-writer.js";
 import { RequestParser } from "./resp/request-parser.js";
@@ -47,6 +50,13 @@ export class ClientConnection {
   private lastWrite: Promise<unknown> = Promise.resolve();
   /** WATCH reads still in flight (null: none): a later write of this connection waits for them. */
   private pendingWatch: Promise<unknown> | null = null;
+  /**
+   * Commands received while a blocking command runs (null: none runs): they wait for it, as in Redis,
+   * where a blocked client's later commands are not read until it is served.
+   */
+  private held: Buffer[][] | null = null;
+  /** The wait of the blocking command that runs, once it found nothing to take. */
+  private blockedOn: Blocked | null = null;
 
   constructor(
     readonly socket: net.Socket,
@@ -57,6 +67,7 @@ export class ClientConnection {
     this.parser = new RequestParser(ctx.options.requestLimits);
     socket.on("data", (chunk: Buffer) => this.onData(chunk));
     socket.on("end", () => this.onInputEnd());
+    socket.on("close", () => this.blockedOn?.cancel());
   }
 
   /** The protocol (HELLO) of commands read from now on; a reply goes out in that of its command. */
@@ -82,7 +93,9 @@ export class ClientConnection {
     try {
       // Nothing after QUIT (or a closing error) runs, even if it came in the same chunk.
       this.parser.feed(chunk, (args) => {
-        if (!this.closeRequested) this.submit(this.execute(args));
+        if (this.closeRequested) return;
+        if (this.held !== null) this.held.push(args);
+        else this.submit(this.execute(args));
       });
     } catch (err) {
       if (!(err instanceof RespProtocolError)) throw err;
@@ -92,7 +105,8 @@ export class ClientConnection {
       this.submit({ reply: error(`ERR ${err.message}`), close: true });
       return;
     }
-    if (this.queue.length > this.ctx.options.maxPipelinedCommands) this.socket.pause();
+    if (this.queue.length + (this.held?.length ?? 0) > this.ctx.options.maxPipelinedCommands)
+      this.socket.pause();
   }
 
   /**
@@ -102,7 +116,13 @@ export class ClientConnection {
    */
   private onInputEnd(): void {
     this.inputEnded = true;
-    if (!this.draining && this.queue.length === 0) this.finish();
+    if (this.blockedOn !== null) {
+      // As Redis frees a blocked client at EOF: nothing more can come that would end its wait.
+      this.closing = true;
+      this.socket.destroy();
+      return;
+    }
+    if (!this.draining && this.queue.length === 0 && this.held === null) this.finish();
   }
 
   /** Writes what is pending and closes our side. */
@@ -141,7 +161,7 @@ export class ClientConnection {
         this.socket.resume();
     }
     this.draining = false;
-    if (this.inputEnded) this.finish();
+    if (this.inputEnded && this.held === null) this.finish();
   }
 
   private emit(outcome: Exclude<Outcome, Promise<Reply>>, protocol: 2 | 3): void {
@@ -204,6 +224,8 @@ export class ClientConnection {
       if (!arityOk(kv, args.length)) return Errors.wrongArity(kv.name);
       // Refused here, before raft: an entry LMDB cannot store must never be committed.
       if (hasOverlongKey(kv, args)) return Errors.keyTooLong(MAX_KEY_BYTES);
+      const blocking = BLOCKING_SHAPES.get(kv.name);
+      if (blocking !== undefined) return this.blocking(args, blocking);
       if (kv.kind === "write") return this.write([args]).then((r) => r[0]!);
       return this.read([args]).then((r) => r[0]!);
     }
@@ -322,6 +344,45 @@ export class ClientConnection {
     // (Settled to undefined: the chain must not hold on to every earlier reply.)
     this.lastWrite = Promise.allSettled([this.lastWrite, p]).then(() => undefined);
     return p;
+  }
+
+  /**
+   * A blocking pop: tried once through the log; if it took nothing, the client waits (blocked-clients.ts)
+   * and the connection runs nothing else until it is served or times out.
+   */
+  private blocking(args: Buffer[], shape: BlockingShape): Promise<Reply> {
+    this.held = [];
+    const attempt = () => this.write([args]).then((r) => r[0]!);
+    return attempt()
+      .then((first) => {
+        if (!tookNothing(first) || this.closing || this.inputEnded) return first;
+        // It ran, so its arguments are valid.
+        const timeout = parseTimeoutMs(shape.timeout(args));
+        if (isReply(timeout)) return timeout;
+        this.blockedOn = this.ctx.blocked.block(shape.keys(args), shape.waitsFor, timeout, attempt);
+        return this.blockedOn.reply;
+      })
+      .finally(() => {
+        this.blockedOn = null;
+        this.release();
+      });
+  }
+
+  /** Runs the commands held while a blocking command ran, up to the next blocking one. */
+  private release(): void {
+    const held = this.held;
+    this.held = null;
+    if (held === null) return;
+    for (let i = 0; i < held.length && !this.closeRequested; i++) {
+      this.submit(this.execute(held[i]!));
+      if (this.held !== null) {
+        (this.held as Buffer[][]).push(...held.slice(i + 1));
+        return;
+      }
+    }
+    if (this.socket.isPaused() && this.queue.length <= this.ctx.options.maxPipelinedCommands)
+      this.socket.resume();
+    if (this.inputEnded && !this.draining && this.queue.length === 0) this.finish();
   }
 
   private read(commands: Buffer[][]): Promise<readonly Reply[]> {

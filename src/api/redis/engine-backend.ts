@@ -7,7 +7,8 @@ import {
   NotLeaderError,
   ReadIndexTimeoutError,
 } from "../../engine/errors.js";
-import { type KvApplyResult, type KvStateMachine, writeEntry } from "../../kv/machine.js";
+import { type FillWatcher, type KvApplyResult, type KvStateMachine, writeEntry } from "../../kv/machine.js";
+import type { RecordType } from "../../kv/record.js";
 import { error, type Reply } from "../../kv/reply.js";
 import type { WatchedKey } from "../../kv/watch.js";
 import type { KvBackend } from "./backend.js";
@@ -62,6 +63,14 @@ export class EngineBackend implements KvBackend {
       const reply = errorReply(err);
       return commands.map(() => reply);
     }
+  }
+
+  onFilled(watcher: FillWatcher): void {
+    this.machine.onFilled(watcher);
+  }
+
+  elementsAt(key: Buffer, type: RecordType): number {
+    return this.machine.elementsAt(key, type, this.now());
   }
 
   async execWatched(

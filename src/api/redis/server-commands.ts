@@ -304,7 +304,14 @@ function info(conn: ClientConnection, ctx: ServerContext, args: readonly Buffer[
         "server_name:raftkv",
       ],
     ],
-    ["Clients", [`connected_clients:${clients}`, `maxclients:${ctx.options.maxClients}`]],
+    [
+      "Clients",
+      [
+        `connected_clients:${clients}`,
+        `maxclients:${ctx.options.maxClients}`,
+        `blocked_clients:${ctx.blocked.size}`,
+      ],
+    ],
     ["Memory", [`used_memory:${mem.heapUsed}`, `used_memory_rss:${mem.rss}`, "maxmemory:0"]],
     ["Persistence", ["loading:0", "aof_enabled:1"]],
     [

@@ -1,5 +1,6 @@
 /** What a connection shares with its server. */
 import type { KvBackend } from "./backend.js";
+import type { BlockedClients } from "./blocked-clients.js";
 import type { ClientConnection } from "./connection.js";
 import type { RequestLimits } from "./resp/request-parser.js";
 
@@ -24,6 +25,8 @@ export const DEFAULT_REDIS_SERVER_OPTIONS: RedisServerOptions = {
 
 export interface ServerContext {
   readonly backend: KvBackend;
+  /** Clients waiting in a blocking pop. */
+  readonly blocked: BlockedClients;
   readonly options: RedisServerOptions;
   readonly startedAt: number;
   /** This server's CONFIG parameters that clients may set (per server: CONFIG is not replicated). */

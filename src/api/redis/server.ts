@@ -1,7 +1,9 @@
 /** The Redis protocol server: a TCP listener whose connections run commands against a KvBackend. */
 import * as net from "node:net";
+import { realTimers, type Timers } from "../../engine/dispatch.js";
 import { type RaftLogger, silentLogger } from "../../raft/config.js";
 import type { KvBackend } from "./backend.js";
+import { BlockedClients } from "./blocked-clients.js";
 import { ClientConnection } from "./connection.js";
 import { SETTABLE_CONFIG_DEFAULTS } from "./server-commands.js";
 import {
@@ -15,6 +17,8 @@ export interface RedisServerConfig extends Partial<RedisServerOptions> {
   /** host:port to listen on (port 0: any free port). */
   listen: string;
   logger?: RaftLogger;
+  /** Timers for blocking commands' timeouts (tests inject their own). */
+  timers?: Timers;
 }
 
 export class RedisServer {
@@ -27,8 +31,15 @@ export class RedisServer {
   private constructor(config: RedisServerConfig) {
     const logger = config.logger ?? silentLogger;
     const options: RedisServerOptions = { ...DEFAULT_REDIS_SERVER_OPTIONS, ...stripUndefined(config) };
+    const backend = config.backend;
+    const blocked = new BlockedClients(
+      (key, type) => backend.elementsAt(key, type),
+      config.timers ?? realTimers,
+    );
+    backend.onFilled(blocked);
     this.ctx = {
-      backend: config.backend,
+      backend,
+      blocked,
       options,
       startedAt: Date.now(),
       settings: new Map(SETTABLE_CONFIG_DEFAULTS),

@@ -68,8 +68,17 @@ export function readAccess(store: KvStore, nowMs: number, cursors: ScanCursors):
   };
 }
 
-/** What the commands of the entry at `index` see. */
-export function writeAccess(w: KvWriter, nowMs: number, index: number, cursors: ScanCursors): WriteAccess {
+/**
+ * What the commands of the entry at `index` see. `onFilled`, when given, is told each key a list or a
+ * sorted set is stored at (blocked clients wait for those: see machine.ts).
+ */
+export function writeAccess(
+  w: KvWriter,
+  nowMs: number,
+  index: number,
+  cursors: ScanCursors,
+  onFilled?: (key: Buffer) => void,
+): WriteAccess {
   let random: SeededRandom | null = null;
   const lookup = (key: Buffer) => {
     const r = w.get(key);
@@ -85,7 +94,10 @@ export function writeAccess(w: KvWriter, nowMs: number, index: number, cursors: 
     lookupStored: (key) => w.get(key) !== undefined,
     range: (start, limit) => w.range(start, limit),
     count: () => w.count(),
-    put: (key, type, expireAtMs, payload) => w.put(key, type, expireAtMs, payload, index),
+    put: (key, type, expireAtMs, payload) => {
+      w.put(key, type, expireAtMs, payload, index);
+      if (onFilled !== undefined && (type === RecordType.List || type === RecordType.ZSet)) onFilled(key);
+    },
     delete: (key) => lookup(key) !== undefined && w.delete(key, nowMs),
     clear: () => w.clear(nowMs),
     forgetTombstones: (cutoffMs, limit) => w.forgetTombstones(cutoffMs, limit),

@@ -17,7 +17,8 @@ const LIST = RecordType.List;
 const ORIGIN = 2 ** 52;
 const mustBePositive = error("ERR value is out of range, must be positive");
 /** The most one LPOP or RPOP takes: its reply is built in memory, on every replica. */
-const MAX_POP = 1_000_000;
+export const MAX_POP = 1_000_000;
+export const tooManyToPop = error(`ERR value is out of range (at most ${MAX_POP} elements at once)`);
 
 interface List {
   readonly id: number;
@@ -100,19 +101,40 @@ function popFrom(ctx: WriteAccess, key: Buffer, l: List, n: number, left: boolea
 
 function pop(ctx: WriteAccess, args: readonly Buffer[], left: boolean): Reply {
   if (args.length > 3) return Errors.wrongArity(left ? "lpop" : "rpop");
-  let count: number | null = null;
+  let count: bigint | null = null;
   if (args.length === 3) {
-    const n = parseInt64(args[2]!);
-    if (n === null || n < 0n) return mustBePositive;
-    if (n > BigInt(MAX_POP)) return error(`ERR value is out of range (at most ${MAX_POP} members at once)`);
-    count = Number(n);
+    count = parseInt64(args[2]!);
+    if (count === null || count < 0n) return mustBePositive;
   }
   const l = listOf(ctx, args[1]!);
   if (isReply(l)) return l;
   if (l === null) return count === null ? NIL : NIL_ARRAY;
-  if (count === 0) return array([]);
-  const taken = popFrom(ctx, args[1]!, l, count ?? 1, left);
+  if (count === 0n) return array([]);
+  const taken = popElements(ctx, args[1]!, l, count ?? 1n, left);
+  if (isReply(taken)) return taken;
   return count === null ? bulk(taken[0]!) : array(taken.map((e) => bulk(e)));
+}
+
+/**
+ * Pops up to `count` elements from one end of the list at `key` (LPOP, RPOP, LMPOP and the blocking
+ * pops): null when there is no list, WRONGTYPE for another type, an error when more than MAX_POP would
+ * be taken (the reply is built in memory, on every replica; a count past the list's length is fine).
+ */
+export function popList(
+  ctx: WriteAccess,
+  key: Buffer,
+  count: bigint,
+  left: boolean,
+): Buffer[] | null | Reply {
+  const l = listOf(ctx, key);
+  if (l === null || isReply(l)) return l;
+  return popElements(ctx, key, l, count, left);
+}
+
+function popElements(ctx: WriteAccess, key: Buffer, l: List, count: bigint, left: boolean): Buffer[] | Reply {
+  const n = count < BigInt(l.count) ? Number(count) : l.count;
+  if (n > MAX_POP) return tooManyToPop;
+  return popFrom(ctx, key, l, n, left);
 }
 
 export const lpop = (ctx: WriteAccess, args: readonly Buffer[]) => pop(ctx, args, true);

@@ -9,6 +9,7 @@ import * as hashes from "./hashes.js";
 import * as keys from "./keys.js";
 import * as keyspace from "./keyspace.js";
 import * as lists from "./lists.js";
+import * as pops from "./pops.js";
 import * as sets from "./sets.js";
 import * as strings from "./strings.js";
 import * as zsets from "./zsets.js";
@@ -164,6 +165,17 @@ const COMMANDS: readonly KvCommand[] = [
   read("lpos", -3, lists.lpos),
   write("rpoplpush", 3, lists.rpoplpush, [1, 2, 1]),
   write("lmove", 5, lists.lmove, [1, 2, 1]),
+  write("lmpop", -4, pops.lmpop, [2, -1, 1]),
+  write("zmpop", -4, pops.zmpop, [2, -1, 1]),
+  // The blocking pops, as they run in the log (see pops.ts: the front door does the blocking).
+  write("blpop", -3, pops.blpop, [1, -2, 1]),
+  write("brpop", -3, pops.brpop, [1, -2, 1]),
+  write("brpoplpush", 4, pops.brpoplpush, [1, 2, 1]),
+  write("blmove", 6, pops.blmove, [1, 2, 1]),
+  write("blmpop", -5, pops.blmpop, [3, -1, 1]),
+  write("bzpopmin", -3, pops.bzpopmin, [1, -2, 1]),
+  write("bzpopmax", -3, pops.bzpopmax, [1, -2, 1]),
+  write("bzmpop", -5, pops.bzmpop, [3, -1, 1]),
   write("del", -2, keys.del, ALL_KEYS),
   write("unlink", -2, keys.del, ALL_KEYS),
   read("exists", -2, keys.exists, ALL_KEYS),

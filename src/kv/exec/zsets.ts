@@ -294,25 +294,48 @@ export function zrem(ctx: WriteAccess, args: readonly Buffer[]): Reply {
 }
 
 function popGeneric(ctx: WriteAccess, args: readonly Buffer[], max: boolean): Reply {
-  let count: number | null = null;
+  let count: bigint | null = null;
   if (args.length > 3) return Errors.syntax;
   if (args.length === 3) {
-    const n = parseInt64(args[2]!);
-    if (n === null || n < 0n) return error("ERR value is out of range, must be positive");
-    if (n > BigInt(MAX_POP)) return tooMany;
-    count = Number(n);
+    count = parseInt64(args[2]!);
+    if (count === null || count < 0n) return error("ERR value is out of range, must be positive");
   }
-  const z = zsetOf(ctx, args[1]!);
-  if (isReply(z)) return z;
-  if (z === null || count === 0) return array([]);
-  const n = Math.min(count ?? 1, z.count);
-  const picked = max ? byRankFromTop(ctx, z, 0, n - 1) : byRank(ctx, z, 0, n - 1);
-  for (const e of picked) removeMember(ctx, z, e.member, e.score);
-  z.count -= picked.length;
-  save(ctx, args[1]!, z);
+  if (count === 0n) {
+    const z = zsetOf(ctx, args[1]!);
+    return isReply(z) ? z : array([]);
+  }
+  const picked = popZset(ctx, args[1]!, count ?? 1n, max);
+  if (picked === null) return array([]);
+  if (isReply(picked)) return picked;
   const flat = picked.flatMap((e) => [bulk(e.member), score(e.score)]);
   return count === null ? array(flat) : withScores(picked, true);
 }
+
+/** A popped member and its score. */
+export interface Popped {
+  readonly member: Buffer;
+  readonly score: number;
+}
+
+/**
+ * Pops up to `count` (at least 1) of the lowest (or, `max`, highest) members of the sorted set at
+ * `key`: null when there is none, WRONGTYPE for another type, an error when more than MAX_POP would be
+ * taken (the reply is built in memory, on every replica; a count past the set's size is fine).
+ */
+export function popZset(ctx: WriteAccess, key: Buffer, count: bigint, max: boolean): Popped[] | null | Reply {
+  const z = zsetOf(ctx, key);
+  if (z === null || isReply(z)) return z;
+  const n = count < BigInt(z.count) ? Number(count) : z.count;
+  if (n > MAX_POP) return tooMany;
+  const picked = max ? byRankFromTop(ctx, z, 0, n - 1) : byRank(ctx, z, 0, n - 1);
+  for (const e of picked) removeMember(ctx, z, e.member, e.score);
+  z.count -= picked.length;
+  save(ctx, key, z);
+  return picked;
+}
+
+/** A score as Redis replies it (a double in RESP3, a bulk string in RESP2). */
+export const scoreReply = score;
 
 export const zpopmin = (ctx: WriteAccess, args: readonly Buffer[]) => popGeneric(ctx, args, false);
 export const zpopmax = (ctx: WriteAccess, args: readonly Buffer[]) => popGeneric(ctx, args, true);

@@ -40,6 +40,10 @@ class SlowBackend implements KvBackend {
     if (watches.some((w) => w.seenAt !== this.written.length)) return null;
     return commands.map(() => OK);
   }
+  onFilled(): void {}
+  elementsAt(): number {
+    return 0;
+  }
   keyCount(): number {
     return 0;
   }
