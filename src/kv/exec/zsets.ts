@@ -80,7 +80,9 @@ function scoreOf(ctx: ReadAccess, z: Collection, member: Buffer): number | undef
 function setScore(ctx: WriteAccess, z: Collection, member: Buffer, old: number | undefined, d: number): void {
   if (old !== undefined) ctx.removeItem(z.id, scoreSub(old, member));
   const v = Buffer.allocUnsafe(8);
-  v.writeDoubleBE(d, 0);
+  // Stored as 0, as Redis 7.0 stores -0 in a small set (its listpack keeps a whole score as an integer):
+  // ZSCORE then says "0" (a set past 128 members would keep "-0"; we follow the common small one).
+  v.writeDoubleBE(d === 0 ? 0 : d, 0);
   ctx.putItem(z.id, memberSub(member), v);
   ctx.putItem(z.id, scoreSub(d, member), EMPTY);
 }
