@@ -426,6 +426,11 @@ describe("sorted sets: lex ranges, ZRANGESTORE, ZRANDMEMBER, ZSCAN", () => {
       assert.deepEqual(await run(...cmd), { k: "error", v }, cmd.join(" "));
     }
     assert.deepEqual(flat(await run("ZRANGE", "d", "0", "-1")), ["x"]);
+    // Both keys are keys: one past the store's limit is refused, not thrown in apply.
+    assert.deepEqual(await run("ZRANGESTORE", "k".repeat(2000), "z", "0", "-1"), {
+      k: "error",
+      v: "ERR key is too long (at most 1024 bytes)",
+    });
     await store.close();
   });
 
