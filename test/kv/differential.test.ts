@@ -275,6 +275,137 @@ const zsetCommand: fc.Arbitrary<Arg[]> = fc.oneof(
   fc.tuple(key, scoreBound, scoreBound).map(([k, a, b]) => ["ZREMRANGEBYSCORE", k, a, b]),
 );
 
+/**
+ * Lex ranges, ZRANGESTORE, ZRANDMEMBER and ZSCAN. Redis defines lex ranges only for sets whose members
+ * share one score, so they run on keys of their own (L0, L1) that only ever get score 0 (Ls is a string
+ * at times, L2 absent); ZRANGESTORE's other forms, ZRANDMEMBER and ZSCAN also run on the other keys.
+ */
+const lexKey = fc.constantFrom<Arg>("L0", "L1", "L0", "L1", "Ls", "L2");
+const lexMember = fc.constantFrom<Arg>(
+  "a",
+  "b",
+  "ba",
+  "c",
+  "",
+  "m0",
+  Buffer.from([0xff]),
+  Buffer.from([0x00]),
+);
+const lexBound = fc.oneof(
+  { weight: 3, arbitrary: lexMember.map((m) => Buffer.concat([Buffer.from("["), Buffer.from(m)])) },
+  { weight: 3, arbitrary: lexMember.map((m) => Buffer.concat([Buffer.from("("), Buffer.from(m)])) },
+  { weight: 2, arbitrary: fc.constantFrom<Arg>("-", "+", Buffer.from("+\0x"), "[", "(") },
+  { weight: 1, arbitrary: fc.constantFrom<Arg>("a", "", "+a", "--", "-1", "5") },
+);
+const lexLimit = fc.oneof(
+  { weight: 2, arbitrary: fc.constant<string[]>([]) },
+  fc
+    .tuple(fc.integer({ min: -2, max: 3 }), fc.integer({ min: -3, max: 4 }))
+    .map(([o, c]) => ["LIMIT", String(o), String(c)]),
+);
+const randomCount = fc.constantFrom<string[]>(
+  [],
+  ["10"],
+  ["10", "WITHSCORES"],
+  ["0"],
+  ["0", "withscores"],
+  ["-3"],
+  ["-3", "WITHSCORES"],
+  ["2", "WITHSCORES"],
+  ["4611686018427387903"],
+  ["x"],
+  ["1", "BOGUS"],
+  ["1", "WITHSCORES", "x"],
+  ["-9223372036854775808"],
+  ["4611686018427387904", "WITHSCORES"],
+);
+const zsetMoreCommand: fc.Arbitrary<Arg[]> = fc.oneof(
+  {
+    weight: 8,
+    arbitrary: fc
+      .tuple(
+        fc.constantFrom("L0", "L1"),
+        fc.subarray(["NX", "XX", "CH"]),
+        fc.array(lexMember, { minLength: 1, maxLength: 4 }),
+      )
+      .map(([k, f, ms]) => ["ZADD", k, ...f, ...ms.flatMap((m) => ["0", m])]),
+  },
+  fc.constantFrom<Arg[]>(["SET", "Ls", "v"]),
+  fc.tuple(lexKey, fc.array(lexMember, { minLength: 1, maxLength: 2 })).map(([k, ms]) => ["ZREM", k, ...ms]),
+  fc
+    .tuple(fc.constantFrom("ZLEXCOUNT", "ZREMRANGEBYLEX"), lexKey, lexBound, lexBound)
+    .map(([c, k, a, b]) => [c, k, a, b]),
+  fc
+    .tuple(fc.constantFrom("ZRANGEBYLEX", "ZREVRANGEBYLEX"), lexKey, lexBound, lexBound, lexLimit, fc.nat(9))
+    .map(([c, k, a, b, l, w]) => [c, k, a, b, ...l, ...(w === 0 ? ["WITHSCORES"] : [])]),
+  fc
+    .tuple(lexKey, lexBound, lexBound, fc.boolean(), lexLimit, fc.nat(9))
+    .map(([k, a, b, rev, l, w]) => [
+      "ZRANGE",
+      k,
+      a,
+      b,
+      "BYLEX",
+      ...(rev ? ["REV"] : []),
+      ...l,
+      ...(w === 0 ? ["WITHSCORES"] : []),
+    ]),
+  fc
+    .tuple(fc.oneof(lexKey, key), lexKey, lexBound, lexBound, fc.boolean(), lexLimit)
+    .map(([d, k, a, b, rev, l]) => ["ZRANGESTORE", d, k, a, b, "BYLEX", ...(rev ? ["REV"] : []), ...l]),
+  fc
+    .tuple(
+      key,
+      key,
+      rankIndex,
+      rankIndex,
+      fc.boolean(),
+      fc.constantFrom<string[]>(
+        [],
+        [],
+        ["LIMIT", "0", "-1"],
+        ["LIMIT", "0", "1"],
+        ["WITHSCORES"],
+        ["REV", "REV"],
+      ),
+    )
+    .map(([d, k, a, b, rev, o]) => ["ZRANGESTORE", d, k, a, b, ...(rev ? ["REV"] : []), ...o]),
+  fc
+    .tuple(key, key, scoreBound, scoreBound, fc.boolean(), rangeTail)
+    .map(([d, k, a, b, rev, [, l]]) => [
+      "ZRANGESTORE",
+      d,
+      k,
+      a,
+      b,
+      "BYSCORE",
+      ...(rev ? ["REV"] : []),
+      ...(l ? ["LIMIT", String(l[0]), String(l[1])] : []),
+    ]),
+  fc.constantFrom<Arg[]>(
+    ["ZRANGESTORE", "k0", "k0", "0", "-1"],
+    ["ZRANGESTORE", "k1", "k0", "1", "-1", "BYLEX"],
+    ["ZRANGE", "k0", "0", "1", "BYSCORE", "BYLEX"],
+  ),
+  {
+    weight: 2,
+    arbitrary: fc.tuple(fc.oneof(key, lexKey), randomCount).map(([k, c]) => ["ZRANDMEMBER", k, ...c]),
+  },
+  fc
+    .tuple(
+      fc.oneof(key, lexKey),
+      fc.constantFrom<string[]>(
+        ["0"],
+        ["0", "MATCH", "*1"],
+        ["0", "COUNT", "100", "MATCH", "m*"],
+        ["x"],
+        ["0", "COUNT", "0"],
+        ["0", "BOGUS"],
+      ),
+    )
+    .map(([k, a]) => ["ZSCAN", k, ...a]),
+);
+
 const element = fc.oneof(member, fc.constantFrom<Arg>("e0", "e1", ""));
 const elements3 = fc.array(element, { minLength: 1, maxLength: 3 });
 const listIndex = fc.oneof(
@@ -322,6 +453,7 @@ const command: fc.Arbitrary<Arg[]> = fc.oneof(
   { weight: 8, arbitrary: hashCommand },
   { weight: 8, arbitrary: listCommand },
   { weight: 10, arbitrary: zsetCommand },
+  { weight: 8, arbitrary: zsetMoreCommand },
   { weight: 8, arbitrary: setCommand },
   fc.tuple(key, value, setOptions).map(([k, v, o]) => ["SET", k, v, ...o]),
   fc.tuple(key).map(([k]) => ["GET", k]),
@@ -397,7 +529,30 @@ const UNORDERED = new Set([
   "SRANDMEMBER",
   "HSCAN",
   "SSCAN",
+  "ZSCAN",
 ]);
+
+/**
+ * ZRANDMEMBER's random forms: the same shape as Redis's reply (a member, or as many elements), each a
+ * member of the set (`all`: ZRANGE 0 -1 WITHSCORES) with its score, distinct for a positive count.
+ */
+function randomMembersOk(args: Arg[], ours: Buffer, theirs: Buffer, all: Buffer): boolean {
+  if (all[0] !== 0x2a || ours[0] !== theirs[0]) return false;
+  const e = elements(all);
+  const pairs = new Set<string>();
+  for (let i = 0; i < e.length; i += 2) pairs.add(`${e[i]}${e[i + 1]}`);
+  const members = new Set(e.filter((_, i) => i % 2 === 0));
+  if (args.length === 2) return members.has(ours.toString("latin1"));
+  if (ours[0] !== 0x2a) return false;
+  const got = elements(ours);
+  if (got.length !== elements(theirs).length) return false;
+  const items: string[] = [];
+  const scored = args.length === 4;
+  for (let i = 0; i < got.length; i += scored ? 2 : 1)
+    items.push(scored ? `${got[i]}${got[i + 1]}` : got[i]!);
+  if (!items.every((x) => (scored ? pairs : members).has(x))) return false;
+  return String(args[2]).startsWith("-") || new Set(items).size === items.length;
+}
 
 /** The elements of an array reply, each as its bytes. */
 function elements(reply: Buffer): string[] {
@@ -418,12 +573,12 @@ function same(name: string, ours: Buffer, theirs: Buffer): boolean {
       if (reply[0] !== 0x2a) return [reply.toString("latin1")];
       const upper = name.toUpperCase();
       // A SCAN reply: the cursor, then the items.
-      if (upper === "HSCAN" || upper === "SSCAN") {
+      if (upper === "HSCAN" || upper === "SSCAN" || upper === "ZSCAN") {
         const [cursor, items] = elements(reply) as [string, string];
         const e = elements(Buffer.from(items, "latin1"));
         const pairs: string[] = [];
-        for (let i = 0; i < e.length; i += upper === "HSCAN" ? 2 : 1)
-          pairs.push(upper === "HSCAN" ? `${e[i]}${e[i + 1]}` : e[i]!);
+        const step = upper === "SSCAN" ? 1 : 2;
+        for (let i = 0; i < e.length; i += step) pairs.push(step === 2 ? `${e[i]}${e[i + 1]}` : e[i]!);
         return [cursor, ...pairs.sort()];
       }
       const e = elements(reply);
@@ -479,32 +634,51 @@ describe("key-value machine vs redis-server (strings, hashes, lists, sets, sorte
     return Buffer.concat(w.take());
   }
 
-  it("random command sequences get identical replies", async () => {
-    await fc.assert(
-      fc.asyncProperty(fc.array(command, { minLength: 1, maxLength: 40 }), async (cmds) => {
-        await ours(["FLUSHALL"]);
-        await redis.call(["FLUSHALL"]);
-        const log: string[] = [];
-        for (const args of cmds) {
-          const theirs = await redis.call(args);
-          const mine = await ours(args);
-          log.push(
-            `${args.map((a) => JSON.stringify(a.toString("latin1"))).join(" ")} → ${JSON.stringify(theirs.toString("latin1"))}`,
-          );
-          assert.ok(
-            same(String(args[0]), mine, theirs),
-            `after:\n${log.join("\n")}\nours: ${JSON.stringify(mine.toString("latin1"))}`,
-          );
-        }
-      }),
-      { seed: SEED, numRuns: RUNS },
-    );
-  });
+  /** The sorted-set commands alone, in longer runs, so that ranges meet sets of a few members. */
+  const zsetSequence = fc.array(
+    fc.oneof({ weight: 1, arbitrary: zsetCommand }, { weight: 2, arbitrary: zsetMoreCommand }),
+    { minLength: 20, maxLength: 60, size: "large" },
+  );
+
+  for (const [name, sequence] of [
+    ["random command sequences get identical replies", fc.array(command, { minLength: 1, maxLength: 40 })],
+    ["random sorted-set command sequences get identical replies", zsetSequence],
+  ] as const)
+    it(name, async () => {
+      await fc.assert(
+        fc.asyncProperty(sequence, async (cmds) => {
+          await ours(["FLUSHALL"]);
+          await redis.call(["FLUSHALL"]);
+          const log: string[] = [];
+          for (const args of cmds) {
+            const theirs = await redis.call(args);
+            const mine = await ours(args);
+            log.push(
+              `${args.map((a) => JSON.stringify(a.toString("latin1"))).join(" ")} → ${JSON.stringify(theirs.toString("latin1"))}`,
+            );
+            const random = args[0] === "ZRANDMEMBER" && !mine.equals(theirs);
+            assert.ok(
+              same(String(args[0]), mine, theirs) ||
+                (random &&
+                  randomMembersOk(
+                    args,
+                    mine,
+                    theirs,
+                    await redis.call(["ZRANGE", args[1]!, "0", "-1", "WITHSCORES"]),
+                  )),
+              `after:\n${log.join("\n")}\nours: ${JSON.stringify(mine.toString("latin1"))}`,
+            );
+          }
+        }),
+        { seed: SEED, numRuns: RUNS },
+      );
+    });
 });
 
 /** Commands whose replies do not depend on a clock reading or on key order (they may sit inside EXEC). */
 const exactCommand = command.filter(
-  (args) => !CLOCK_DEPENDENT.has(String(args[0])) && !UNORDERED.has(String(args[0])),
+  (args) =>
+    !CLOCK_DEPENDENT.has(String(args[0])) && !UNORDERED.has(String(args[0])) && args[0] !== "ZRANDMEMBER",
 );
 
 type Step = readonly ["A" | "B", Arg[]];

@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import fc from "fast-check";
+import { type ReadAccess, readAccess } from "../../src/kv/exec/context.js";
+import { ScanCursors } from "../../src/kv/exec/scan-cursors.js";
 import { formatScore, parseScore, parseScoreBound, scoreKey, scoreOfKey } from "../../src/kv/exec/scores.js";
+import * as zsets from "../../src/kv/exec/zsets.js";
 import type { Reply } from "../../src/kv/reply.js";
 import { kvMachine } from "../helpers/kv-machine.js";
 import { tempDirs } from "../helpers/temp-dirs.js";
@@ -190,12 +193,324 @@ describe("sorted sets in the key-value machine", () => {
     await store.close();
   });
 
-  it("a member reaching no score change keeps its -0, as Redis compares -0 with 0", async () => {
+  it("a -0 score is stored as 0, as Redis 7.0 stores it in a small set, though ZINCRBY answers the -0 it computed", async () => {
     const { store, run } = await machine();
     await run("ZADD", "z", "-0", "m");
-    assert.deepEqual(await run("ZSCORE", "z", "m"), { k: "double", v: "-0" });
+    assert.deepEqual(await run("ZSCORE", "z", "m"), { k: "double", v: "0" });
     assert.deepEqual(await run("ZADD", "z", "CH", "0", "m"), { k: "int", v: 0 });
-    assert.deepEqual(flat(await run("ZRANGE", "z", "0", "-1", "WITHSCORES")), ["m", "-0"]);
+    assert.deepEqual(await run("ZINCRBY", "z", "-0", "n"), { k: "double", v: "-0" });
+    assert.deepEqual(flat(await run("ZRANGE", "z", "0", "-1", "WITHSCORES")), ["m", "0", "n", "0"]);
+    assert.deepEqual(flat(await run("ZSCAN", "z", "0")).slice(1), ["m", "0", "n", "0"]);
+    await store.close();
+  });
+});
+
+/** Byte order, as Redis compares members in lex ranges. */
+const byBytes = (a: string, b: string) => Buffer.compare(Buffer.from(a, "latin1"), Buffer.from(b, "latin1"));
+
+/** A lex bound of the model: "-", "+", or "[x" / "(x". */
+function inLex(m: string, min: string, max: string): boolean {
+  const above =
+    min === "-"
+      ? true
+      : min === "+"
+        ? false
+        : min[0] === "("
+          ? byBytes(m, min.slice(1)) > 0
+          : byBytes(m, min.slice(1)) >= 0;
+  const below =
+    max === "+"
+      ? true
+      : max === "-"
+        ? false
+        : max[0] === "("
+          ? byBytes(m, max.slice(1)) < 0
+          : byBytes(m, max.slice(1)) <= 0;
+  return above && below;
+}
+
+describe("sorted sets: lex ranges, ZRANGESTORE, ZRANDMEMBER, ZSCAN", () => {
+  it("lex ranges of a one-score set larger than a page agree with a byte-ordered model, both ways, with LIMIT, flushed or not", async () => {
+    const word = fc.stringMatching(/^[a-d]{0,4}$/);
+    const bound = fc.oneof(
+      fc.constantFrom("-", "+"),
+      word.map((w) => `[${w}`),
+      word.map((w) => `(${w}`),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uniqueArray(word, { minLength: 150, maxLength: 340 }),
+        fc.boolean(),
+        fc.array(
+          fc.tuple(bound, bound, fc.integer({ min: -1, max: 40 }), fc.integer({ min: -2, max: 300 })),
+          {
+            minLength: 6,
+            maxLength: 12,
+          },
+        ),
+        async (words, flushed, ranges) => {
+          const { store, run, items } = await machine();
+          for (let i = 0; i < words.length; i += 100)
+            await run("ZADD", "z", ...words.slice(i, i + 100).flatMap((w) => ["0", w]));
+          if (flushed) await store.flush();
+          const sorted = [...words].sort(byBytes);
+          for (const [min, max, offset, count] of ranges) {
+            const want = sorted.filter((m) => inLex(m, min, max));
+            const limited = (xs: string[]) =>
+              offset < 0 ? [] : xs.slice(offset, count < 0 ? undefined : offset + count);
+            assert.deepEqual(flat(await run("ZRANGEBYLEX", "z", min, max)), want, `${min} ${max}`);
+            assert.deepEqual(flat(await run("ZREVRANGEBYLEX", "z", max, min)), [...want].reverse());
+            assert.deepEqual(await run("ZLEXCOUNT", "z", min, max), { k: "int", v: want.length });
+            const lim = ["LIMIT", String(offset), String(count)];
+            assert.deepEqual(flat(await run("ZRANGE", "z", min, max, "BYLEX", ...lim)), limited(want));
+            assert.deepEqual(
+              flat(await run("ZRANGE", "z", max, min, "BYLEX", "REV", ...lim)),
+              limited([...want].reverse()),
+            );
+          }
+          const [min, max] = ranges[0]!;
+          const gone = sorted.filter((m) => inLex(m, min, max));
+          assert.deepEqual(await run("ZREMRANGEBYLEX", "z", min, max), { k: "int", v: gone.length });
+          const left = sorted.filter((m) => !inLex(m, min, max));
+          assert.deepEqual(flat(await run("ZRANGE", "z", "0", "-1")), left);
+          assert.deepEqual(await run("ZCARD", "z"), { k: "int", v: left.length });
+          assert.equal(items("z"), 2 * left.length, "both items of each removed member are gone");
+          await store.close();
+        },
+      ),
+      { seed: SEED, numRuns: 6 },
+    );
+  });
+
+  it("lex bounds are [x, (x, - or +, checked before the key; WITHSCORES is refused with BYLEX", async () => {
+    const { store, run } = await machine();
+    await run("ZADD", "z", "0", "a", "0", "b", "0", "c");
+    await run("SET", "s", "v");
+    const invalid = { k: "error", v: "ERR min or max not valid string range item" };
+    for (const cmd of [
+      ["ZRANGEBYLEX", "z", "a", "+"],
+      ["ZRANGEBYLEX", "s", "-", "+x"],
+      ["ZLEXCOUNT", "nokey", "", "+"],
+      ["ZREMRANGEBYLEX", "s", "[a", "b"],
+      ["ZRANGE", "z", "0", "-1", "BYLEX"],
+      ["ZREVRANGEBYLEX", "z", "-", "++"],
+    ])
+      assert.deepEqual(await run(...cmd), invalid, cmd.join(" "));
+    assert.deepEqual(await run("ZLEXCOUNT", "s", "-", "+"), {
+      k: "error",
+      v: "WRONGTYPE Operation against a key holding the wrong kind of value",
+    });
+    assert.deepEqual(await run("ZRANGE", "z", "-", "+", "BYLEX", "WITHSCORES"), {
+      k: "error",
+      v: "ERR syntax error, WITHSCORES not supported in combination with BYLEX",
+    });
+    assert.deepEqual(await run("ZRANGEBYLEX", "z", "-", "+", "REV"), { k: "error", v: "ERR syntax error" });
+    for (const twice of ["REV", "BYSCORE", "BYLEX"])
+      assert.deepEqual(await run("ZRANGE", "z", "0", "1", twice, twice), {
+        k: "error",
+        v: "ERR syntax error",
+      });
+    assert.deepEqual(flat(await run("ZRANGEBYLEX", "z", "(a", "[", "LIMIT", "0", "5")), []);
+    assert.deepEqual(flat(await run("ZRANGEBYLEX", "z", "(", "+")), ["a", "b", "c"]);
+    assert.deepEqual(flat(await run("ZRANGEBYLEX", "z", "+", "-")), []);
+    // A bound longer than any member may be still orders against members.
+    const long = "b".repeat(5000);
+    assert.deepEqual(flat(await run("ZRANGEBYLEX", "z", `[${long}`, "+")), ["c"]);
+    assert.deepEqual(flat(await run("ZREVRANGEBYLEX", "z", `(${long}`, "-")), ["b", "a"]);
+    assert.deepEqual(await run("ZREMRANGEBYLEX", "z", "-", `[${long}`), { k: "int", v: 2 });
+    assert.deepEqual(flat(await run("ZRANGE", "z", "0", "-1")), ["c"]);
+    await store.close();
+  });
+
+  it("ZRANGEBYLEX with LIMIT reads about a page, not the whole set", async () => {
+    const k = await kvMachine(tempDir(), 1000);
+    const members = Array.from({ length: 6000 }, (_, i) => `m${String(i).padStart(5, "0")}`);
+    for (let i = 0; i < members.length; i += 1000)
+      await k.run("ZADD", "z", ...members.slice(i, i + 1000).flatMap((m) => ["0", m]));
+    await k.store.flush();
+    let read = 0;
+    const base = readAccess(k.store, 1000, new ScanCursors());
+    const counting: ReadAccess = {
+      ...base,
+      items: (id, start, limit) => {
+        const page = base.items(id, start, limit);
+        read += page.length;
+        return page;
+      },
+      itemsBelow: (id, below, limit) => {
+        const page = base.itemsBelow(id, below, limit);
+        read += page.length;
+        return page;
+      },
+    };
+    const args = (...a: string[]) => a.map((x) => Buffer.from(x));
+    assert.deepEqual(
+      flat(zsets.zrangebylex(counting, args("ZRANGEBYLEX", "z", "[m03000", "+", "LIMIT", "0", "10"))),
+      members.slice(3000, 3010),
+    );
+    assert.ok(read <= 10 + 256, `read ${read} items`);
+    read = 0;
+    assert.deepEqual(
+      flat(zsets.zrevrangebylex(counting, args("ZREVRANGEBYLEX", "z", "(m03000", "-", "LIMIT", "2", "10"))),
+      members.slice(2988, 2998).reverse(),
+    );
+    assert.ok(read <= 12 + 256, `read ${read} items`);
+    read = 0;
+    zsets.zrange(counting, args("ZRANGE", "z", "[m05990", "+", "BYLEX"));
+    assert.ok(read <= 10 + 256, `read ${read} items`);
+    await k.store.close();
+  });
+
+  it("ZRANGESTORE: every form of ZRANGE, destination overwritten whatever it held, dst == src, empty deletes", async () => {
+    const { store, run, items } = await machine();
+    await run("ZADD", "z", "1", "a", "2", "b", "3", "c", "4", "d");
+    assert.deepEqual(await run("ZRANGESTORE", "d", "z", "1", "2"), { k: "int", v: 2 });
+    assert.deepEqual(flat(await run("ZRANGE", "d", "0", "-1", "WITHSCORES")), ["b", "2", "c", "3"]);
+    assert.deepEqual(await run("ZRANGESTORE", "d", "z", "0", "1", "REV"), { k: "int", v: 2 });
+    assert.deepEqual(flat(await run("ZRANGE", "d", "0", "-1")), ["c", "d"]);
+    assert.deepEqual(await run("ZRANGESTORE", "d", "z", "(1", "+inf", "BYSCORE", "LIMIT", "1", "5"), {
+      k: "int",
+      v: 2,
+    });
+    assert.deepEqual(flat(await run("ZRANGE", "d", "0", "-1")), ["c", "d"]);
+    assert.deepEqual(await run("ZRANGESTORE", "d", "z", "3", "-inf", "BYSCORE", "REV", "LIMIT", "0", "2"), {
+      k: "int",
+      v: 2,
+    });
+    assert.deepEqual(flat(await run("ZRANGE", "d", "0", "-1")), ["b", "c"]);
+    assert.deepEqual(await run("ZRANGESTORE", "d", "z", "[b", "+", "BYLEX", "LIMIT", "0", "2"), {
+      k: "int",
+      v: 2,
+    });
+    assert.deepEqual(await run("ZRANGESTORE", "d", "z", "+", "(b", "BYLEX", "REV"), { k: "int", v: 2 });
+    assert.deepEqual(flat(await run("ZRANGE", "d", "0", "-1", "WITHSCORES")), ["c", "3", "d", "4"]);
+    // Any type is overwritten, its TTL with it.
+    await run("SET", "str", "v", "EX", "100");
+    assert.deepEqual(await run("ZRANGESTORE", "str", "z", "0", "0"), { k: "int", v: 1 });
+    assert.deepEqual(await run("TYPE", "str"), { k: "status", v: "zset" });
+    assert.deepEqual(await run("TTL", "str"), { k: "int", v: -1 });
+    // The source is read before the destination is replaced.
+    assert.deepEqual(await run("ZRANGESTORE", "z", "z", "1", "2"), { k: "int", v: 2 });
+    assert.deepEqual(flat(await run("ZRANGE", "z", "0", "-1", "WITHSCORES")), ["b", "2", "c", "3"]);
+    assert.equal(items("z"), 4);
+    // An empty result (or an absent source) deletes the destination and answers 0.
+    assert.deepEqual(await run("ZRANGESTORE", "d", "z", "5", "9"), { k: "int", v: 0 });
+    assert.deepEqual(await run("EXISTS", "d"), { k: "int", v: 0 });
+    await run("SET", "d", "v");
+    assert.deepEqual(await run("ZRANGESTORE", "d", "nokey", "0", "-1"), { k: "int", v: 0 });
+    assert.deepEqual(await run("EXISTS", "d"), { k: "int", v: 0 });
+    // Errors leave the destination alone.
+    await run("ZADD", "d", "1", "x");
+    for (const [cmd, v] of [
+      [
+        ["ZRANGESTORE", "d", "str2", "0", "-1"],
+        "WRONGTYPE Operation against a key holding the wrong kind of value",
+      ],
+      [["ZRANGESTORE", "d", "z", "0", "-1", "WITHSCORES"], "ERR syntax error"],
+      [
+        ["ZRANGESTORE", "d", "z", "0", "-1", "LIMIT", "0", "1"],
+        "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX",
+      ],
+      [["ZRANGESTORE", "d", "z", "a", "b", "BYLEX"], "ERR min or max not valid string range item"],
+      [["ZRANGESTORE", "d", "z", "x", "1", "BYSCORE"], "ERR min or max is not a float"],
+      [["ZRANGESTORE", "d", "z", "x", "1"], "ERR value is not an integer or out of range"],
+    ] as Array<[string[], string]>) {
+      if (cmd[2] === "str2") await run("SET", "str2", "v");
+      assert.deepEqual(await run(...cmd), { k: "error", v }, cmd.join(" "));
+    }
+    assert.deepEqual(flat(await run("ZRANGE", "d", "0", "-1")), ["x"]);
+    // Both keys are keys: one past the store's limit is refused, not thrown in apply.
+    assert.deepEqual(await run("ZRANGESTORE", "k".repeat(2000), "z", "0", "-1"), {
+      k: "error",
+      v: "ERR key is too long (at most 1024 bytes)",
+    });
+    await store.close();
+  });
+
+  it("ZRANDMEMBER: one member, distinct members for a positive count, exactly |count| for a negative one, scores", async () => {
+    const { store, run } = await machine();
+    const scores = new Map(Array.from({ length: 300 }, (_, i) => [`m${i}`, String(i / 4)]));
+    await run("ZADD", "z", ...[...scores].flatMap(([m, s]) => [s, m]));
+    const one = flat(await run("ZRANDMEMBER", "z"));
+    assert.equal(one.length, 1);
+    assert.ok(scores.has(one[0]!));
+    const distinct = flat(await run("ZRANDMEMBER", "z", "40"));
+    assert.equal(new Set(distinct).size, 40);
+    assert.ok(distinct.every((m) => scores.has(m)));
+    assert.equal(new Set(flat(await run("ZRANDMEMBER", "z", "1000"))).size, 300);
+    const repeated = flat(await run("ZRANDMEMBER", "z", "-500"));
+    assert.equal(repeated.length, 500);
+    assert.ok(new Set(repeated).size < 300, "a negative count repeats members");
+    const withScores = await run("ZRANDMEMBER", "z", "-7", "WITHSCORES");
+    assert.equal(withScores.k, "scored");
+    const pairs = flat(withScores);
+    assert.equal(pairs.length, 14);
+    for (let i = 0; i < pairs.length; i += 2)
+      assert.equal(pairs[i + 1], formatScore(Number(scores.get(pairs[i]!))), pairs[i]);
+    assert.deepEqual(await run("ZRANDMEMBER", "z", "0"), { k: "array", v: [] });
+    assert.deepEqual(await run("ZRANDMEMBER", "nokey"), { k: "nil" });
+    assert.deepEqual(await run("ZRANDMEMBER", "nokey", "-3"), { k: "array", v: [] });
+    for (const [args, v] of [
+      [["x"], "ERR value is not an integer or out of range"],
+      [["1", "BOGUS"], "ERR syntax error"],
+      [
+        ["-9223372036854775808"],
+        "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807",
+      ],
+      [["4611686018427387904", "WITHSCORES"], "ERR value is out of range"],
+      [["-1000001"], "ERR value is out of range (at most 1000000 members at once)"],
+    ] as Array<[string[], string]>)
+      assert.deepEqual(await run("ZRANDMEMBER", "z", ...args), { k: "error", v }, args.join(" "));
+    // A positive count past the limit is fine when the set is smaller: it gives the whole set.
+    assert.equal(flat(await run("ZRANDMEMBER", "z", "4611686018427387903")).length, 300);
+    await store.close();
+  });
+
+  it("ZSCAN returns every member present throughout, with its score, while the set changes between calls", async () => {
+    const { store, run } = await machine();
+    const all = Array.from({ length: 700 }, (_, i) => `m${String(i).padStart(4, "0")}`);
+    for (let i = 0; i < all.length; i += 100)
+      await run("ZADD", "z", ...all.slice(i, i + 100).flatMap((m, j) => [String((i + j) % 7), m]));
+    await store.flush();
+    const seen = new Map<string, string>();
+    let cursor = "0";
+    let calls = 0;
+    do {
+      const reply = await run("ZSCAN", "z", cursor, "COUNT", "25");
+      assert.ok(reply.k === "array");
+      const [c, got] = reply.v;
+      assert.ok(c?.k === "bulk" && got?.k === "array");
+      const pairs = flat(got);
+      assert.ok(pairs.length <= 50);
+      for (let i = 0; i < pairs.length; i += 2) seen.set(pairs[i]!, pairs[i + 1]!);
+      cursor = c.v.toString();
+      // Writes between calls: members added and removed elsewhere in the set.
+      await run("ZADD", "z", "100", `new${calls}`, "100", `m${String(calls * 3).padStart(4, "0")}x`);
+      await run("ZREM", "z", `m${String(699 - calls).padStart(4, "0")}`);
+      calls++;
+    } while (cursor !== "0" && calls < 100);
+    assert.ok(calls >= 28, `${calls} calls`);
+    const removed = new Set(Array.from({ length: calls }, (_, i) => `m${String(699 - i).padStart(4, "0")}`));
+    for (const [i, m] of all.entries()) {
+      if (removed.has(m)) continue;
+      assert.equal(seen.get(m), String(i % 7), m);
+    }
+    // MATCH filters the COUNT members looked at; the scores come as bulk strings, as ZSCORE prints them.
+    const matched = await run("ZSCAN", "z", "0", "COUNT", "5", "MATCH", "m000[0-2]");
+    assert.ok(matched.k === "array" && matched.v[1]?.k === "array");
+    assert.deepEqual(
+      matched.v[1].v,
+      ["m0000", "0", "m0001", "1", "m0002", "2"].map((x) => ({ k: "bulk", v: Buffer.from(x) })),
+    );
+    assert.deepEqual(await run("ZSCAN", "z", "x"), { k: "error", v: "ERR invalid cursor" });
+    assert.deepEqual(await run("ZSCAN", "nokey", "0", "BOGUS"), {
+      k: "array",
+      v: [
+        { k: "bulk", v: Buffer.from("0") },
+        { k: "array", v: [] },
+      ],
+    });
+    assert.deepEqual(await run("ZSCAN", "z", "0", "BOGUS"), { k: "error", v: "ERR syntax error" });
     await store.close();
   });
 });

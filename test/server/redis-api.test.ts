@@ -344,6 +344,44 @@ for (const via of ["leader", "follower"] as const) {
         await entry.del("z:2", "z:str");
       });
 
+      it("sorted sets: lex ranges, ZRANGESTORE, ZRANDMEMBER and ZSCAN through either node", async () => {
+        assert.equal(await entry.zadd("zl", 0, "a", 0, "b", 0, "c", 0, "d", 0, "e"), 5);
+        assert.equal(await other.zlexcount("zl", "[b", "(e"), 3);
+        assert.deepEqual(await other.zrangebylex("zl", "(a", "+", "LIMIT", 1, 2), ["c", "d"]);
+        assert.deepEqual(await other.zrevrangebylex("zl", "[c", "-"), ["c", "b", "a"]);
+        assert.deepEqual(await other.zrange("zl", "[d", "-", "BYLEX", "REV", "LIMIT", 0, 1), ["d"]);
+        await assert.rejects(other.zrangebylex("zl", "a", "+"), /ERR min or max not valid string range item/);
+        await assert.rejects(
+          other.call("ZRANGE", "zl", "-", "+", "BYLEX", "WITHSCORES"),
+          /ERR syntax error, WITHSCORES not supported in combination with BYLEX/,
+        );
+        assert.equal(await entry.zrangestore("zl:copy", "zl", "[b", "[d", "BYLEX"), 3);
+        assert.deepEqual(await other.zrange("zl:copy", 0, -1, "WITHSCORES"), ["b", "0", "c", "0", "d", "0"]);
+        assert.equal(await entry.zrangestore("zl:copy", "zl:copy", 0, 0, "REV"), 1);
+        assert.deepEqual(await other.zrange("zl:copy", 0, -1), ["d"]);
+        assert.equal(await entry.zrangestore("zl:copy", "zl", "(0", "+inf", "BYSCORE"), 0);
+        assert.equal(await other.exists("zl:copy"), 0, "an empty result deletes the destination");
+        assert.equal(await entry.zremrangebylex("zl", "-", "(b"), 1);
+        assert.deepEqual(await other.zrange("zl", 0, -1), ["b", "c", "d", "e"]);
+        const one = await other.zrandmember("zl");
+        assert.ok(one !== null && ["b", "c", "d", "e"].includes(one));
+        assert.deepEqual((await other.zrandmember("zl", 10)).sort(), ["b", "c", "d", "e"]);
+        assert.equal((await other.zrandmember("zl", -6)).length, 6);
+        const scored = (await other.call("ZRANDMEMBER", "zl", "2", "WITHSCORES")) as string[];
+        assert.equal(scored.length, 4);
+        assert.deepEqual([scored[1], scored[3]], ["0", "0"]);
+        await entry.zadd("zl", "1.5", "b");
+        const [cursor, scanned] = await other.zscan("zl", "0", "COUNT", "100");
+        assert.equal(cursor, "0");
+        assert.deepEqual(scanned, ["b", "1.5", "c", "0", "d", "0", "e", "0"]);
+        const [, matched] = await other.zscan("zl", "0", "MATCH", "[bc]");
+        assert.deepEqual(matched, ["b", "1.5", "c", "0"]);
+        await entry.set("zl:str", "v");
+        await assert.rejects(other.zscan("zl:str", "0"), /^ReplyError: WRONGTYPE/);
+        await assert.rejects(other.zrandmember("zl:str"), /^ReplyError: WRONGTYPE/);
+        await entry.del("zl", "zl:str");
+      });
+
       it("lists: pushes, pops, ranges and moves through either node, errors", async () => {
         assert.equal(await entry.rpush("list:1", "a", "b", "c"), 3);
         assert.equal(await entry.lpush("list:1", "z"), 4);

@@ -58,7 +58,16 @@ export function allItems(ctx: ReadAccess, c: Collection): Array<[Buffer, Buffer]
 }
 
 /**
- * HSCAN and SSCAN: `args` is [command, key, cursor, options…] (MATCH, COUNT). Up to COUNT items from
+ * Which items a scan walks, for a collection that keeps more than one kind of item (a sorted set): those
+ * whose first byte is `tag`, shown without it, and their values as `value` shows them.
+ */
+export interface ScannedItems {
+  readonly tag: number;
+  readonly value: (stored: Buffer) => Buffer;
+}
+
+/**
+ * HSCAN, SSCAN and ZSCAN: `args` is [command, key, cursor, options…] (MATCH, COUNT). Up to COUNT items from
  * where the cursor says, in item order; the cursor that continues is a number from the node's table of
  * positions (see scan-cursors.ts), naming the collection and the next item: one the table no longer
  * holds, or of a collection since replaced, starts over (an item may then come twice, which Redis
@@ -69,6 +78,7 @@ export function scanItems(
   args: readonly Buffer[],
   type: RecordType,
   withValues: boolean,
+  only?: ScannedItems,
 ): Reply {
   // In Redis's order: the cursor, then the key (absent: an empty scan) and its type, then the options.
   const cursor = parseCursor(args[2]!);
@@ -79,17 +89,22 @@ export function scanItems(
   const options = parseScanOptions(args, 3, false);
   if (isReply(options)) return options;
   const { count, pattern } = options;
-  let start: Buffer | null = null;
+  let start: Buffer | null = only === undefined ? null : Buffer.from([only.tag]);
   if (cursor !== 0n) {
     const at = ctx.cursors.resolve(cursor);
     if (at !== undefined && at.length >= 8 && readU64(at, 0) === c.id) start = at.subarray(8);
   }
-  const page = ctx.items(c.id, start, count + 1);
+  let page = ctx.items(c.id, start, count + 1);
+  if (only !== undefined) {
+    const end = page.findIndex(([sub]) => sub[0] !== only.tag);
+    if (end >= 0) page = page.slice(0, end);
+  }
   const out: Reply[] = [];
-  for (const [item, value] of page.slice(0, count)) {
+  for (const [sub, value] of page.slice(0, count)) {
+    const item = only === undefined ? sub : sub.subarray(1);
     if (pattern !== null && !globMatch(pattern, item)) continue;
     out.push(bulk(Buffer.from(item)));
-    if (withValues) out.push(bulk(Buffer.from(value)));
+    if (withValues) out.push(bulk(only === undefined ? Buffer.from(value) : only.value(value)));
   }
   const next =
     page.length > count ? ctx.cursors.issue(Buffer.concat([u64Of(c.id), page[count]![0]])).toString() : "0";

@@ -5,6 +5,9 @@
  * score order (equal scores by member bytes, as Redis orders them), up or down from any score, without
  * reading the rest of the set. A rank is counted by walking from the nearer end: ZRANGE 0 9, ZPOPMAX and
  * ZREVRANGE 0 9 read ten members of a set of any size; ZRANK of a member in the middle reads half of it.
+ * Lex ranges walk the by-member items, which are in member byte order: Redis defines them only for a set
+ * whose members share one score (where score order is member order); for other sets we answer in member
+ * order, where Redis's answer depends on its encoding.
  */
 import { RecordType } from "../record.js";
 import { array, bulk, Errors, error, int, NIL, type Reply } from "../reply.js";
@@ -17,7 +20,9 @@ import {
   indexRange,
   isReply,
   itemTooLong,
+  MAX_ITEM_BYTES,
   save as saveCollection,
+  scanItems,
 } from "./collections.js";
 import type { ReadAccess, WriteAccess } from "./context.js";
 import {
@@ -35,6 +40,7 @@ const ZSET = RecordType.ZSet;
 const BY_MEMBER = 0x00;
 const BY_SCORE = 0x01;
 const EMPTY = Buffer.alloc(0);
+const ZERO_BYTE = Buffer.from([0]);
 /** Items read at a time: a few first (most walks stop soon), more as a walk goes on. */
 const FIRST_PAGE = 16;
 const PAGE = 256;
@@ -45,6 +51,7 @@ const nanScore = error("ERR resulting score is not a number (NaN)");
 /** The most one ZPOPMIN or ZPOPMAX takes: its reply is built in memory, on every replica. */
 export const MAX_POP = 1_000_000;
 const tooMany = error(`ERR value is out of range (at most ${MAX_POP} members at once)`);
+const lexNotValid = error("ERR min or max not valid string range item");
 
 const zsetOf = (ctx: ReadAccess, key: Buffer) => collectionOf(ctx, key, ZSET);
 const save = (ctx: WriteAccess, key: Buffer, z: Collection) => saveCollection(ctx, key, ZSET, z);
@@ -73,7 +80,9 @@ function scoreOf(ctx: ReadAccess, z: Collection, member: Buffer): number | undef
 function setScore(ctx: WriteAccess, z: Collection, member: Buffer, old: number | undefined, d: number): void {
   if (old !== undefined) ctx.removeItem(z.id, scoreSub(old, member));
   const v = Buffer.allocUnsafe(8);
-  v.writeDoubleBE(d, 0);
+  // Stored as 0, as Redis 7.0 stores -0 in a small set (its listpack keeps a whole score as an integer):
+  // ZSCORE then says "0" (a set past 128 members would keep "-0"; we follow the common small one).
+  v.writeDoubleBE(d === 0 ? 0 : d, 0);
   ctx.putItem(z.id, memberSub(member), v);
   ctx.putItem(z.id, scoreSub(d, member), EMPTY);
 }
@@ -89,24 +98,42 @@ interface Entry {
 }
 
 /**
+ * The items of one tag (BY_MEMBER or BY_SCORE), a page at a time: up from `bound` (inclusive), or down
+ * from below it (exclusive); the walk ends at the first item of another tag.
+ */
+function* paged(
+  ctx: ReadAccess,
+  z: Collection,
+  tag: number,
+  bound: Buffer,
+  down: boolean,
+): Generator<[Buffer, Buffer]> {
+  let at = bound;
+  for (let size = FIRST_PAGE; ; size = Math.min(PAGE, size * 4)) {
+    const page = down ? ctx.itemsBelow(z.id, at, size) : ctx.items(z.id, at, size);
+    for (const item of page) {
+      if (item[0][0] !== tag) return;
+      yield item;
+    }
+    if (page.length < size) return;
+    const last = page[page.length - 1]![0];
+    at = down ? Buffer.from(last) : Buffer.concat([last, ZERO_BYTE]);
+  }
+}
+
+/**
  * Members in score order, a page at a time: up from `bound` (a score sub-key, inclusive; null: the
  * lowest), or down from below it (exclusive; null: the highest).
  */
 function* walk(ctx: ReadAccess, z: Collection, bound: Buffer | null, down: boolean): Generator<Entry> {
-  let at = bound;
-  for (let size = FIRST_PAGE; ; size = Math.min(PAGE, size * 4)) {
-    const page = down ? ctx.itemsBelow(z.id, at, size) : ctx.items(z.id, at ?? Buffer.from([BY_SCORE]), size);
-    for (const [sub] of page) {
-      if (sub[0] !== BY_SCORE) return;
-      const member = Buffer.from(sub.subarray(9));
-      let s = scoreOfKey(sub, 1);
-      // The key holds -0 as 0: the member's own item keeps the sign Redis prints.
-      if (s === 0) s = scoreOf(ctx, z, member) ?? 0;
-      yield { member, score: s };
-    }
-    if (page.length < size) return;
-    const last = page[page.length - 1]![0];
-    at = down ? Buffer.from(last) : Buffer.concat([last, Buffer.from([0])]);
+  // Every score sub-key is above [BY_SCORE] and below [BY_SCORE + 1].
+  const from = bound ?? Buffer.from([down ? BY_SCORE + 1 : BY_SCORE]);
+  for (const [sub] of paged(ctx, z, BY_SCORE, from, down)) {
+    const member = Buffer.from(sub.subarray(9));
+    let s = scoreOfKey(sub, 1);
+    // The key holds -0 as 0: the member's own item keeps the sign Redis prints.
+    if (s === 0) s = scoreOf(ctx, z, member) ?? 0;
+    yield { member, score: s };
   }
 }
 
@@ -178,6 +205,84 @@ function* byScore(ctx: ReadAccess, z: Collection, min: ScoreBound, max: ScoreBou
     if (aboveMin(e.score, min)) yield e;
   }
 }
+
+/**
+ * One end of a lex range: `at` -1 for "-" (below every member), 1 for "+" (above every member), 0 for
+ * a member, "[" inclusive or "(" exclusive.
+ */
+interface LexBound {
+  readonly at: -1 | 0 | 1;
+  readonly member: Buffer;
+  readonly exclusive: boolean;
+}
+
+/** A lex range bound as Redis reads it, or null where it answers "min or max not valid string range item". */
+function parseLexBound(b: Buffer): LexBound | null {
+  if (b.length === 0) return null;
+  // Redis looks at the second byte as a C string's: "+" or "-" followed by a NUL is still "+" or "-".
+  const alone = b.length === 1 || b[1] === 0;
+  if (b[0] === 0x2d) return alone ? { at: -1, member: EMPTY, exclusive: true } : null;
+  if (b[0] === 0x2b) return alone ? { at: 1, member: EMPTY, exclusive: true } : null;
+  if (b[0] !== 0x28 && b[0] !== 0x5b) return null;
+  // No member is longer than MAX_ITEM_BYTES, so a longer bound orders against every member as its
+  // first MAX_ITEM_BYTES + 1 bytes do; cut there, it stays within LMDB's key limit.
+  return { at: 0, member: b.subarray(1, 2 + MAX_ITEM_BYTES), exclusive: b[0] === 0x28 };
+}
+
+function lexRange(minArg: Buffer, maxArg: Buffer): [LexBound, LexBound] | Reply {
+  const min = parseLexBound(minArg);
+  const max = parseLexBound(maxArg);
+  return min === null || max === null ? lexNotValid : [min, max];
+}
+
+function lexAboveMin(member: Buffer, min: LexBound): boolean {
+  if (min.at !== 0) return min.at < 0;
+  const c = Buffer.compare(member, min.member);
+  return min.exclusive ? c > 0 : c >= 0;
+}
+
+function lexBelowMax(member: Buffer, max: LexBound): boolean {
+  if (max.at !== 0) return max.at > 0;
+  const c = Buffer.compare(member, max.member);
+  return max.exclusive ? c < 0 : c <= 0;
+}
+
+/** A member's by-member item with its score. */
+function memberEntry([sub, v]: [Buffer, Buffer]): Entry {
+  return { member: Buffer.from(sub.subarray(1)), score: v.readDoubleBE(0) };
+}
+
+/** Members within [min, max] in byte order, from the by-member items: reads only those and a page. */
+function* byLex(ctx: ReadAccess, z: Collection, min: LexBound, max: LexBound): Generator<Entry> {
+  if (min.at > 0 || max.at < 0) return;
+  let from: Buffer = Buffer.from([BY_MEMBER]);
+  if (min.at === 0)
+    from = min.exclusive ? Buffer.concat([memberSub(min.member), ZERO_BYTE]) : memberSub(min.member);
+  for (const item of paged(ctx, z, BY_MEMBER, from, false)) {
+    const e = memberEntry(item);
+    if (!lexBelowMax(e.member, max)) return;
+    yield e;
+  }
+}
+
+/** Members within [min, max] in descending byte order. */
+function* byLexDescending(ctx: ReadAccess, z: Collection, min: LexBound, max: LexBound): Generator<Entry> {
+  if (min.at > 0 || max.at < 0) return;
+  // Every by-member sub-key is below [BY_SCORE].
+  let below: Buffer = Buffer.from([BY_SCORE]);
+  if (max.at === 0)
+    below = max.exclusive ? memberSub(max.member) : Buffer.concat([memberSub(max.member), ZERO_BYTE]);
+  for (const item of paged(ctx, z, BY_MEMBER, below, true)) {
+    const e = memberEntry(item);
+    if (!lexAboveMin(e.member, min)) return;
+    yield e;
+  }
+}
+
+const EVERY: readonly [LexBound, LexBound] = [
+  { at: -1, member: EMPTY, exclusive: true },
+  { at: 1, member: EMPTY, exclusive: true },
+];
 
 function withScores(entries: readonly Entry[], scores: boolean): Reply {
   if (!scores) return array(entries.map((e) => bulk(e.member)));
@@ -362,6 +467,34 @@ export function zremrangebyscore(ctx: WriteAccess, args: readonly Buffer[]): Rep
   return removeEntries(ctx, args[1]!, z, [...byScore(ctx, z, min, max)]);
 }
 
+export function zremrangebylex(ctx: WriteAccess, args: readonly Buffer[]): Reply {
+  const range = lexRange(args[2]!, args[3]!);
+  if (isReply(range)) return range;
+  const z = zsetOf(ctx, args[1]!);
+  if (z === null) return int(0);
+  if (isReply(z)) return z;
+  return removeEntries(ctx, args[1]!, z, [...byLex(ctx, z, ...range)]);
+}
+
+/**
+ * ZRANGESTORE dst src …: any form of ZRANGE (without WITHSCORES); the result replaces whatever dst held,
+ * its TTL too, and an empty one deletes it. The source is read whole before dst is touched, so dst may
+ * be src.
+ */
+export function zrangestore(ctx: WriteAccess, args: readonly Buffer[]): Reply {
+  const q = rangeOptions(args, 5, query("rank", false), true, true);
+  if (isReply(q)) return q;
+  const entries = rangeEntries(ctx, args[2]!, args[3]!, args[4]!, q);
+  if (isReply(entries)) return entries;
+  const destination = args[1]!;
+  ctx.delete(destination);
+  if (entries.length === 0) return int(0);
+  const z: Collection = { id: ctx.newCollectionId(), count: entries.length, expireAtMs: 0 };
+  for (const e of entries) setScore(ctx, z, e.member, undefined, e.score);
+  save(ctx, destination, z);
+  return int(entries.length);
+}
+
 function removeEntries(ctx: WriteAccess, key: Buffer, z: Collection, entries: readonly Entry[]): Reply {
   for (const e of entries) removeMember(ctx, z, e.member, e.score);
   if (entries.length === 0) return int(0);
@@ -410,6 +543,17 @@ export function zcount(ctx: ReadAccess, args: readonly Buffer[]): Reply {
   return int(n);
 }
 
+export function zlexcount(ctx: ReadAccess, args: readonly Buffer[]): Reply {
+  const range = lexRange(args[2]!, args[3]!);
+  if (isReply(range)) return range;
+  const z = zsetOf(ctx, args[1]!);
+  if (z === null) return int(0);
+  if (isReply(z)) return z;
+  let n = 0;
+  for (const _ of byLex(ctx, z, ...range)) n++;
+  return int(n);
+}
+
 function rankGeneric(ctx: ReadAccess, args: readonly Buffer[], reverse: boolean): Reply {
   const z = zsetOf(ctx, args[1]!);
   if (z === null) return NIL;
@@ -437,69 +581,84 @@ export const zrank = (ctx: ReadAccess, args: readonly Buffer[]) => rankGeneric(c
 export const zrevrank = (ctx: ReadAccess, args: readonly Buffer[]) => rankGeneric(ctx, args, true);
 
 interface RangeQuery {
-  by: "rank" | "score";
+  by: "rank" | "score" | "lex";
   rev: boolean;
   withScores: boolean;
   offset: number;
   limit: number;
 }
 
-/** ZRANGE and its older forms: `from` and `to` as given (for REV and the REV forms, high then low). */
-function rangeGeneric(ctx: ReadAccess, key: Buffer, from: Buffer, to: Buffer, q: RangeQuery): Reply {
+/**
+ * The members ZRANGE and its older forms name, in reply order: `from` and `to` as given (for REV and the
+ * REV forms, high then low). Errors in Redis's order: the range, then the key's type.
+ */
+function rangeEntries(
+  ctx: ReadAccess,
+  key: Buffer,
+  from: Buffer,
+  to: Buffer,
+  q: RangeQuery,
+): Entry[] | Reply {
   if (q.by === "rank") {
     const start = parseInt64(from);
     const stop = parseInt64(to);
     if (start === null || stop === null) return Errors.notInteger;
     const z = zsetOf(ctx, key);
-    if (z === null) return array([]);
+    if (z === null) return [];
     if (isReply(z)) return z;
     const range = indexRange(z.count, start, stop);
-    if (range === null) return array([]);
-    const entries = q.rev ? byRankFromTop(ctx, z, range[0], range[1]) : byRank(ctx, z, range[0], range[1]);
-    return withScores(entries, q.withScores);
+    if (range === null) return [];
+    return q.rev ? byRankFromTop(ctx, z, range[0], range[1]) : byRank(ctx, z, range[0], range[1]);
   }
   const lowArg = q.rev ? to : from;
   const highArg = q.rev ? from : to;
-  const min = parseScoreBound(lowArg);
-  const max = parseScoreBound(highArg);
-  if (min === null || max === null) return rangeNotFloat;
-  const z = zsetOf(ctx, key);
-  if (z === null) return array([]);
-  if (isReply(z)) return z;
-  if (q.limit === 0) return array([]);
-  let entries: Entry[];
-  if (!q.rev) {
-    entries = [];
-    let skipped = 0;
-    for (const e of byScore(ctx, z, min, max)) {
-      if (skipped++ < q.offset) continue;
-      entries.push(e);
-      if (q.limit > 0 && entries.length >= q.limit) break;
-    }
+  let walk: (z: Collection) => Iterable<Entry>;
+  if (q.by === "score") {
+    const min = parseScoreBound(lowArg);
+    const max = parseScoreBound(highArg);
+    if (min === null || max === null) return rangeNotFloat;
+    walk = (z) => (q.rev ? byScoreDescending(ctx, z, min, max) : byScore(ctx, z, min, max));
   } else {
-    entries = [];
-    let skipped = 0;
-    for (const e of byScoreDescending(ctx, z, min, max)) {
-      if (skipped++ < q.offset) continue;
-      entries.push(e);
-      if (q.limit > 0 && entries.length >= q.limit) break;
-    }
+    const range = lexRange(lowArg, highArg);
+    if (isReply(range)) return range;
+    walk = (z) => (q.rev ? byLexDescending(ctx, z, ...range) : byLex(ctx, z, ...range));
   }
-  return withScores(entries, q.withScores);
+  const z = zsetOf(ctx, key);
+  if (z === null) return [];
+  if (isReply(z)) return z;
+  const entries: Entry[] = [];
+  if (q.limit === 0) return entries;
+  let skipped = 0;
+  for (const e of walk(z)) {
+    if (skipped++ < q.offset) continue;
+    entries.push(e);
+    if (q.limit > 0 && entries.length >= q.limit) break;
+  }
+  return entries;
 }
 
-/** Parses WITHSCORES and LIMIT offset count (from index `from`); `allowLimit` for the score forms. */
+function rangeGeneric(ctx: ReadAccess, key: Buffer, from: Buffer, to: Buffer, q: RangeQuery): Reply {
+  const entries = rangeEntries(ctx, key, from, to, q);
+  return isReply(entries) ? entries : withScores(entries, q.withScores);
+}
+
+/**
+ * Parses WITHSCORES and LIMIT offset count (from index `from`), and for ZRANGE itself (`modern`) BYSCORE,
+ * BYLEX and REV, each at most once; ZRANGESTORE (`store`) takes no WITHSCORES. Errors as Redis gives
+ * them: a bad LIMIT number at once, then a conflict between options.
+ */
 function rangeOptions(
   args: readonly Buffer[],
   from: number,
   q: RangeQuery,
   modern: boolean,
+  store = false,
 ): RangeQuery | Reply {
   // Redis refuses LIMIT with a rank range unless its count is -1 (its "no limit").
   let limitedCount: bigint | null = null;
   for (let i = from; i < args.length; i++) {
     const o = upper(args[i]!);
-    if (o === "WITHSCORES") q.withScores = true;
+    if (!store && o === "WITHSCORES") q.withScores = true;
     else if (o === "LIMIT" && i + 2 < args.length) {
       const offset = parseInt64(args[i + 1]!);
       const count = parseInt64(args[i + 2]!);
@@ -508,18 +667,21 @@ function rangeOptions(
       q.limit = count < 0n ? -1 : Number(count > 1_000_000_000n ? 1_000_000_000n : count);
       limitedCount = count;
       i += 2;
-    } else if (modern && o === "BYSCORE") q.by = "score";
-    else if (modern && o === "REV") q.rev = true;
+    } else if (modern && q.by === "rank" && o === "BYSCORE") q.by = "score";
+    else if (modern && q.by === "rank" && o === "BYLEX") q.by = "lex";
+    else if (modern && !q.rev && o === "REV") q.rev = true;
     else return Errors.syntax;
   }
   if (limitedCount !== null && limitedCount !== -1n && q.by === "rank")
     return error("ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX");
+  if (q.withScores && q.by === "lex")
+    return error("ERR syntax error, WITHSCORES not supported in combination with BYLEX");
   // A negative offset: Redis answers an empty array.
   if (q.offset < 0) q.limit = 0;
   return q;
 }
 
-const query = (by: "rank" | "score", rev: boolean): RangeQuery => ({
+const query = (by: RangeQuery["by"], rev: boolean): RangeQuery => ({
   by,
   rev,
   withScores: false,
@@ -551,4 +713,104 @@ export function zrevrangebyscore(ctx: ReadAccess, args: readonly Buffer[]): Repl
   const q = rangeOptions(args, 4, query("score", true), false);
   if (isReply(q)) return q;
   return rangeGeneric(ctx, args[1]!, args[2]!, args[3]!, q);
+}
+
+export function zrangebylex(ctx: ReadAccess, args: readonly Buffer[]): Reply {
+  const q = rangeOptions(args, 4, query("lex", false), false);
+  if (isReply(q)) return q;
+  return rangeGeneric(ctx, args[1]!, args[2]!, args[3]!, q);
+}
+
+export function zrevrangebylex(ctx: ReadAccess, args: readonly Buffer[]): Reply {
+  const q = rangeOptions(args, 4, query("lex", true), false);
+  if (isReply(q)) return q;
+  return rangeGeneric(ctx, args[1]!, args[2]!, args[3]!, q);
+}
+
+/** The most members one ZRANDMEMBER returns: its reply is built in memory. */
+const MAX_RANDOM = 1_000_000;
+const LONG_MAX = 9_223_372_036_854_775_807n;
+
+/**
+ * The members at `ranks` (in member order, which is as random as any for a uniform draw), in the order of
+ * `ranks`: one walk up the by-member items to the highest rank wanted, holding only the wanted ones.
+ */
+function atRanks(ctx: ReadAccess, z: Collection, ranks: readonly number[]): Entry[] {
+  const wanted = [...new Set(ranks)].sort((a, b) => a - b);
+  const found = new Map<number, Entry>();
+  let rank = 0;
+  let next = 0;
+  if (wanted.length > 0)
+    for (const e of byLex(ctx, z, ...EVERY)) {
+      if (rank === wanted[next]) {
+        found.set(rank, e);
+        if (++next === wanted.length) break;
+      }
+      rank++;
+    }
+  return ranks.flatMap((r) => {
+    const e = found.get(r);
+    return e === undefined ? [] : [e];
+  });
+}
+
+/** `k` distinct ranks below `n`, uniformly (Floyd's sampling), in random order. */
+function distinctRanks(n: number, k: number, pick: (below: number) => number): number[] {
+  const chosen = new Set<number>();
+  for (let j = n - k; j < n; j++) {
+    const t = pick(j + 1);
+    chosen.add(chosen.has(t) ? j : t);
+  }
+  const out = [...chosen];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = pick(i + 1);
+    [out[i], out[j]] = [out[j]!, out[i]!];
+  }
+  return out;
+}
+
+/**
+ * ZRANDMEMBER key [count [WITHSCORES]]: a read, so it draws from this node's own randomness. A positive
+ * count gives distinct members (at most the set), a negative one exactly |count| with repeats. Redis's
+ * checks in its order (the count, the syntax, WITHSCORES's halved range, the key); past them we refuse a
+ * reply of more than MAX_RANDOM members, where Redis would build it.
+ */
+export function zrandmember(ctx: ReadAccess, args: readonly Buffer[]): Reply {
+  let count: bigint | null = null;
+  let scores = false;
+  if (args.length >= 3) {
+    count = parseInt64(args[2]!);
+    if (count === null) return Errors.notInteger;
+    if (count < -LONG_MAX)
+      return error(`ERR value is out of range, value must between ${-LONG_MAX} and ${LONG_MAX}`);
+    if (args.length > 4 || (args.length === 4 && upper(args[3]!) !== "WITHSCORES")) return Errors.syntax;
+    scores = args.length === 4;
+    if (scores && (count < -LONG_MAX / 2n || count > LONG_MAX / 2n))
+      return error("ERR value is out of range");
+  }
+  const z = zsetOf(ctx, args[1]!);
+  if (z === null) return count === null ? NIL : array([]);
+  if (isReply(z)) return z;
+  const pick = (below: number) => Math.floor(Math.random() * below);
+  if (count === null) {
+    const [e] = atRanks(ctx, z, [pick(z.count)]);
+    return e === undefined ? NIL : bulk(e.member);
+  }
+  if (count === 0n) return array([]);
+  const n = count < 0n ? -count : count < BigInt(z.count) ? count : BigInt(z.count);
+  if (n > BigInt(MAX_RANDOM))
+    return error(`ERR value is out of range (at most ${MAX_RANDOM} members at once)`);
+  const ranks =
+    count < 0n
+      ? Array.from({ length: Number(n) }, () => pick(z.count))
+      : distinctRanks(z.count, Number(n), pick);
+  return withScores(atRanks(ctx, z, ranks), scores);
+}
+
+/** ZSCAN: HSCAN's machinery over the by-member items, each member with its score as ZSCORE prints it. */
+export function zscan(ctx: ReadAccess, args: readonly Buffer[]): Reply {
+  return scanItems(ctx, args, ZSET, true, {
+    tag: BY_MEMBER,
+    value: (v) => Buffer.from(formatScore(v.readDoubleBE(0)), "latin1"),
+  });
 }
