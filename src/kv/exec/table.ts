@@ -11,6 +11,7 @@ import * as keyspace from "./keyspace.js";
 import * as lists from "./lists.js";
 import * as sets from "./sets.js";
 import * as strings from "./strings.js";
+import * as zalgebra from "./zset-algebra.js";
 import * as zsets from "./zsets.js";
 
 /** Where a command's keys are, as Redis says it: first, last (-1: the last argument), step; 0 0 0: none. */
@@ -148,6 +149,14 @@ const COMMANDS: readonly KvCommand[] = [
   write("zpopmax", -2, zsets.zpopmax),
   write("zremrangebyrank", 4, zsets.zremrangebyrank),
   write("zremrangebyscore", 4, zsets.zremrangebyscore),
+  // The sorted-set algebra: every argument after the name (or the destination) may be a key.
+  read("zunion", -3, zalgebra.zunion, [2, -1, 1]),
+  read("zinter", -3, zalgebra.zinter, [2, -1, 1]),
+  read("zdiff", -3, zalgebra.zdiff, [2, -1, 1]),
+  read("zintercard", -3, zalgebra.zintercard, [2, -1, 1]),
+  write("zunionstore", -4, zalgebra.zunionstore, ALL_KEYS),
+  write("zinterstore", -4, zalgebra.zinterstore, ALL_KEYS),
+  write("zdiffstore", -4, zalgebra.zdiffstore, ALL_KEYS),
   write("lpush", -3, lists.lpush),
   write("rpush", -3, lists.rpush),
   write("lpushx", -3, lists.lpushx),

@@ -65,12 +65,18 @@ function scoreSub(d: number, member: Buffer): Buffer {
   return out;
 }
 
-function scoreOf(ctx: ReadAccess, z: Collection, member: Buffer): number | undefined {
+export function scoreOf(ctx: ReadAccess, z: Collection, member: Buffer): number | undefined {
   const v = ctx.item(z.id, memberSub(member));
   return v === undefined ? undefined : v.readDoubleBE(0);
 }
 
-function setScore(ctx: WriteAccess, z: Collection, member: Buffer, old: number | undefined, d: number): void {
+export function setScore(
+  ctx: WriteAccess,
+  z: Collection,
+  member: Buffer,
+  old: number | undefined,
+  d: number,
+): void {
   if (old !== undefined) ctx.removeItem(z.id, scoreSub(old, member));
   const v = Buffer.allocUnsafe(8);
   v.writeDoubleBE(d, 0);
@@ -110,7 +116,8 @@ function* walk(ctx: ReadAccess, z: Collection, bound: Buffer | null, down: boole
   }
 }
 
-const ascending = (ctx: ReadAccess, z: Collection, from: Buffer | null = null) => walk(ctx, z, from, false);
+export const ascending = (ctx: ReadAccess, z: Collection, from: Buffer | null = null) =>
+  walk(ctx, z, from, false);
 const descending = (ctx: ReadAccess, z: Collection, below: Buffer | null = null) => walk(ctx, z, below, true);
 
 /** Members from the rank `first` through `last` (0-based, ascending), walked from the nearer end. */
