@@ -248,6 +248,9 @@ describe("the sorted-set algebra in the key-value machine", () => {
     await run("ZADD", "p", "1", "m");
     await run("ZADD", "q", "0", "m");
     await run("SADD", "s", "m");
+    await run("ZADD", "fa", "1e16", "m", "0", "o");
+    await run("ZADD", "fb", "1", "m");
+    await run("ZADD", "fc", "1", "m");
     const cases: Array<[string[], string[]]> = [
       // inf + -inf is NaN: Redis counts it 0, and it matters when: inputs go smallest first, ties in order.
       [
@@ -307,6 +310,15 @@ describe("the sorted-set algebra in the key-value machine", () => {
       [
         ["ZUNION", "1", "i", "WEIGHTS", "-inf"],
         ["m", "-inf"],
+      ],
+      // Sums are not associative: 1 + 1 first, then 1e16 (the larger input last), as Redis adds them.
+      [
+        ["ZUNION", "3", "fa", "fb", "fc"],
+        ["o", "0", "m", "10000000000000002"],
+      ],
+      [
+        ["ZINTER", "3", "fa", "fb", "fc"],
+        ["m", "10000000000000002"],
       ],
       // A plain set's members score 1.
       [
