@@ -25,10 +25,15 @@ export const TYPE_NAMES: Readonly<Record<RecordType, string>> = ["string", "hash
  */
 export const COLLECTION_HEADER_BYTES = 16;
 
-export function encodeCollection(id: number, count: number): Buffer {
-  const out = Buffer.allocUnsafe(COLLECTION_HEADER_BYTES);
+/**
+ * A collection's record: its id and count, then for a sorted set past Redis's compact encoding a byte
+ * 1 (see zsets.ts: it decides whether a -0 score is kept).
+ */
+export function encodeCollection(id: number, count: number, large = false): Buffer {
+  const out = Buffer.allocUnsafe(COLLECTION_HEADER_BYTES + (large ? 1 : 0));
   writeU64(out, id, 0);
   writeU64(out, count, 8);
+  if (large) out[COLLECTION_HEADER_BYTES] = 1;
   return out;
 }
 

@@ -203,6 +203,33 @@ describe("sorted sets in the key-value machine", () => {
     assert.deepEqual(flat(await run("ZSCAN", "z", "0")).slice(1), ["m", "0", "n", "0"]);
     await store.close();
   });
+
+  it("a set past Redis's compact encoding keeps a -0 score, from the member that converted it on, for good", async () => {
+    const { store, run } = await machine();
+    const pairs = (n: number) => Array.from({ length: n }, (_, i) => ["0", `b${i}`]).flat();
+    const scoreOf = async (key: string, m: string) => ((await run("ZSCORE", key, m)) as { v: string }).v;
+    // Each case checked against redis-server 7.0.15.
+    await run("ZADD", "created-big", ...pairs(129), "-0", "neg");
+    assert.equal(await scoreOf("created-big", "neg"), "-0");
+    await run("ZADD", "grown", ...pairs(128));
+    await run("ZADD", "grown", "-0", "neg");
+    assert.equal(await scoreOf("grown", "neg"), "-0", "the 129th member converts it");
+    await run("ZREM", "grown", "b1", "b2", "b3");
+    await run("ZADD", "grown", "-0", "again");
+    assert.equal(await scoreOf("grown", "again"), "-0", "smaller again, it stays converted");
+    const long = "x".repeat(65);
+    await run("ZADD", "long", "-0", "a");
+    await run("ZADD", "long", "1", long);
+    await run("ZADD", "long", "-0", "c");
+    assert.equal(await scoreOf("long", "a"), "0", "stored before the conversion");
+    assert.equal(await scoreOf("long", "c"), "-0");
+    await run("ZADD", "long-created", "-0", long);
+    assert.equal(await scoreOf("long-created", long), "-0");
+    await run("RENAME", "grown", "renamed");
+    await run("ZADD", "renamed", "-0", "after-rename");
+    assert.equal(await scoreOf("renamed", "after-rename"), "-0", "RENAME keeps the encoding");
+    await store.close();
+  });
 });
 
 /** Byte order, as Redis compares members in lex ranges. */

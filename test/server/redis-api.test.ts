@@ -382,6 +382,45 @@ for (const via of ["leader", "follower"] as const) {
         await entry.del("zl", "zl:str");
       });
 
+      it("sorted-set algebra: ZUNION, ZINTER, ZDIFF, their STORE forms and ZINTERCARD through either node", async () => {
+        await entry.zadd("za:a", 1, "x", 2, "y", 3, "z");
+        await entry.zadd("za:b", 10, "y", 20, "z", 30, "w");
+        await entry.sadd("za:s", "x", "w", "q");
+        assert.deepEqual(await other.zunion(2, "za:a", "za:b", "WEIGHTS", 1, 2, "WITHSCORES"), [
+          ...["x", "1", "y", "22", "z", "43", "w", "60"],
+        ]);
+        assert.deepEqual(await other.zinter(2, "za:a", "za:s", "WITHSCORES"), ["x", "2"]);
+        assert.deepEqual(await other.zdiff(2, "za:a", "za:b", "WITHSCORES"), ["x", "1"]);
+        assert.deepEqual(await other.zunion(2, "za:a", "za:b", "AGGREGATE", "MIN"), ["x", "y", "z", "w"]);
+        assert.equal(await other.zintercard(2, "za:a", "za:b", "LIMIT", 1), 1);
+        // The destination may be an input; it is overwritten, whatever it held.
+        assert.equal(await entry.zinterstore("za:a", 2, "za:a", "za:b", "AGGREGATE", "MAX"), 2);
+        assert.deepEqual(await other.zrange("za:a", 0, -1, "WITHSCORES"), ["y", "10", "z", "20"]);
+        assert.equal(await entry.zunionstore("za:s", 2, "za:s", "za:a", "WEIGHTS", "inf", "-1"), 5);
+        assert.equal(await other.type("za:s"), "zset");
+        assert.deepEqual(await other.zrange("za:s", 0, -1, "WITHSCORES"), [
+          ...["z", "-20", "y", "-10", "q", "inf", "w", "inf", "x", "inf"],
+        ]);
+        assert.equal(await entry.zdiffstore("za:s", 2, "za:a", "za:b"), 0);
+        assert.equal(await other.exists("za:s"), 0, "an empty result deletes the destination");
+        await entry.set("za:str", "v");
+        await assert.rejects(other.zunion(2, "za:a", "za:str"), /^ReplyError: WRONGTYPE/);
+        await assert.rejects(
+          entry.zunionstore("za:d", 0, "za:a"),
+          /at least 1 input key is needed for 'zunionstore'/,
+        );
+        await assert.rejects(
+          entry.zinterstore("za:d", 1, "za:a", "WEIGHTS", "x"),
+          /weight value is not a float/,
+        );
+        await assert.rejects(other.zintercard(1, "za:a", "LIMIT", -1), /LIMIT can't be negative/);
+        await assert.rejects(
+          entry.call("ZUNIONSTORE", "za:d", "1", "za:a", "WITHSCORES"),
+          /ERR syntax error/,
+        );
+        await entry.del("za:a", "za:b", "za:str");
+      });
+
       it("lists: pushes, pops, ranges and moves through either node, errors", async () => {
         assert.equal(await entry.rpush("list:1", "a", "b", "c"), 3);
         assert.equal(await entry.lpush("list:1", "z"), 4);

@@ -2,7 +2,7 @@
  * What the collection commands share: finding a collection of the right type, creating one, storing its
  * record (an empty one is deleted, as Redis deletes empty collections), and the limit on an item's key.
  */
-import { decodeCollection, encodeCollection, type RecordType } from "../record.js";
+import { COLLECTION_HEADER_BYTES, decodeCollection, encodeCollection, type RecordType } from "../record.js";
 import { array, bulk, Errors, error, int, type Reply } from "../reply.js";
 import { readU64, writeU64 } from "../u64.js";
 import type { ReadAccess, WriteAccess } from "./context.js";
@@ -22,6 +22,8 @@ export interface Collection {
   readonly id: number;
   count: number;
   readonly expireAtMs: number;
+  /** A sorted set past Redis's compact encoding (zsets.ts); false for every other collection. */
+  large?: boolean;
 }
 
 export const isReply = (v: unknown): v is Reply => typeof v === "object" && v !== null && "k" in v;
@@ -32,7 +34,8 @@ export function collectionOf(ctx: ReadAccess, key: Buffer, type: RecordType): Co
   if (r === undefined) return null;
   if (r.type !== type) return Errors.wrongType;
   const { id, count } = decodeCollection(r.payload);
-  return { id, count, expireAtMs: r.expireAtMs };
+  const large = r.payload.length > COLLECTION_HEADER_BYTES && r.payload[COLLECTION_HEADER_BYTES] === 1;
+  return { id, count, expireAtMs: r.expireAtMs, large };
 }
 
 /** The collection at `key`, or a new empty one (stored by `save`) when absent. */
@@ -43,7 +46,7 @@ export function collectionForWrite(ctx: WriteAccess, key: Buffer, type: RecordTy
 /** Stores the collection's record, keeping its expiry; an empty one is deleted with its key. */
 export function save(ctx: WriteAccess, key: Buffer, type: RecordType, c: Collection): void {
   if (c.count === 0) ctx.delete(key);
-  else ctx.put(key, type, c.expireAtMs, encodeCollection(c.id, c.count));
+  else ctx.put(key, type, c.expireAtMs, encodeCollection(c.id, c.count, c.large === true));
 }
 
 /** Whether any of `args[from]`, `args[from + step]` … is longer than an item may be. */

@@ -12,6 +12,7 @@ import * as lists from "./lists.js";
 import * as pops from "./pops.js";
 import * as sets from "./sets.js";
 import * as strings from "./strings.js";
+import * as zalgebra from "./zset-algebra.js";
 import * as zsets from "./zsets.js";
 
 /** Where a command's keys are, as Redis says it: first, last (-1: the last argument), step; 0 0 0: none. */
@@ -156,6 +157,14 @@ const COMMANDS: readonly KvCommand[] = [
   write("zrangestore", -5, zsets.zrangestore, [1, 2, 1]),
   read("zrandmember", -2, zsets.zrandmember),
   read("zscan", -3, zsets.zscan),
+  // The sorted-set algebra: every argument after the name (or the destination) may be a key.
+  read("zunion", -3, zalgebra.zunion, [2, -1, 1]),
+  read("zinter", -3, zalgebra.zinter, [2, -1, 1]),
+  read("zdiff", -3, zalgebra.zdiff, [2, -1, 1]),
+  read("zintercard", -3, zalgebra.zintercard, [2, -1, 1]),
+  write("zunionstore", -4, zalgebra.zunionstore, ALL_KEYS),
+  write("zinterstore", -4, zalgebra.zinterstore, ALL_KEYS),
+  write("zdiffstore", -4, zalgebra.zdiffstore, ALL_KEYS),
   write("lpush", -3, lists.lpush),
   write("rpush", -3, lists.rpush),
   write("lpushx", -3, lists.lpushx),

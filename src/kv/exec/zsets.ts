@@ -72,17 +72,43 @@ function scoreSub(d: number, member: Buffer): Buffer {
   return out;
 }
 
-function scoreOf(ctx: ReadAccess, z: Collection, member: Buffer): number | undefined {
+export function scoreOf(ctx: ReadAccess, z: Collection, member: Buffer): number | undefined {
   const v = ctx.item(z.id, memberSub(member));
   return v === undefined ? undefined : v.readDoubleBE(0);
 }
 
-function setScore(ctx: WriteAccess, z: Collection, member: Buffer, old: number | undefined, d: number): void {
+/**
+ * Redis 7.0 keeps a sorted set of at most 128 members of at most 64 bytes in a compact encoding
+ * (listpack) that stores a -0 score as 0, and converts it to its large one (skiplist, which keeps -0)
+ * for good once a member does not fit. A set's record says which it is in (`Collection.large`), so
+ * that ZSCORE answers "0" or "-0" as redis-server would.
+ */
+export const COMPACT_ENTRIES = 128;
+export const COMPACT_MEMBER_BYTES = 64;
+
+/** Whether `n` members (`memberAt(0…count-1)`) are past the compact encoding. */
+function pastCompact(n: number, count: number, memberAt: (i: number) => Buffer): boolean {
+  if (n > COMPACT_ENTRIES) return true;
+  for (let i = 0; i < count; i++) if (memberAt(i).length > COMPACT_MEMBER_BYTES) return true;
+  return false;
+}
+
+/** A new sorted set for a STORE form's `n` members, in the encoding Redis gives such a result. */
+export function storedZset(ctx: WriteAccess, n: number, memberAt: (i: number) => Buffer): Collection {
+  return { id: ctx.newCollectionId(), count: n, expireAtMs: 0, large: pastCompact(n, n, memberAt) };
+}
+
+export function setScore(
+  ctx: WriteAccess,
+  z: Collection,
+  member: Buffer,
+  old: number | undefined,
+  d: number,
+): void {
   if (old !== undefined) ctx.removeItem(z.id, scoreSub(old, member));
   const v = Buffer.allocUnsafe(8);
-  // Stored as 0, as Redis 7.0 stores -0 in a small set (its listpack keeps a whole score as an integer):
-  // ZSCORE then says "0" (a set past 128 members would keep "-0"; we follow the common small one).
-  v.writeDoubleBE(d === 0 ? 0 : d, 0);
+  // Stored as 0 in a compact set, as Redis 7.0 stores -0 in its listpack; a large set keeps -0.
+  v.writeDoubleBE(d === 0 && z.large !== true ? 0 : d, 0);
   ctx.putItem(z.id, memberSub(member), v);
   ctx.putItem(z.id, scoreSub(d, member), EMPTY);
 }
@@ -137,7 +163,8 @@ function* walk(ctx: ReadAccess, z: Collection, bound: Buffer | null, down: boole
   }
 }
 
-const ascending = (ctx: ReadAccess, z: Collection, from: Buffer | null = null) => walk(ctx, z, from, false);
+export const ascending = (ctx: ReadAccess, z: Collection, from: Buffer | null = null) =>
+  walk(ctx, z, from, false);
 const descending = (ctx: ReadAccess, z: Collection, below: Buffer | null = null) => walk(ctx, z, below, true);
 
 /** Members from the rank `first` through `last` (0-based, ascending), walked from the nearer end. */
@@ -341,6 +368,8 @@ function zaddPairs(
   if (existing === null && f.xx) return f.incr ? NIL : int(0);
   const z = existing ?? collectionForWrite(ctx, key, ZSET);
   if (isReply(z)) return z;
+  // Redis creates the set in the encoding the command's members call for.
+  if (existing === null) z.large = pastCompact(scores.length, scores.length, memberAt);
   let added = 0;
   let changed = 0;
   let result: number | null = null;
@@ -351,6 +380,9 @@ function zaddPairs(
       if (f.xx) continue;
       const d = scores[k]!;
       if (Number.isNaN(d)) return nanScore;
+      // A member that does not fit the compact encoding converts the set, for good.
+      if (z.large !== true && (z.count + added + 1 > COMPACT_ENTRIES || member.length > COMPACT_MEMBER_BYTES))
+        z.large = true;
       setScore(ctx, z, member, undefined, d);
       added++;
       result = d;
@@ -489,7 +521,7 @@ export function zrangestore(ctx: WriteAccess, args: readonly Buffer[]): Reply {
   const destination = args[1]!;
   ctx.delete(destination);
   if (entries.length === 0) return int(0);
-  const z: Collection = { id: ctx.newCollectionId(), count: entries.length, expireAtMs: 0 };
+  const z = storedZset(ctx, entries.length, (i) => entries[i]!.member);
   for (const e of entries) setScore(ctx, z, e.member, undefined, e.score);
   save(ctx, destination, z);
   return int(entries.length);
