@@ -119,6 +119,10 @@ describe("multi-key and blocking pops in the log", () => {
     assert.equal(await run("BLMOVE", "src", "dst", "UP", "LEFT", "x"), "!ERR syntax error");
     assert.equal(await run("BLMPOP", "-1", "1", "l", "LEFT"), "!ERR timeout is negative");
     assert.equal(await run("BLMPOP", "0", "0", "l", "LEFT"), "!ERR numkeys should be greater than 0");
+    // As Redis: BLMPOP and BZMPOP read what follows the timeout before the timeout.
+    assert.equal(await run("BLMPOP", "-1", "0", "l", "LEFT"), "!ERR numkeys should be greater than 0");
+    assert.equal(await run("BZMPOP", "x", "1", "z", "LEFT"), "!ERR syntax error");
+    assert.equal(await run("BZMPOP", "x", "1", "s", "MIN"), "!ERR timeout is not a float or out of range");
     await store.close();
   });
 

@@ -168,9 +168,18 @@ function parseMultiPop(
   return { keys: args.slice(at + 1, at + 1 + n), first: where === ends[0], count: count ?? 1n };
 }
 
+/** As Redis: the arguments after the timeout are read first, then the timeout (BLMPOP's args[1]). */
+function timeoutAfter(p: MultiPop | Reply, args: readonly Buffer[], at: number): Reply | null {
+  if (isReply(p)) return p;
+  if (at === 1) return null;
+  const timeout = parseTimeoutMs(args[1]!);
+  return isReply(timeout) ? timeout : null;
+}
+
 function listMultiPop(ctx: WriteAccess, args: readonly Buffer[], at: number): Reply {
   const p = parseMultiPop(args, at, ["LEFT", "RIGHT"]);
-  if (isReply(p)) return p;
+  const refused = timeoutAfter(p, args, at);
+  if (refused !== null || isReply(p)) return refused ?? Errors.syntax;
   for (const key of p.keys) {
     const taken = popList(ctx, key, p.count, p.first);
     if (taken === null) continue;
@@ -182,7 +191,8 @@ function listMultiPop(ctx: WriteAccess, args: readonly Buffer[], at: number): Re
 
 function zsetMultiPop(ctx: WriteAccess, args: readonly Buffer[], at: number): Reply {
   const p = parseMultiPop(args, at, ["MIN", "MAX"]);
-  if (isReply(p)) return p;
+  const refused = timeoutAfter(p, args, at);
+  if (refused !== null || isReply(p)) return refused ?? Errors.syntax;
   for (const key of p.keys) {
     const taken = popZset(ctx, key, p.count, !p.first);
     if (taken === null) continue;
@@ -195,12 +205,5 @@ function zsetMultiPop(ctx: WriteAccess, args: readonly Buffer[], at: number): Re
 export const lmpop = (ctx: WriteAccess, args: readonly Buffer[]) => listMultiPop(ctx, args, 1);
 export const zmpop = (ctx: WriteAccess, args: readonly Buffer[]) => zsetMultiPop(ctx, args, 1);
 
-export function blmpop(ctx: WriteAccess, args: readonly Buffer[]): Reply {
-  const timeout = parseTimeoutMs(args[1]!);
-  return isReply(timeout) ? timeout : listMultiPop(ctx, args, 2);
-}
-
-export function bzmpop(ctx: WriteAccess, args: readonly Buffer[]): Reply {
-  const timeout = parseTimeoutMs(args[1]!);
-  return isReply(timeout) ? timeout : zsetMultiPop(ctx, args, 2);
-}
+export const blmpop = (ctx: WriteAccess, args: readonly Buffer[]) => listMultiPop(ctx, args, 2);
+export const bzmpop = (ctx: WriteAccess, args: readonly Buffer[]) => zsetMultiPop(ctx, args, 2);
