@@ -467,6 +467,28 @@ for (const via of ["leader", "follower"] as const) {
           await other.lpush("bsrc", "m");
           assert.equal(await moved, "m");
           assert.deepEqual(await entry.lrange("bdst", 0, -1), ["m"]);
+          const lowest = blocked.bzpopmin("bz2", 0);
+          await untilBlocked(entry, 1);
+          await other.zadd("bz2", 3, "c", 2, "b");
+          assert.deepEqual(await lowest, ["bz2", "b", "2"]);
+          const mpopped = blocked.call("BLMPOP", "0", "2", "bq3", "bq4", "RIGHT", "COUNT", "2");
+          await untilBlocked(entry, 1);
+          await other.rpush("bq4", "p", "q", "r");
+          assert.deepEqual(await mpopped, ["bq4", ["r", "q"]]);
+          const rpoplpushed = blocked.brpoplpush("bq5", "bq4", 0);
+          await untilBlocked(entry, 1);
+          await other.rpush("bq5", "s");
+          assert.equal(await rpoplpushed, "s");
+          assert.deepEqual(await other.lrange("bq4", 0, -1), ["s", "p"]);
+          assert.deepEqual(await entry.call("ZMPOP", "2", "bz-none", "bz2", "MAX", "COUNT", "5"), [
+            "bz2",
+            [["c", "3"]],
+          ]);
+          assert.deepEqual(await entry.call("LMPOP", "1", "bq4", "LEFT", "COUNT", "1"), ["bq4", ["s"]]);
+          await assert.rejects(
+            entry.call("LMPOP", "0", "bq4", "LEFT"),
+            /ERR numkeys should be greater than 0/,
+          );
           // Already there: served at once; nothing there: a timeout answers null.
           assert.deepEqual(await blocked.brpop("bq2", 0), ["bq2", "job-2"]);
           assert.equal(await blocked.blpop("bq-empty", 0.05), null);
