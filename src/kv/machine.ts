@@ -101,10 +101,15 @@ export class KvStateMachine implements StateMachine<KvApplyResult> {
     if (entries.length === 0) return [];
     const last = entries[entries.length - 1]!.index;
     const watcher = this.fillWatcher;
-    const filled: Buffer[] | null = watcher?.waiting ? [] : null;
-    const onFilled =
-      filled === null ? undefined : (key: Buffer) => watcher!.watches(key) && filled.push(Buffer.from(key));
     const results = await this.store.writeBatchAsync(last, (w) => {
+      // Asked when the batch runs (which may be after a flush it awaited), not before.
+      const filled: Buffer[] | null = watcher?.waiting ? [] : null;
+      const onFilled =
+        filled === null
+          ? undefined
+          : (key: Buffer) => {
+              if (watcher!.watches(key)) filled.push(Buffer.from(key));
+            };
       const origins: Array<KvOrigin | null> = [];
       const out = entries.map((e) => {
         const { nowMs, origin, watches, commands } = decodeKvEntry(e.data);

@@ -162,11 +162,8 @@ export class BlockedClients implements FillWatcher {
   private attempted(w: Waiter, r: Reply): void {
     w.attempting = false;
     if (w.done) return;
-    if (!tookNothing(r)) {
-      this.finish(w, r);
-      // Others may be served by what is left (they were not woken while this one was trying).
-      for (const k of w.keys) this.serve(k);
-    } else if (w.timedOut) this.finish(w, NIL_ARRAY);
+    if (!tookNothing(r)) this.finish(w, r);
+    else if (w.timedOut) this.finish(w, NIL_ARRAY);
     else if (w.signaled) this.wake(w);
   }
 
@@ -182,5 +179,8 @@ export class BlockedClients implements FillWatcher {
     }
     this.count--;
     if (r !== null) w.resolve(r);
+    // Others may be served by what is left: while this one was trying, it held their share (a push
+    // counted it), and however it ended (served, timed out, gone) that share is free now.
+    for (const k of w.keys) this.serve(k);
   }
 }

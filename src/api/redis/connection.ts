@@ -355,7 +355,8 @@ export class ClientConnection {
     const attempt = () => this.write([args]).then((r) => r[0]!);
     return attempt()
       .then((first) => {
-        if (!tookNothing(first) || this.closing || this.inputEnded) return first;
+        // A client gone (closed, reset) during the attempt must not leave a wait behind: it would pop for nobody.
+        if (!tookNothing(first) || this.closing || this.inputEnded || this.socket.destroyed) return first;
         // It ran, so its arguments are valid.
         const timeout = parseTimeoutMs(shape.timeout(args));
         if (isReply(timeout)) return timeout;

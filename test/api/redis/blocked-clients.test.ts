@@ -81,6 +81,31 @@ describe("blocked clients", () => {
     assert.equal(blocked.waiting, false);
   });
 
+  it("a client that ends while trying gives back its share of a push: the next one is woken", async () => {
+    const { elements, blocked, attempts, client } = setup();
+    const a = client("a", ["k1", "q"]);
+    client("b", ["q"]);
+    elements.set("k1", 1);
+    blocked.filled([k("k1")]);
+    await settle();
+    assert.deepEqual(
+      attempts.map((x) => x.who),
+      ["a"],
+    );
+    // A push to q while a tries: a counts against it, so b is not woken.
+    elements.set("q", 1);
+    blocked.filled([k("q")]);
+    await settle();
+    assert.equal(attempts.length, 1);
+    // a's client goes away (its attempt took from k1): q's element must not wait for the next push.
+    a.cancel();
+    await settle();
+    assert.deepEqual(
+      attempts.map((x) => x.who),
+      ["a", "b"],
+    );
+  });
+
   it("a client registering looks at the state at once: a write applied just before told nobody", async () => {
     const { elements, attempts, client } = setup();
     elements.set("q", 1);
