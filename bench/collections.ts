@@ -75,6 +75,10 @@ const OPS: ReadonlyArray<[string, Op]> = [
     "ZRANGEBYSCORE mid LIMIT 10",
     (m, key, n) => m.read("ZRANGEBYSCORE", key, String(n / 2), "+inf", "LIMIT", "0", "10"),
   ],
+  // Ranks in the middle: the rank index (zset-ranks.ts) reads about √N items.
+  ["ZRANK middle", (m, key, n, i) => m.read("ZRANK", key, member(Math.floor(n / 2) + (i % 100)))],
+  ["ZRANGE middle, 10", (m, key, n) => m.read("ZRANGE", key, String(n / 2), String(n / 2 + 9))],
+  ["ZCOUNT middle half", (m, key, n) => m.read("ZCOUNT", key, String(n / 4), String((3 * n) / 4))],
   [
     "ZPOPMIN + ZADD back",
     async (m, key) => {

@@ -25,15 +25,19 @@ export const TYPE_NAMES: Readonly<Record<RecordType, string>> = ["string", "hash
  */
 export const COLLECTION_HEADER_BYTES = 16;
 
+/** Flags a sorted set's record may carry after its id and count (see zsets.ts). */
+export const ZSET_LARGE = 1;
+export const ZSET_RANKED = 2;
+
 /**
- * A collection's record: its id and count, then for a sorted set past Redis's compact encoding a byte
- * 1 (see zsets.ts: it decides whether a -0 score is kept).
+ * A collection's record: its id and count, then for a sorted set a byte of flags (ZSET_LARGE: past
+ * Redis's compact encoding; ZSET_RANKED: it has a rank index), absent when none is set.
  */
-export function encodeCollection(id: number, count: number, large = false): Buffer {
-  const out = Buffer.allocUnsafe(COLLECTION_HEADER_BYTES + (large ? 1 : 0));
+export function encodeCollection(id: number, count: number, flags = 0): Buffer {
+  const out = Buffer.allocUnsafe(COLLECTION_HEADER_BYTES + (flags !== 0 ? 1 : 0));
   writeU64(out, id, 0);
   writeU64(out, count, 8);
-  if (large) out[COLLECTION_HEADER_BYTES] = 1;
+  if (flags !== 0) out[COLLECTION_HEADER_BYTES] = flags;
   return out;
 }
 

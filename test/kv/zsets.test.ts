@@ -349,6 +349,165 @@ describe("sorted sets: lex ranges, ZRANGESTORE, ZRANDMEMBER, ZSCAN", () => {
     await store.close();
   });
 
+  it("the rank index keeps ranks, middle ranges and counts right while a set of thousands changes", async () => {
+    const op = fc.oneof(
+      fc.tuple(
+        fc.constant("ZADD"),
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 3999 }), fc.integer({ min: -30, max: 30 })), {
+          minLength: 1,
+          maxLength: 600,
+        }),
+      ),
+      fc.tuple(
+        fc.constant("ZREM"),
+        fc.array(fc.integer({ min: 0, max: 3999 }), { minLength: 1, maxLength: 600 }),
+      ),
+      fc.tuple(fc.constant("ZREMRANGEBYRANK"), fc.tuple(fc.nat(3000), fc.nat(900))),
+      fc.tuple(fc.constantFrom("ZPOPMIN", "ZPOPMAX"), fc.nat(700)),
+    );
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(op, { minLength: 4, maxLength: 14 }),
+        fc.array(fc.tuple(fc.nat(4000), fc.nat(40), fc.integer({ min: -32, max: 32 }), fc.nat(20)), {
+          minLength: 3,
+          maxLength: 3,
+        }),
+        async (ops, probes) => {
+          const { store, run, items } = await machine();
+          const model = new Map<string, number>();
+          const sorted = () =>
+            [...model].sort(([a, x], [b, y]) => x - y || Buffer.compare(Buffer.from(a), Buffer.from(b)));
+          for (const [name, arg] of ops) {
+            if (name === "ZADD") {
+              const pairs = arg as Array<[number, number]>;
+              await run("ZADD", "z", ...pairs.flatMap(([m, sc]) => [String(sc), `m${m}`]));
+              for (const [m, sc] of pairs) model.set(`m${m}`, sc);
+            } else if (name === "ZREM") {
+              const ms = arg as number[];
+              await run("ZREM", "z", ...ms.map((m) => `m${m}`));
+              for (const m of ms) model.delete(`m${m}`);
+            } else if (name === "ZREMRANGEBYRANK") {
+              const [start, len] = arg as [number, number];
+              await run("ZREMRANGEBYRANK", "z", String(start), String(start + len));
+              for (const [m] of sorted().slice(start, start + len + 1)) model.delete(m);
+            } else {
+              const n = arg as number;
+              if (n === 0) continue;
+              await run(name, "z", String(n));
+              const all = sorted();
+              for (const [m] of name === "ZPOPMIN" ? all.slice(0, n) : all.slice(-n)) model.delete(m);
+            }
+            const all = sorted();
+            assert.equal(items("z"), 2 * all.length, "two items per member; the index matches them");
+            for (const [at, len, lo, width] of probes) {
+              if (all.length === 0) break;
+              const i = at % all.length;
+              assert.deepEqual(await run("ZRANK", "z", all[i]![0]), { k: "int", v: i });
+              assert.deepEqual(await run("ZREVRANK", "z", all[i]![0]), { k: "int", v: all.length - 1 - i });
+              assert.deepEqual(
+                flat(await run("ZRANGE", "z", String(i), String(i + len))),
+                all.slice(i, i + len + 1).map(([m]) => m),
+              );
+              assert.deepEqual(
+                flat(await run("ZRANGE", "z", String(i), String(i + len), "REV")),
+                [...all]
+                  .reverse()
+                  .slice(i, i + len + 1)
+                  .map(([m]) => m),
+              );
+              const hi = lo + width;
+              assert.deepEqual(await run("ZCOUNT", "z", String(lo), `(${hi}`), {
+                k: "int",
+                v: all.filter(([, sc]) => sc >= lo && sc < hi).length,
+              });
+            }
+          }
+          await store.close();
+        },
+      ),
+      { seed: SEED, numRuns: 8 },
+    );
+  });
+
+  it("the rank index splits and merges blocks one change at a time as well as in bulk", async () => {
+    const { store, run, items } = await machine();
+    const order: number[] = [];
+    for (let i = 0; i < 2500; i++) order.push((i * 7919) % 2500);
+    // One member per command: counted one by one, a block split each time it passes 1,024.
+    for (const i of order.slice(0, 1500)) await run("ZADD", "z", String(i % 37), `m${i}`);
+    assert.equal(items("z"), 3000);
+    // Then in bulk, and removals one by one (merges), then in bulk.
+    await run("ZADD", "z", ...order.slice(1500).flatMap((i) => [String(i % 37), `m${i}`]));
+    assert.equal(items("z"), 5000);
+    for (const i of order.slice(0, 1200)) await run("ZREM", "z", `m${i}`);
+    assert.equal(items("z"), 2600);
+    assert.deepEqual(await run("ZREMRANGEBYRANK", "z", "100", "1199"), { k: "int", v: 1100 });
+    assert.equal(items("z"), 400);
+    for (let i = 0; i < 400; i++) {
+      await run("ZPOPMIN", "z");
+      if (i % 97 === 0) items("z");
+    }
+    assert.deepEqual(await run("EXISTS", "z"), { k: "int", v: 0 });
+    await store.close();
+  });
+
+  it("ZRANK, ZCOUNT and a range in the middle of a large set read about √N items, not N", async () => {
+    const k = await kvMachine(tempDir(), 1000);
+    const n = 40_000;
+    for (let i = 0; i < n; i += 2000)
+      await k.run(
+        "ZADD",
+        "z",
+        ...Array.from({ length: 2000 }, (_, j) => [String(i + j), `m${i + j}`]).flat(),
+      );
+    await k.store.flush();
+    assert.equal(k.itemsOf("z"), 2 * n);
+    let read = 0;
+    const base = readAccess(k.store, 1000, new ScanCursors());
+    const counting: ReadAccess = {
+      ...base,
+      items: (id, start, limit) => {
+        const page = base.items(id, start, limit);
+        read += page.length;
+        return page;
+      },
+      itemsBelow: (id, below, limit) => {
+        const page = base.itemsBelow(id, below, limit);
+        read += page.length;
+        return page;
+      },
+    };
+    const args = (...a: string[]) => a.map((x) => Buffer.from(x));
+    // At most every block (n / 512) and two blocks' members, with a page to spare each way.
+    const bound = n / 512 + 2 * 1024 + 2 * 256;
+    const cases: Array<[readonly Buffer[], Reply]> = [
+      [args("ZRANK", "z", "m20000"), { k: "int", v: 20000 }],
+      [args("ZREVRANK", "z", "m20000"), { k: "int", v: n - 1 - 20000 }],
+      [args("ZCOUNT", "z", "(10000", "30000"), { k: "int", v: 20000 }],
+    ];
+    for (const [a, want] of cases) {
+      read = 0;
+      const run =
+        a[0]!.toString() === "ZCOUNT"
+          ? zsets.zcount
+          : a[0]!.toString() === "ZRANK"
+            ? zsets.zrank
+            : zsets.zrevrank;
+      assert.deepEqual(run(counting, a), want);
+      assert.ok(read <= bound, `${a.join(" ")}: read ${read} items`);
+    }
+    read = 0;
+    assert.deepEqual(flat(zsets.zrange(counting, args("ZRANGE", "z", "25000", "25004"))), [
+      "m25000",
+      "m25001",
+      "m25002",
+      "m25003",
+      "m25004",
+    ]);
+    assert.ok(read <= bound, `ZRANGE: read ${read} items`);
+    await k.store.close();
+  });
+
   it("ZRANGEBYLEX with LIMIT reads about a page, not the whole set", async () => {
     const k = await kvMachine(tempDir(), 1000);
     const members = Array.from({ length: 6000 }, (_, i) => `m${String(i).padStart(5, "0")}`);

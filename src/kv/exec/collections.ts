@@ -2,7 +2,14 @@
  * What the collection commands share: finding a collection of the right type, creating one, storing its
  * record (an empty one is deleted, as Redis deletes empty collections), and the limit on an item's key.
  */
-import { COLLECTION_HEADER_BYTES, decodeCollection, encodeCollection, type RecordType } from "../record.js";
+import {
+  COLLECTION_HEADER_BYTES,
+  decodeCollection,
+  encodeCollection,
+  type RecordType,
+  ZSET_LARGE,
+  ZSET_RANKED,
+} from "../record.js";
 import { array, bulk, Errors, error, int, type Reply } from "../reply.js";
 import { readU64, writeU64 } from "../u64.js";
 import type { ReadAccess, WriteAccess } from "./context.js";
@@ -24,6 +31,8 @@ export interface Collection {
   readonly expireAtMs: number;
   /** A sorted set past Redis's compact encoding (zsets.ts); false for every other collection. */
   large?: boolean;
+  /** A sorted set with a rank index (zset-ranks.ts); false for every other collection. */
+  ranked?: boolean;
 }
 
 export const isReply = (v: unknown): v is Reply => typeof v === "object" && v !== null && "k" in v;
@@ -34,8 +43,14 @@ export function collectionOf(ctx: ReadAccess, key: Buffer, type: RecordType): Co
   if (r === undefined) return null;
   if (r.type !== type) return Errors.wrongType;
   const { id, count } = decodeCollection(r.payload);
-  const large = r.payload.length > COLLECTION_HEADER_BYTES && r.payload[COLLECTION_HEADER_BYTES] === 1;
-  return { id, count, expireAtMs: r.expireAtMs, large };
+  const flags = r.payload.length > COLLECTION_HEADER_BYTES ? r.payload[COLLECTION_HEADER_BYTES]! : 0;
+  return {
+    id,
+    count,
+    expireAtMs: r.expireAtMs,
+    large: (flags & ZSET_LARGE) !== 0,
+    ranked: (flags & ZSET_RANKED) !== 0,
+  };
 }
 
 /** The collection at `key`, or a new empty one (stored by `save`) when absent. */
@@ -46,7 +61,10 @@ export function collectionForWrite(ctx: WriteAccess, key: Buffer, type: RecordTy
 /** Stores the collection's record, keeping its expiry; an empty one is deleted with its key. */
 export function save(ctx: WriteAccess, key: Buffer, type: RecordType, c: Collection): void {
   if (c.count === 0) ctx.delete(key);
-  else ctx.put(key, type, c.expireAtMs, encodeCollection(c.id, c.count, c.large === true));
+  else {
+    const flags = (c.large === true ? ZSET_LARGE : 0) | (c.ranked === true ? ZSET_RANKED : 0);
+    ctx.put(key, type, c.expireAtMs, encodeCollection(c.id, c.count, flags));
+  }
 }
 
 /** Whether any of `args[from]`, `args[from + step]` … is longer than an item may be. */

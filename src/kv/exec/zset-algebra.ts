@@ -14,10 +14,10 @@
 import { RecordType } from "../record.js";
 import { array, bulk, Errors, error, int, type Reply } from "../reply.js";
 import { parseInt64, upper } from "./args.js";
-import { type Collection, collectionOf, isReply, save as saveCollection } from "./collections.js";
+import { type Collection, collectionOf, isReply } from "./collections.js";
 import type { ReadAccess, WriteAccess } from "./context.js";
 import { formatScore, parseScore } from "./scores.js";
-import { ascending, scoreOf, setScore, storedZset } from "./zsets.js";
+import { ascending, saveZset, scoreOf, setScore, storedZset } from "./zsets.js";
 
 /**
  * The most members one command may combine: the members of every input for a union, of the smallest
@@ -269,7 +269,7 @@ function algebraStore(op: Op): (ctx: WriteAccess, args: readonly Buffer[]) => Re
     const z = storedZset(ctx, result.length, (i) => result[i]!.member);
     for (const e of result) setScore(ctx, z, e.member, undefined, e.score);
     z.count = result.length;
-    saveCollection(ctx, destination, RecordType.ZSet, z);
+    saveZset(ctx, destination, z);
     return int(result.length);
   };
 }

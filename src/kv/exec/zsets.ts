@@ -35,6 +35,7 @@ import {
   scoreKey,
   scoreOfKey,
 } from "./scores.js";
+import { applyRankChanges, BLOCK_SPLIT, countBelow, type RankChange, seekRank } from "./zset-ranks.js";
 
 const ZSET = RecordType.ZSet;
 const BY_MEMBER = 0x00;
@@ -54,7 +55,17 @@ const tooMany = error(`ERR value is out of range (at most ${MAX_POP} members at 
 const lexNotValid = error("ERR min or max not valid string range item");
 
 const zsetOf = (ctx: ReadAccess, key: Buffer) => collectionOf(ctx, key, ZSET);
-const save = (ctx: WriteAccess, key: Buffer, z: Collection) => saveCollection(ctx, key, ZSET, z);
+/** Stores a sorted set's record, having counted its members' changes in its rank index. */
+export function saveZset(ctx: WriteAccess, key: Buffer, z: Collection): void {
+  const changes = pendingRanks.get(z);
+  if (changes !== undefined) {
+    pendingRanks.delete(z);
+    // An emptied set goes with its items, index included.
+    if (z.count > 0) applyRankChanges(ctx, z.id, changes);
+  }
+  saveCollection(ctx, key, ZSET, z);
+}
+const save = saveZset;
 const score = (d: number): Reply => ({ k: "double", v: formatScore(d) });
 
 function memberSub(member: Buffer): Buffer {
@@ -95,7 +106,13 @@ function pastCompact(n: number, count: number, memberAt: (i: number) => Buffer):
 
 /** A new sorted set for a STORE form's `n` members, in the encoding Redis gives such a result. */
 export function storedZset(ctx: WriteAccess, n: number, memberAt: (i: number) => Buffer): Collection {
-  return { id: ctx.newCollectionId(), count: n, expireAtMs: 0, large: pastCompact(n, n, memberAt) };
+  return {
+    id: ctx.newCollectionId(),
+    count: n,
+    expireAtMs: 0,
+    large: pastCompact(n, n, memberAt),
+    ranked: true,
+  };
 }
 
 export function setScore(
@@ -105,17 +122,33 @@ export function setScore(
   old: number | undefined,
   d: number,
 ): void {
-  if (old !== undefined) ctx.removeItem(z.id, scoreSub(old, member));
+  if (old !== undefined) {
+    const was = scoreSub(old, member);
+    ctx.removeItem(z.id, was);
+    if (z.ranked === true) rankChanged(z, was, -1);
+  }
   const v = Buffer.allocUnsafe(8);
   // Stored as 0 in a compact set, as Redis 7.0 stores -0 in its listpack; a large set keeps -0.
   v.writeDoubleBE(d === 0 && z.large !== true ? 0 : d, 0);
   ctx.putItem(z.id, memberSub(member), v);
-  ctx.putItem(z.id, scoreSub(d, member), EMPTY);
+  const at = scoreSub(d, member);
+  ctx.putItem(z.id, at, EMPTY);
+  if (z.ranked === true) rankChanged(z, at, 1);
 }
+
+/** Remembers a change for the rank index, counted when the set is saved (see zset-ranks.ts). */
+function rankChanged(z: Collection, key: Buffer, delta: 1 | -1): void {
+  (pendingRanks.get(z) ?? pendingRanks.set(z, []).get(z)!).push({ key, delta });
+}
+
+/** Changes to each sorted set's rank index not yet counted, until the set is saved. */
+const pendingRanks = new WeakMap<Collection, RankChange[]>();
 
 function removeMember(ctx: WriteAccess, z: Collection, member: Buffer, old: number): void {
   ctx.removeItem(z.id, memberSub(member));
-  ctx.removeItem(z.id, scoreSub(old, member));
+  const was = scoreSub(old, member);
+  ctx.removeItem(z.id, was);
+  if (z.ranked === true) rankChanged(z, was, -1);
 }
 
 interface Entry {
@@ -167,16 +200,25 @@ export const ascending = (ctx: ReadAccess, z: Collection, from: Buffer | null = 
   walk(ctx, z, from, false);
 const descending = (ctx: ReadAccess, z: Collection, below: Buffer | null = null) => walk(ctx, z, below, true);
 
-/** Members from the rank `first` through `last` (0-based, ascending), walked from the nearer end. */
+/**
+ * Members this close to an end are walked to from that end; further in, a set with a rank index seeks
+ * the block that holds the rank (about as many reads as a block holds, plus one per block).
+ */
+const NEAR_END = BLOCK_SPLIT;
+
+/** Members from the rank `first` through `last` (0-based, ascending). */
 function byRank(ctx: ReadAccess, z: Collection, first: number, last: number): Entry[] {
-  if (z.count - 1 - last < first)
-    return byRankFromTop(ctx, z, z.count - 1 - last, z.count - 1 - first).reverse();
-  return ranks(ascending(ctx, z), first, last);
+  const fromTop = z.count - 1 - last;
+  if (fromTop < first && (fromTop <= NEAR_END || z.ranked !== true))
+    return ranks(descending(ctx, z), fromTop, z.count - 1 - first).reverse();
+  if (first <= NEAR_END || z.ranked !== true) return ranks(ascending(ctx, z), first, last);
+  const at = seekRank(ctx, z.id, first);
+  return at === null ? [] : ranks(ascending(ctx, z, at.from), at.skip, at.skip + last - first);
 }
 
 /** Members from the rank `first` through `last` counted from the highest score (descending). */
 function byRankFromTop(ctx: ReadAccess, z: Collection, first: number, last: number): Entry[] {
-  return ranks(descending(ctx, z), first, last);
+  return byRank(ctx, z, z.count - 1 - last, z.count - 1 - first).reverse();
 }
 
 /** The entries of a walk from its `first` through its `last` (0-based, inclusive). */
@@ -369,7 +411,10 @@ function zaddPairs(
   const z = existing ?? collectionForWrite(ctx, key, ZSET);
   if (isReply(z)) return z;
   // Redis creates the set in the encoding the command's members call for.
-  if (existing === null) z.large = pastCompact(scores.length, scores.length, memberAt);
+  if (existing === null) {
+    z.large = pastCompact(scores.length, scores.length, memberAt);
+    z.ranked = true;
+  }
   let added = 0;
   let changed = 0;
   let result: number | null = null;
@@ -570,9 +615,24 @@ export function zcount(ctx: ReadAccess, args: readonly Buffer[]): Reply {
   const z = zsetOf(ctx, args[1]!);
   if (z === null) return int(0);
   if (isReply(z)) return z;
+  if (z.ranked === true) {
+    if (Number.isNaN(min.value) || Number.isNaN(max.value)) return int(0);
+    const from = min.exclusive ? aboveScore(min.value) : atScore(min.value);
+    const to = max.exclusive ? atScore(max.value) : aboveScore(max.value);
+    if (Buffer.compare(from, to) >= 0) return int(0);
+    return int(countBelow(ctx, z.id, to) - countBelow(ctx, z.id, from));
+  }
   let n = 0;
   for (const _ of byScore(ctx, z, min, max)) n++;
   return int(n);
+}
+
+/** The score sub-key below every member of score `d` (inclusive lower bound for a walk up). */
+function atScore(d: number): Buffer {
+  const out = Buffer.allocUnsafe(9);
+  out[0] = BY_SCORE;
+  scoreKey(d, out, 1);
+  return out;
 }
 
 export function zlexcount(ctx: ReadAccess, args: readonly Buffer[]): Reply {
@@ -592,9 +652,13 @@ function rankGeneric(ctx: ReadAccess, args: readonly Buffer[], reverse: boolean)
   if (isReply(z)) return z;
   const s = scoreOf(ctx, z, args[2]!);
   if (s === undefined) return NIL;
-  // Members before it in score order (no rank index): ZRANK walks up from the lowest score, ZREVRANK
-  // down from the highest.
   const member = args[2]!;
+  if (z.ranked === true) {
+    const below = countBelow(ctx, z.id, scoreSub(s, member));
+    return int(reverse ? z.count - 1 - below : below);
+  }
+  // Members before it in score order (a set stored before rank indexes): ZRANK walks up from the lowest
+  // score, ZREVRANK down from the highest.
   let rank = 0;
   if (!reverse)
     for (const e of ascending(ctx, z)) {
