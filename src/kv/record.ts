@@ -25,6 +25,14 @@ export const TYPE_NAMES: Readonly<Record<RecordType, string>> = ["string", "hash
  */
 export const COLLECTION_HEADER_BYTES = 16;
 
+/**
+ * Where a sorted set's rank index keeps its items: a collection id of its own, so that reading the index
+ * on the write path never reads (and never makes the write-behind layers sort) the set's own items.
+ * Collection ids come from a counter that stays far below this offset.
+ */
+export const RANK_INDEX_ID_OFFSET = 2 ** 52;
+export const rankIndexId = (id: number): number => id + RANK_INDEX_ID_OFFSET;
+
 /** Flags a sorted set's record may carry after its id and count (see zsets.ts). */
 export const ZSET_LARGE = 1;
 export const ZSET_RANKED = 2;

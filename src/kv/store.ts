@@ -36,8 +36,10 @@ import {
   expiryIndexKey,
   itemKey,
   type KeyRecord,
+  RANK_INDEX_ID_OFFSET,
   RECORD_HEADER_BYTES,
   RecordType,
+  rankIndexId,
   recordCollectionId,
   recordExpiry,
   recordVersion,
@@ -406,9 +408,11 @@ export class KvStore {
       tombstones.put(k, encodeTombstone(version, atMs));
       burials.put(expiryIndexKey(atMs, k), EMPTY);
     };
-    /** Removes every item of collection `id` (a collection deleted or overwritten). */
-    const dropItems = (id: number) => {
+    /** Removes every item of the collection in record `old` (deleted or overwritten), its index too. */
+    const dropItems = (id: number, old: Uint8Array) => {
       for (const { key } of [...items.range(itemsOf(id))]) items.remove(key);
+      if (old[0] === RecordType.ZSet)
+        for (const { key } of [...items.range(itemsOf(rankIndexId(id)))]) items.remove(key);
     };
     const remove = (key: Uint8Array, atMs: number, keepItems: boolean) => {
       const k = storedKey(key);
@@ -419,7 +423,7 @@ export class KvStore {
       bury(k, recordVersion(old), atMs);
       keys.remove(k);
       const id = recordCollectionId(old);
-      if (id !== 0 && !keepItems) dropItems(id);
+      if (id !== 0 && !keepItems) dropItems(id, old);
       return true;
     };
     return {
@@ -436,7 +440,7 @@ export class KvStore {
           // A collection replaced by another value (SET over a hash) takes its items with it.
           const oldId = recordCollectionId(old);
           if (oldId !== 0 && (type === RecordType.String || collectionIdOf(payload) !== oldId))
-            dropItems(oldId);
+            dropItems(oldId, old);
         }
         keys.put(k, encodeRecord(type, expireAtMs, version, payload));
         if (expireAtMs !== 0) expiries.put(expiryIndexKey(expireAtMs, k), EMPTY);
@@ -455,6 +459,9 @@ export class KvStore {
       },
       newCollectionId: () => {
         const id = readU64(meta, COLLECTION_ID_KEY) + 1;
+        // Ids from the offset on hold sorted sets' rank indexes (2^52 collections: never reached).
+        if (id >= RANK_INDEX_ID_OFFSET)
+          throw new KvStoreCorruptError(`collection id ${id} past the id space`);
         meta.put(COLLECTION_ID_KEY, u64(id));
         return id;
       },

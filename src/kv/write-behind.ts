@@ -184,7 +184,9 @@ export class LayeredDb implements KvTable {
         if (e !== undefined) seen.set(id, e);
       }
     }
-    const sorted = [...seen.values()].sort((a, b) => Buffer.compare(a.key, b.key));
+    // Ids are the keys in latin1, whose default (UTF-16 code unit) order is the keys' byte order: a
+    // string sort, several times faster than comparing the buffers.
+    const sorted = [...seen.keys()].sort().map((id) => seen.get(id)!);
     this.groupSorted.set(group, { entries: sorted, splices: 0 });
     return sorted;
   }

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { lookupCommand } from "../../src/kv/exec/table.js";
 import { BLOCK_SPLIT } from "../../src/kv/exec/zset-ranks.js";
 import { KvStateMachine, writeEntry } from "../../src/kv/machine.js";
-import { decodeCollection, RecordType } from "../../src/kv/record.js";
+import { decodeCollection, RecordType, rankIndexId } from "../../src/kv/record.js";
 import type { Reply } from "../../src/kv/reply.js";
 import { KvStore } from "../../src/kv/store.js";
 import { EntryType } from "../../src/raft/types.js";
@@ -18,8 +18,16 @@ const BY_BLOCK = 2;
  * A sorted set's rank index must describe its members exactly: a first block, every block's count the
  * members from its bound up to the next block's, none over BLOCK_SPLIT, the counts summing to the size.
  */
-function checkRankIndex(key: string, items: ReadonlyArray<[Buffer, Buffer]>, count: number): void {
-  const blocks = items.filter(([k]) => k[0] === BY_BLOCK);
+function checkRankIndex(
+  key: string,
+  items: ReadonlyArray<[Buffer, Buffer]>,
+  blocks: ReadonlyArray<[Buffer, Buffer]>,
+  count: number,
+): void {
+  assert.ok(
+    blocks.every(([k]) => k[0] === BY_BLOCK),
+    `${key}: the rank index holds blocks only`,
+  );
   if (blocks.length === 0) return; // a set stored before rank indexes
   const scores = items.filter(([k]) => k[0] === BY_SCORE).map(([k]) => k.subarray(1));
   assert.equal(blocks[0]![0].length, 1, `${key}: the first block has no bound`);
@@ -70,16 +78,22 @@ export async function kvMachine(dir: string, startMs = 1_000_000) {
     /** Items stored for collection `id` (not the count its record says). */
     storedItems: (id: number) => store.items(id, null, 1_000_000).length,
     /**
-     * Items stored for the collection at `key`; 0 when the key is absent. A sorted set's rank index is
-     * not counted: it is checked against the set's members (zset-ranks.ts) instead.
+     * Items stored for the collection at `key`; 0 when the key is absent. A sorted set's rank index (a
+     * collection of its own) is checked against the set's members (zset-ranks.ts).
      */
     itemsOf: (key: string) => {
       const r = store.get(Buffer.from(key));
       if (r === undefined) return 0;
-      const items = store.items(idOf(key), null, 10_000_000);
-      if (r.type !== RecordType.ZSet) return items.length;
-      checkRankIndex(key, items, decodeCollection(r.payload).count);
-      return items.filter(([k]) => k[0] !== BY_BLOCK).length;
+      const id = idOf(key);
+      const items = store.items(id, null, 10_000_000);
+      if (r.type === RecordType.ZSet)
+        checkRankIndex(
+          key,
+          items,
+          store.items(rankIndexId(id), null, 10_000_000),
+          decodeCollection(r.payload).count,
+        );
+      return items.length;
     },
     advance: (ms: number) => {
       now += ms;

@@ -4,7 +4,9 @@ import fc from "fast-check";
 import { type ReadAccess, readAccess } from "../../src/kv/exec/context.js";
 import { ScanCursors } from "../../src/kv/exec/scan-cursors.js";
 import { formatScore, parseScore, parseScoreBound, scoreKey, scoreOfKey } from "../../src/kv/exec/scores.js";
+import { BLOCK_SPLIT } from "../../src/kv/exec/zset-ranks.js";
 import * as zsets from "../../src/kv/exec/zsets.js";
+import { rankIndexId } from "../../src/kv/record.js";
 import type { Reply } from "../../src/kv/reply.js";
 import { kvMachine } from "../helpers/kv-machine.js";
 import { tempDirs } from "../helpers/temp-dirs.js";
@@ -353,22 +355,24 @@ describe("sorted sets: lex ranges, ZRANGESTORE, ZRANDMEMBER, ZSCAN", () => {
     const op = fc.oneof(
       fc.tuple(
         fc.constant("ZADD"),
-        fc.array(fc.tuple(fc.integer({ min: 0, max: 3999 }), fc.integer({ min: -30, max: 30 })), {
+        // "max": fast-check keeps arrays short by default; these must reach thousands of members.
+        fc.array(fc.tuple(fc.integer({ min: 0, max: 9999 }), fc.integer({ min: -30, max: 30 })), {
           minLength: 1,
-          maxLength: 600,
+          maxLength: 2500,
+          size: "max",
         }),
       ),
       fc.tuple(
         fc.constant("ZREM"),
-        fc.array(fc.integer({ min: 0, max: 3999 }), { minLength: 1, maxLength: 600 }),
+        fc.array(fc.integer({ min: 0, max: 9999 }), { minLength: 1, maxLength: 1200, size: "max" }),
       ),
-      fc.tuple(fc.constant("ZREMRANGEBYRANK"), fc.tuple(fc.nat(3000), fc.nat(900))),
-      fc.tuple(fc.constantFrom("ZPOPMIN", "ZPOPMAX"), fc.nat(700)),
+      fc.tuple(fc.constant("ZREMRANGEBYRANK"), fc.tuple(fc.nat(6000), fc.nat(1500))),
+      fc.tuple(fc.constantFrom("ZPOPMIN", "ZPOPMAX"), fc.nat(1500)),
     );
     await fc.assert(
       fc.asyncProperty(
-        fc.array(op, { minLength: 4, maxLength: 14 }),
-        fc.array(fc.tuple(fc.nat(4000), fc.nat(40), fc.integer({ min: -32, max: 32 }), fc.nat(20)), {
+        fc.array(op, { minLength: 4, maxLength: 14, size: "max" }),
+        fc.array(fc.tuple(fc.nat(10000), fc.nat(40), fc.integer({ min: -32, max: 32 }), fc.nat(20)), {
           minLength: 3,
           maxLength: 3,
         }),
@@ -431,24 +435,87 @@ describe("sorted sets: lex ranges, ZRANGESTORE, ZRANDMEMBER, ZSCAN", () => {
 
   it("the rank index splits and merges blocks one change at a time as well as in bulk", async () => {
     const { store, run, items } = await machine();
-    const order: number[] = [];
-    for (let i = 0; i < 2500; i++) order.push((i * 7919) % 2500);
-    // One member per command: counted one by one, a block split each time it passes 1,024.
-    for (const i of order.slice(0, 1500)) await run("ZADD", "z", String(i % 37), `m${i}`);
-    assert.equal(items("z"), 3000);
-    // Then in bulk, and removals one by one (merges), then in bulk.
-    await run("ZADD", "z", ...order.slice(1500).flatMap((i) => [String(i % 37), `m${i}`]));
-    assert.equal(items("z"), 5000);
-    for (const i of order.slice(0, 1200)) await run("ZREM", "z", `m${i}`);
-    assert.equal(items("z"), 2600);
-    assert.deepEqual(await run("ZREMRANGEBYRANK", "z", "100", "1199"), { k: "int", v: 1100 });
-    assert.equal(items("z"), 400);
-    for (let i = 0; i < 400; i++) {
+    const n = 5000;
+    const order = Array.from({ length: n }, (_, i) => (i * 7919) % n);
+    // One member per command: counted one by one, a block split each time it passes BLOCK_SPLIT.
+    for (const i of order.slice(0, 3000)) await run("ZADD", "z", String(i % 37), `m${i}`);
+    assert.equal(items("z"), 6000);
+    await run("ZADD", "z", ...order.slice(3000).flatMap((i) => [String(i % 37), `m${i}`]));
+    assert.equal(items("z"), 2 * n);
+    // Removed one by one from the lowest: blocks empty and merge into their predecessors.
+    for (let i = 0; i < 2600; i++) {
       await run("ZPOPMIN", "z");
-      if (i % 97 === 0) items("z");
+      if (i % 331 === 0) items("z");
     }
-    assert.deepEqual(await run("EXISTS", "z"), { k: "int", v: 0 });
+    assert.equal(items("z"), 2 * (n - 2600));
+    assert.deepEqual(await run("ZREMRANGEBYRANK", "z", "100", "1999"), { k: "int", v: 1900 });
+    assert.equal(items("z"), 2 * (n - 4500));
+    assert.deepEqual(await run("ZRANK", "z", flat(await run("ZRANGE", "z", "250", "250"))[0]!), {
+      k: "int",
+      v: 250,
+    });
     await store.close();
+  });
+
+  it("one command moving members across blocks cuts the block they join and merges the one they leave", async () => {
+    const { store, run, items } = await machine();
+    const model = new Map<string, number>();
+    const add = async (pairs: Array<[string, number]>, ...flags: string[]) => {
+      await run("ZADD", "z", ...flags, ...pairs.flatMap(([m, sc]) => [String(sc), m]));
+      for (const [m, sc] of pairs) model.set(m, sc);
+    };
+    await add(Array.from({ length: 1000 }, (_, i): [string, number] => [`low${i}`, i]));
+    await add(Array.from({ length: 1000 }, (_, i): [string, number] => [`high${i}`, 2000 + i]));
+    await add(Array.from({ length: 1000 }, (_, i): [string, number] => [`mid${i}`, 1000 + i]));
+    assert.equal(items("z"), 6000);
+    // 900 of the highest move below the lowest: the first block takes them all, the last ones empty.
+    await add(
+      Array.from({ length: 900 }, (_, i): [string, number] => [`high${999 - i}`, -1 - i]),
+      "XX",
+    );
+    assert.equal(items("z"), 6000);
+    const names = [...model].sort(([a, x], [b, y]) => x - y || a.localeCompare(b)).map(([m]) => m);
+    assert.deepEqual(flat(await run("ZRANGE", "z", "0", "-1")), names);
+    for (const i of [0, 899, 900, 1500, 2999])
+      assert.deepEqual(await run("ZRANK", "z", names[i]!), { k: "int", v: i });
+    await store.close();
+  });
+
+  it("the rank index goes with its set: DEL, SET over it, expiry, a STORE over it; RENAME takes it along", async () => {
+    const k = await kvMachine(tempDir(), 1000);
+    const fill = (key: string) =>
+      k.run("ZADD", key, ...Array.from({ length: 5000 }, (_, i) => [String(i), `m${i}`]).flat());
+    const blocks = (id: number) => k.store.items(rankIndexId(id), null, 100_000).length;
+    const cases: Array<[string, () => Promise<unknown>]> = [
+      ["DEL", () => k.run("DEL", "z")],
+      ["SET", () => k.run("SET", "z", "v")],
+      ["ZUNIONSTORE", () => k.run("ZUNIONSTORE", "z", "1", "other")],
+      [
+        "expiry",
+        async () => {
+          await k.run("PEXPIRE", "z", "10");
+          k.advance(20);
+          await k.run("ZADD", "z", "1", "fresh");
+        },
+      ],
+    ];
+    await k.run("ZADD", "other", "1", "x");
+    for (const [name, drop] of cases) {
+      await fill("z");
+      const id = k.idOf("z");
+      assert.ok(blocks(id) > 1, `${name}: a set of 5,000 has blocks`);
+      await drop();
+      assert.equal(blocks(id), 0, `${name}: the old set's blocks are gone`);
+      await k.run("DEL", "z");
+    }
+    await fill("z");
+    const id = k.idOf("z");
+    const before = blocks(id);
+    await k.run("RENAME", "z", "renamed");
+    assert.equal(k.idOf("renamed"), id);
+    assert.equal(blocks(id), before);
+    assert.deepEqual(await k.run("ZRANK", "renamed", "m700"), { k: "int", v: 700 });
+    await k.store.close();
   });
 
   it("ZRANK, ZCOUNT and a range in the middle of a large set read about √N items, not N", async () => {
@@ -478,8 +545,9 @@ describe("sorted sets: lex ranges, ZRANGESTORE, ZRANDMEMBER, ZSCAN", () => {
       },
     };
     const args = (...a: string[]) => a.map((x) => Buffer.from(x));
-    // At most every block (n / 512) and two blocks' members, with a page to spare each way.
-    const bound = n / 512 + 2 * 1024 + 2 * 256;
+    // At most every block (fewer than n / 256) and two blocks' members, with a page to spare each way;
+    // without the index, a middle rank reads n / 2.
+    const bound = n / 256 + 2 * BLOCK_SPLIT + 2 * 256;
     const cases: Array<[readonly Buffer[], Reply]> = [
       [args("ZRANK", "z", "m20000"), { k: "int", v: 20000 }],
       [args("ZREVRANK", "z", "m20000"), { k: "int", v: n - 1 - 20000 }],

@@ -2,25 +2,35 @@
  * A sorted set's rank index, so that ranks in the middle of a large set (ZRANK, ZRANGE 500000 500009,
  * ZCOUNT, ZREMRANGEBYRANK) cost about √N item reads instead of N: the members, in score order, are cut
  * into blocks of consecutive members, and each block is one item (tag 2) keyed by its lower bound (a
- * score-order key, or nothing for the first block) holding its member count. A rank is the counts of
+ * score-order key, or nothing for the first block) holding its member count. The blocks are items of a
+ * collection id of their own (`rankIndexId`), so that the write path reads them without reading the
+ * set's members. A rank is the counts of
  * the blocks before a member's block plus a walk inside that block; a block past BLOCK_SPLIT members is
- * split in two, and a block whose members and its predecessor's fit in BLOCK_MERGE is merged into it,
- * so a set of N members has at most about N / 256 blocks and walks at most BLOCK_SPLIT members of one.
+ * split, and a block left with few members is merged into its predecessor when the two fit in
+ * BLOCK_MERGE, so a large set has about one block per thousand members and a rank walks at most
+ * BLOCK_SPLIT members of one.
  *
  * Keys here are score-order item keys: [1] ‖ score key (8 bytes) ‖ member. A block's lower bound is such
  * a key without its tag; it need not be a member (it stays when its member goes).
  */
 import { KvStoreCorruptError } from "../errors.js";
+import { rankIndexId } from "../record.js";
 import type { ReadAccess, WriteAccess } from "./context.js";
 
 const BY_SCORE = 0x01;
 const BY_BLOCK = 0x02;
 /** A block is split in two once it holds more members than this. */
-export const BLOCK_SPLIT = 1024;
+export const BLOCK_SPLIT = 2048;
 /** A block is merged into its predecessor when the two hold this many members or fewer. */
-export const BLOCK_MERGE = 512;
+export const BLOCK_MERGE = 1024;
+/**
+ * A block is looked at for merging only once it holds this many members or fewer (or none): checking
+ * on every removal would read its predecessor every time.
+ */
+const MERGE_CHECK = BLOCK_MERGE / 4;
 const PAGE = 256;
 const FIRST_BLOCK = Buffer.from([BY_BLOCK]);
+const ZERO = Buffer.from([0]);
 
 function countValue(n: number): Buffer {
   const b = Buffer.allocUnsafe(4);
@@ -34,7 +44,7 @@ function blockOf(ctx: ReadAccess, id: number, key: Buffer): [Buffer, number] | n
   probe[0] = BY_BLOCK;
   key.copy(probe, 1, 1);
   probe[key.length] = 0;
-  const [hit] = ctx.itemsBelow(id, probe, 1);
+  const [hit] = ctx.itemsBelow(rankIndexId(id), probe, 1);
   if (hit === undefined || hit[0][0] !== BY_BLOCK) return null;
   return [Buffer.from(hit[0]), hit[1].readUInt32BE(0)];
 }
@@ -51,8 +61,9 @@ function rankAdded(ctx: WriteAccess, id: number, key: Buffer): void {
   const found = blockOf(ctx, id, key);
   // A set's first member makes its first block (a block is never made otherwise: the first stays).
   const [block, count] = found ?? [FIRST_BLOCK, 0];
+  const rid = rankIndexId(id);
   if (count + 1 <= BLOCK_SPLIT) {
-    ctx.putItem(id, block, countValue(count + 1));
+    ctx.putItem(rid, block, countValue(count + 1));
     return;
   }
   // Split: the upper half gets a block keyed by its first member.
@@ -63,8 +74,8 @@ function rankAdded(ctx: WriteAccess, id: number, key: Buffer): void {
     throw new KvStoreCorruptError(`sorted set ${id}: a block counted ${count + 1} members it does not hold`);
   const upper = Buffer.from(first[0]);
   upper[0] = BY_BLOCK;
-  ctx.putItem(id, block, countValue(half));
-  ctx.putItem(id, upper, countValue(count + 1 - half));
+  ctx.putItem(rid, block, countValue(half));
+  ctx.putItem(rid, upper, countValue(count + 1 - half));
 }
 
 /** Counts a member removed from score-order key `key` (the member must have been counted). */
@@ -73,25 +84,26 @@ function rankRemoved(ctx: WriteAccess, id: number, key: Buffer): void {
   if (found === null) throw new KvStoreCorruptError(`sorted set ${id}: a member outside every block`);
   const [block, count] = found;
   const left = count - 1;
-  if (block.length > 1) {
-    const [prev] = ctx.itemsBelow(id, block, 1);
+  const rid = rankIndexId(id);
+  if (block.length > 1 && left <= MERGE_CHECK) {
+    const [prev] = ctx.itemsBelow(rid, block, 1);
     if (prev !== undefined && prev[0][0] === BY_BLOCK) {
       const before = prev[1].readUInt32BE(0);
       if (left + before <= BLOCK_MERGE || left === 0) {
-        ctx.removeItem(id, block);
-        ctx.putItem(id, Buffer.from(prev[0]), countValue(before + left));
+        ctx.removeItem(rid, block);
+        ctx.putItem(rid, Buffer.from(prev[0]), countValue(before + left));
         return;
       }
     }
   }
-  ctx.putItem(id, block, countValue(left));
+  ctx.putItem(rid, block, countValue(left));
 }
 
 /** The blocks in order, with their counts, a page at a time. */
 function* blocks(ctx: ReadAccess, id: number): Generator<[Buffer, number]> {
   let at = FIRST_BLOCK;
   for (;;) {
-    const page = ctx.items(id, at, PAGE);
+    const page = ctx.items(rankIndexId(id), at, PAGE);
     for (const [k, v] of page) {
       if (k[0] !== BY_BLOCK) return;
       yield [k, v.readUInt32BE(0)];
@@ -157,11 +169,11 @@ const ONE_BY_ONE = 16;
 
 /**
  * Counts one command's changes to a sorted set (applied to its items already; it is not empty). A few
- * are counted one by one; many (ZADD of thousands, ZREMRANGEBYRANK, a STORE form) in one pass: every
- * block read once, the changes counted against them in memory, full blocks cut and small neighbours
- * merged, and only then written, so that no read of the items falls between writes (the write-behind
- * layers keep a sorted view of a collection while it is being read: reads between thousands of writes
- * would make each write cost the whole view).
+ * are counted one by one; many (ZADD of thousands, ZREMRANGEBYRANK, a STORE form) in one pass over the
+ * blocks they fall in: those blocks read once, the changes counted in memory, full blocks cut and small
+ * ones merged into their predecessor, and only then written, so that no read of the items falls between
+ * writes (the write-behind layers keep a sorted view of a collection while it is being read: reads
+ * between thousands of writes would make each write cost the whole view).
  */
 export function applyRankChanges(ctx: WriteAccess, id: number, changes: readonly RankChange[]): void {
   if (changes.length <= ONE_BY_ONE) {
@@ -171,71 +183,79 @@ export function applyRankChanges(ctx: WriteAccess, id: number, changes: readonly
     }
     return;
   }
-  const bounds: Buffer[] = [];
-  const counts: number[] = [];
-  for (const [k, n] of blocks(ctx, id)) {
-    bounds.push(Buffer.from(k));
-    counts.push(n);
-  }
-  const before = new Set(bounds.map((b) => b.toString("latin1")));
-  if (bounds.length === 0) {
-    bounds.push(FIRST_BLOCK);
-    counts.push(0);
-  }
-  for (const c of changes) counts[blockIndex(bounds, c.key)]! += c.delta;
-  // Cut each block past BLOCK_SPLIT into blocks of BLOCK_MERGE (the last takes the rest).
-  const cutBounds: Buffer[] = [];
-  const cutCounts: number[] = [];
-  for (let i = 0; i < bounds.length; i++) {
-    const n = counts[i]!;
+  const sorted = [...changes].sort((a, b) => Buffer.compare(a.key, b.key));
+  // The blocks the changes fall in, in order, with their new counts.
+  const touched: Array<{ bound: Buffer; count: number }> = [];
+  for (let i = 0; i < sorted.length; ) {
+    const [bound, count] = blockOf(ctx, id, sorted[i]!.key) ?? [FIRST_BLOCK, 0];
+    const [after] = ctx.items(rankIndexId(id), Buffer.concat([bound, ZERO]), 1);
+    const next = after !== undefined && after[0][0] === BY_BLOCK ? after[0] : null;
+    let n = count;
+    for (
+      ;
+      i < sorted.length &&
+      (next === null || Buffer.compare(sorted[i]!.key.subarray(1), next.subarray(1)) < 0);
+      i++
+    )
+      n += sorted[i]!.delta;
     if (n < 0) throw new KvStoreCorruptError(`sorted set ${id}: a block would count ${n} members`);
-    if (n <= BLOCK_SPLIT) {
-      cutBounds.push(bounds[i]!);
-      cutCounts.push(n);
+    touched.push({ bound, count: n });
+  }
+  const writes = new Map<string, number | null>();
+  for (const t of touched) {
+    if (t.count <= BLOCK_SPLIT) {
+      writes.set(t.bound.toString("latin1"), t.count);
       continue;
     }
-    const pieces = Math.floor(n / BLOCK_MERGE);
+    // Cut into blocks of BLOCK_MERGE members, the last holding what is left: when members are added at
+    // the end (a set filled in score order) the last block then has room for the next command's.
     let seen = 0;
-    let pieceStart = bounds[i]!;
-    for (const k of scoreKeys(ctx, id, blockStart(bounds[i]!))) {
-      if (seen > 0 && seen % BLOCK_MERGE === 0 && seen / BLOCK_MERGE < pieces) {
-        cutBounds.push(pieceStart);
-        cutCounts.push(BLOCK_MERGE);
-        pieceStart = Buffer.from(k);
-        pieceStart[0] = BY_BLOCK;
+    let piece = t.bound;
+    for (const k of scoreKeys(ctx, id, blockStart(t.bound))) {
+      if (seen > 0 && seen % BLOCK_MERGE === 0) {
+        writes.set(piece.toString("latin1"), BLOCK_MERGE);
+        piece = Buffer.from(k);
+        piece[0] = BY_BLOCK;
       }
-      if (++seen === n) break;
+      if (++seen === t.count) break;
     }
-    if (seen !== n)
-      throw new KvStoreCorruptError(`sorted set ${id}: a block counted ${n} members, held ${seen}`);
-    cutBounds.push(pieceStart);
-    cutCounts.push(n - (pieces - 1) * BLOCK_MERGE);
+    if (seen !== t.count)
+      throw new KvStoreCorruptError(`sorted set ${id}: a block counted ${t.count} members, held ${seen}`);
+    writes.set(piece.toString("latin1"), t.count - Math.floor((t.count - 1) / BLOCK_MERGE) * BLOCK_MERGE);
   }
-  // Merge each block into its predecessor while the two fit in BLOCK_MERGE (an empty one always).
-  const keptBounds: Buffer[] = [cutBounds[0]!];
-  const keptCounts: number[] = [cutCounts[0]!];
-  for (let i = 1; i < cutBounds.length; i++) {
-    const last = keptCounts.length - 1;
-    if (cutCounts[i] === 0 || keptCounts[last]! + cutCounts[i]! <= BLOCK_MERGE)
-      keptCounts[last]! += cutCounts[i]!;
-    else {
-      keptBounds.push(cutBounds[i]!);
-      keptCounts.push(cutCounts[i]!);
-    }
+  // A block left small is merged into its predecessor while the two fit. The predecessor is the nearer
+  // of the stored block below it and a block just cut below it (latin1 names sort as their bytes).
+  const cut = [...writes.keys()].sort();
+  for (const t of touched) {
+    const name = t.bound.toString("latin1");
+    const own = writes.get(name);
+    if (t.bound.length === 1 || own === undefined || own === null || own > BLOCK_MERGE) continue;
+    const [stored] = ctx.itemsBelow(rankIndexId(id), t.bound, 1);
+    let prevName = stored !== undefined && stored[0][0] === BY_BLOCK ? stored[0].toString("latin1") : null;
+    const justCut = greatestBelow(cut, name);
+    if (justCut !== null && (prevName === null || justCut > prevName)) prevName = justCut;
+    if (prevName === null) continue;
+    const before = writes.has(prevName) ? writes.get(prevName)! : stored![1].readUInt32BE(0);
+    if (before === null || (own > 0 && before + own > BLOCK_MERGE)) continue;
+    writes.set(prevName, before + own);
+    writes.set(name, null);
   }
-  const kept = new Set(keptBounds.map((b) => b.toString("latin1")));
-  for (const b of before) if (!kept.has(b)) ctx.removeItem(id, Buffer.from(b, "latin1"));
-  for (let i = 0; i < keptBounds.length; i++) ctx.putItem(id, keptBounds[i]!, countValue(keptCounts[i]!));
+  const rid = rankIndexId(id);
+  for (const [name, n] of writes) {
+    const bound = Buffer.from(name, "latin1");
+    if (n === null) ctx.removeItem(rid, bound);
+    else ctx.putItem(rid, bound, countValue(n));
+  }
 }
 
-/** The index of the block a score-order key falls in: the last bound at or below it (the first has none). */
-function blockIndex(bounds: readonly Buffer[], key: Buffer): number {
+/** The greatest of `sorted` below `name`, or null. */
+function greatestBelow(sorted: readonly string[], name: string): string | null {
   let lo = 0;
-  let hi = bounds.length - 1;
+  let hi = sorted.length;
   while (lo < hi) {
-    const mid = (lo + hi + 1) >> 1;
-    if (Buffer.compare(bounds[mid]!.subarray(1), key.subarray(1)) <= 0) lo = mid;
-    else hi = mid - 1;
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid]! < name) lo = mid + 1;
+    else hi = mid;
   }
-  return lo;
+  return lo === 0 ? null : sorted[lo - 1]!;
 }
