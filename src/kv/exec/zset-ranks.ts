@@ -164,23 +164,19 @@ export interface RankChange {
   readonly delta: 1 | -1;
 }
 
-/** Up to this many changes are counted one at a time (a read each); more in one pass over the blocks. */
-const ONE_BY_ONE = 16;
-
 /**
- * Counts one command's changes to a sorted set (applied to its items already; it is not empty). A few
- * are counted one by one; many (ZADD of thousands, ZREMRANGEBYRANK, a STORE form) in one pass over the
- * blocks they fall in: those blocks read once, the changes counted in memory, full blocks cut and small
- * ones merged into their predecessor, and only then written, so that no read of the items falls between
- * writes (the write-behind layers keep a sorted view of a collection while it is being read: reads
- * between thousands of writes would make each write cost the whole view).
+ * Counts one command's changes to a sorted set (applied to its items already; it is not empty): each
+ * block they fall in read once, the changes counted against it in memory, then blocks past BLOCK_SPLIT
+ * cut (reading their members, which hold every change by now) and small ones merged into their
+ * predecessor, and only then written.
  */
 export function applyRankChanges(ctx: WriteAccess, id: number, changes: readonly RankChange[]): void {
-  if (changes.length <= ONE_BY_ONE) {
-    for (const c of changes) {
-      if (c.delta > 0) rankAdded(ctx, id, c.key);
-      else rankRemoved(ctx, id, c.key);
-    }
+  // One change alone is counted directly. Not several one after another: a split reads the members,
+  // which already hold the command's later changes, and those would then be counted twice.
+  if (changes.length === 1) {
+    const [c] = changes as [RankChange];
+    if (c.delta > 0) rankAdded(ctx, id, c.key);
+    else rankRemoved(ctx, id, c.key);
     return;
   }
   const sorted = [...changes].sort((a, b) => Buffer.compare(a.key, b.key));
@@ -229,7 +225,8 @@ export function applyRankChanges(ctx: WriteAccess, id: number, changes: readonly
   for (const t of touched) {
     const name = t.bound.toString("latin1");
     const own = writes.get(name);
-    if (t.bound.length === 1 || own === undefined || own === null || own > BLOCK_MERGE) continue;
+    if (t.bound.length === 1 || own === undefined || own === null || (own > MERGE_CHECK && own !== 0))
+      continue;
     const [stored] = ctx.itemsBelow(rankIndexId(id), t.bound, 1);
     let prevName = stored !== undefined && stored[0][0] === BY_BLOCK ? stored[0].toString("latin1") : null;
     const justCut = greatestBelow(cut, name);
