@@ -156,7 +156,8 @@ describe("KvStore", () => {
       }),
       { freq: 3 },
     );
-    const state = fc.array(fc.tuple(key, value, expiry, version, fields), { maxLength: 300 });
+    // "max": fast-check keeps arrays to about 10 unless told.
+    const state = fc.array(fc.tuple(key, value, expiry, version, fields), { maxLength: 300, size: "max" });
     await fc.assert(
       fc.asyncProperty(
         state,

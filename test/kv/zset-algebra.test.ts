@@ -94,6 +94,8 @@ describe("the sorted-set algebra in the key-value machine", () => {
         fc.constantFrom<"zset" | "set">("zset", "set"),
         fc.array(fc.tuple(fc.integer({ min: 0, max: 700 }), fc.integer({ min: 0, max: SCORES.length - 1 })), {
           maxLength: 400,
+          // fast-check keeps arrays to about 10 unless told: these must pass a page (256 items).
+          size: "max",
         }),
       ),
     );

@@ -165,7 +165,10 @@ export const piece: fc.Arbitrary<Buffer> = fc.oneof(
       .map(([f, m]) => mutate(f, m)),
   },
   { weight: 2, arbitrary: fc.tuple(wellFormed, fc.nat()).map(([f, n]) => f.subarray(0, n % f.length)) },
-  { weight: 2, arbitrary: fc.uint8Array({ minLength: 1, maxLength: 200 }).map((b) => Buffer.from(b)) },
+  {
+    weight: 2,
+    arbitrary: fc.uint8Array({ minLength: 1, maxLength: 200, size: "max" }).map((b) => Buffer.from(b)),
+  },
   {
     weight: 3,
     arbitrary: fc

@@ -47,7 +47,7 @@ function latin1Key(k: string | Buffer): string {
 
 async function writeKnownData(client: Redis): Promise<void> {
   const samples = fc.sample(
-    fc.tuple(fc.uint8Array({ maxLength: 16 }), fc.uint8Array({ maxLength: 300 }), fc.boolean()),
+    fc.tuple(fc.uint8Array({ maxLength: 16 }), fc.uint8Array({ maxLength: 300, size: "max" }), fc.boolean()),
     { seed: SEED, numRuns: 40 },
   );
   const entries: Array<[Buffer, Buffer, boolean]> = samples.map(([k, v, expires], i) => [

@@ -188,7 +188,7 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc.record({
   fsSeed: fc.integer({ min: 1, max: 0x7fffffff }),
   segmentBytes: fc.integer({ min: 2048, max: 8192 }),
   tailCacheBytes: fc.constantFrom(256, 2048, 1 << 20),
-  ops: fc.array(opArb, { minLength: 1, maxLength: 40 }),
+  ops: fc.array(opArb, { minLength: 1, maxLength: 40, size: "max" }),
   finalTicks: fc.nat(40),
   mode: fc.constantFrom<CrashMode>("random", "lose-all-unsynced"),
 });
