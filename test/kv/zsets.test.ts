@@ -8,6 +8,7 @@ import { BLOCK_SPLIT } from "../../src/kv/exec/zset-ranks.js";
 import * as zsets from "../../src/kv/exec/zsets.js";
 import { rankIndexId } from "../../src/kv/record.js";
 import type { Reply } from "../../src/kv/reply.js";
+import type { KvStore } from "../../src/kv/store.js";
 import { kvMachine } from "../helpers/kv-machine.js";
 import { tempDirs } from "../helpers/temp-dirs.js";
 
@@ -233,6 +234,31 @@ describe("sorted sets in the key-value machine", () => {
     await store.close();
   });
 });
+
+/** A read view of the store that counts the items its ranges return. */
+function countingReads(store: KvStore) {
+  const reads = {
+    count: 0,
+    reset() {
+      reads.count = 0;
+    },
+  };
+  const base = readAccess(store, 1000, new ScanCursors());
+  const counting: ReadAccess = {
+    ...base,
+    items: (id, start, limit) => {
+      const page = base.items(id, start, limit);
+      reads.count += page.length;
+      return page;
+    },
+    itemsBelow: (id, below, limit) => {
+      const page = base.itemsBelow(id, below, limit);
+      reads.count += page.length;
+      return page;
+    },
+  };
+  return { counting, reads };
+}
 
 /** Byte order, as Redis compares members in lex ranges. */
 const byBytes = (a: string, b: string) => Buffer.compare(Buffer.from(a, "latin1"), Buffer.from(b, "latin1"));
@@ -556,21 +582,7 @@ describe("sorted sets: lex ranges, ZRANGESTORE, ZRANDMEMBER, ZSCAN", () => {
       );
     await k.store.flush();
     assert.equal(k.itemsOf("z"), 2 * n);
-    let read = 0;
-    const base = readAccess(k.store, 1000, new ScanCursors());
-    const counting: ReadAccess = {
-      ...base,
-      items: (id, start, limit) => {
-        const page = base.items(id, start, limit);
-        read += page.length;
-        return page;
-      },
-      itemsBelow: (id, below, limit) => {
-        const page = base.itemsBelow(id, below, limit);
-        read += page.length;
-        return page;
-      },
-    };
+    const { counting, reads } = countingReads(k.store);
     const args = (...a: string[]) => a.map((x) => Buffer.from(x));
     // At most every block (fewer than n / 256) and two blocks' members, with a page to spare each way;
     // without the index, a middle rank reads n / 2.
@@ -581,7 +593,7 @@ describe("sorted sets: lex ranges, ZRANGESTORE, ZRANDMEMBER, ZSCAN", () => {
       [args("ZCOUNT", "z", "(10000", "30000"), { k: "int", v: 20000 }],
     ];
     for (const [a, want] of cases) {
-      read = 0;
+      reads.reset();
       const run =
         a[0]!.toString() === "ZCOUNT"
           ? zsets.zcount
@@ -589,9 +601,9 @@ describe("sorted sets: lex ranges, ZRANGESTORE, ZRANDMEMBER, ZSCAN", () => {
             ? zsets.zrank
             : zsets.zrevrank;
       assert.deepEqual(run(counting, a), want);
-      assert.ok(read <= bound, `${a.join(" ")}: read ${read} items`);
+      assert.ok(reads.count <= bound, `${a.join(" ")}: read ${reads.count} items`);
     }
-    read = 0;
+    reads.reset();
     assert.deepEqual(flat(zsets.zrange(counting, args("ZRANGE", "z", "25000", "25004"))), [
       "m25000",
       "m25001",
@@ -599,7 +611,7 @@ describe("sorted sets: lex ranges, ZRANGESTORE, ZRANDMEMBER, ZSCAN", () => {
       "m25003",
       "m25004",
     ]);
-    assert.ok(read <= bound, `ZRANGE: read ${read} items`);
+    assert.ok(reads.count <= bound, `ZRANGE: read ${reads.count} items`);
     await k.store.close();
   });
 
@@ -609,36 +621,22 @@ describe("sorted sets: lex ranges, ZRANGESTORE, ZRANDMEMBER, ZSCAN", () => {
     for (let i = 0; i < members.length; i += 1000)
       await k.run("ZADD", "z", ...members.slice(i, i + 1000).flatMap((m) => ["0", m]));
     await k.store.flush();
-    let read = 0;
-    const base = readAccess(k.store, 1000, new ScanCursors());
-    const counting: ReadAccess = {
-      ...base,
-      items: (id, start, limit) => {
-        const page = base.items(id, start, limit);
-        read += page.length;
-        return page;
-      },
-      itemsBelow: (id, below, limit) => {
-        const page = base.itemsBelow(id, below, limit);
-        read += page.length;
-        return page;
-      },
-    };
+    const { counting, reads } = countingReads(k.store);
     const args = (...a: string[]) => a.map((x) => Buffer.from(x));
     assert.deepEqual(
       flat(zsets.zrangebylex(counting, args("ZRANGEBYLEX", "z", "[m03000", "+", "LIMIT", "0", "10"))),
       members.slice(3000, 3010),
     );
-    assert.ok(read <= 10 + 256, `read ${read} items`);
-    read = 0;
+    assert.ok(reads.count <= 10 + 256, `read ${reads.count} items`);
+    reads.reset();
     assert.deepEqual(
       flat(zsets.zrevrangebylex(counting, args("ZREVRANGEBYLEX", "z", "(m03000", "-", "LIMIT", "2", "10"))),
       members.slice(2988, 2998).reverse(),
     );
-    assert.ok(read <= 12 + 256, `read ${read} items`);
-    read = 0;
+    assert.ok(reads.count <= 12 + 256, `read ${reads.count} items`);
+    reads.reset();
     zsets.zrange(counting, args("ZRANGE", "z", "[m05990", "+", "BYLEX"));
-    assert.ok(read <= 10 + 256, `read ${read} items`);
+    assert.ok(reads.count <= 10 + 256, `read ${reads.count} items`);
     await k.store.close();
   });
 
