@@ -4,11 +4,10 @@
  * into blocks of consecutive members, and each block is one item (tag 2) keyed by its lower bound (a
  * score-order key, or nothing for the first block) holding its member count. The blocks are items of a
  * collection id of their own (`rankIndexId`), so that the write path reads them without reading the
- * set's members. A rank is the counts of
- * the blocks before a member's block plus a walk inside that block; a block past BLOCK_SPLIT members is
- * split, and a block left with few members is merged into its predecessor when the two fit in
- * BLOCK_MERGE, so a large set has about one block per thousand members and a rank walks at most
- * BLOCK_SPLIT members of one.
+ * set's members. A rank is the counts of the blocks before a member's block plus a walk inside that
+ * block; a block past BLOCK_SPLIT members is split, and a block left with few members is merged into
+ * its predecessor when the two fit in BLOCK_MERGE, so a large set has about one block per thousand
+ * members and a rank walks at most BLOCK_SPLIT members of one.
  *
  * Keys here are score-order item keys: [1] ‖ score key (8 bytes) ‖ member. A block's lower bound is such
  * a key without its tag; it need not be a member (it stays when its member goes).
