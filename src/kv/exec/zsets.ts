@@ -799,29 +799,18 @@ export function zrevrange(ctx: ReadAccess, args: readonly Buffer[]): Reply {
   });
 }
 
-export function zrangebyscore(ctx: ReadAccess, args: readonly Buffer[]): Reply {
-  const q = rangeOptions(args, 4, query("score", false), false);
-  if (isReply(q)) return q;
-  return rangeGeneric(ctx, args[1]!, args[2]!, args[3]!, q);
-}
+/** ZRANGEBYSCORE, ZREVRANGEBYSCORE, ZRANGEBYLEX, ZREVRANGEBYLEX: ZRANGE's forms under names of their own. */
+const rangeBy =
+  (by: RangeQuery["by"], rev: boolean) =>
+  (ctx: ReadAccess, args: readonly Buffer[]): Reply => {
+    const q = rangeOptions(args, 4, query(by, rev), false);
+    return isReply(q) ? q : rangeGeneric(ctx, args[1]!, args[2]!, args[3]!, q);
+  };
 
-export function zrevrangebyscore(ctx: ReadAccess, args: readonly Buffer[]): Reply {
-  const q = rangeOptions(args, 4, query("score", true), false);
-  if (isReply(q)) return q;
-  return rangeGeneric(ctx, args[1]!, args[2]!, args[3]!, q);
-}
-
-export function zrangebylex(ctx: ReadAccess, args: readonly Buffer[]): Reply {
-  const q = rangeOptions(args, 4, query("lex", false), false);
-  if (isReply(q)) return q;
-  return rangeGeneric(ctx, args[1]!, args[2]!, args[3]!, q);
-}
-
-export function zrevrangebylex(ctx: ReadAccess, args: readonly Buffer[]): Reply {
-  const q = rangeOptions(args, 4, query("lex", true), false);
-  if (isReply(q)) return q;
-  return rangeGeneric(ctx, args[1]!, args[2]!, args[3]!, q);
-}
+export const zrangebyscore = rangeBy("score", false);
+export const zrevrangebyscore = rangeBy("score", true);
+export const zrangebylex = rangeBy("lex", false);
+export const zrevrangebylex = rangeBy("lex", true);
 
 /** The most members one ZRANDMEMBER returns: its reply is built in memory. */
 const MAX_RANDOM = 1_000_000;
