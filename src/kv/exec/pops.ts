@@ -92,17 +92,32 @@ export const BLOCKING_SHAPES: ReadonlyMap<string, BlockingShape> = new Map([
   ["bzmpop", numkeysAfterTimeout(RecordType.ZSet)],
 ]);
 
+/**
+ * Takes from the first of `keys` that holds something (`take` answers null for an absent key): the reply
+ * `answer` makes of that key and what was taken, an error `take` gave, or a null array when none held any.
+ */
+function fromFirst<T>(
+  keys: readonly Buffer[],
+  take: (key: Buffer) => T | null | Reply,
+  answer: (key: Buffer, taken: T) => Reply,
+): Reply {
+  for (const key of keys) {
+    const taken = take(key);
+    if (taken === null) continue;
+    return isReply(taken) ? taken : answer(key, taken);
+  }
+  return NIL_ARRAY;
+}
+
 /** BLPOP/BRPOP key... timeout: [key, element] from the first non-empty list. */
 function blockingListPop(ctx: WriteAccess, args: readonly Buffer[], left: boolean): Reply {
   const timeout = parseTimeoutMs(args[args.length - 1]!);
   if (isReply(timeout)) return timeout;
-  for (let i = 1; i < args.length - 1; i++) {
-    const taken = popList(ctx, args[i]!, 1n, left);
-    if (taken === null) continue;
-    if (isReply(taken)) return taken;
-    return array([bulk(args[i]!), bulk(taken[0]!)]);
-  }
-  return NIL_ARRAY;
+  return fromFirst(
+    args.slice(1, -1),
+    (key) => popList(ctx, key, 1n, left),
+    (key, [element]) => array([bulk(key), bulk(element!)]),
+  );
 }
 
 export const blpop = (ctx: WriteAccess, args: readonly Buffer[]) => blockingListPop(ctx, args, true);
@@ -112,13 +127,11 @@ export const brpop = (ctx: WriteAccess, args: readonly Buffer[]) => blockingList
 function blockingZsetPop(ctx: WriteAccess, args: readonly Buffer[], max: boolean): Reply {
   const timeout = parseTimeoutMs(args[args.length - 1]!);
   if (isReply(timeout)) return timeout;
-  for (let i = 1; i < args.length - 1; i++) {
-    const taken = popZset(ctx, args[i]!, 1n, max);
-    if (taken === null) continue;
-    if (isReply(taken)) return taken;
-    return array([bulk(args[i]!), bulk(taken[0]!.member), scoreReply(taken[0]!.score)]);
-  }
-  return NIL_ARRAY;
+  return fromFirst(
+    args.slice(1, -1),
+    (key) => popZset(ctx, key, 1n, max),
+    (key, [e]) => array([bulk(key), bulk(e!.member), scoreReply(e!.score)]),
+  );
 }
 
 export const bzpopmin = (ctx: WriteAccess, args: readonly Buffer[]) => blockingZsetPop(ctx, args, false);
@@ -168,38 +181,39 @@ function parseMultiPop(
   return { keys: args.slice(at + 1, at + 1 + n), first: where === ends[0], count: count ?? 1n };
 }
 
-/** As Redis: the arguments after the timeout are read first, then the timeout (BLMPOP's args[1]). */
-function timeoutAfter(p: MultiPop | Reply, args: readonly Buffer[], at: number): Reply | null {
-  if (isReply(p)) return p;
-  if (at === 1) return null;
+/**
+ * LMPOP's arguments from `at` on; BLMPOP's (`at` 2) also the timeout before them, read after them, as
+ * Redis reads them.
+ */
+function multiPopArgs(
+  args: readonly Buffer[],
+  at: number,
+  ends: readonly [string, string],
+): MultiPop | Reply {
+  const p = parseMultiPop(args, at, ends);
+  if (isReply(p) || at === 1) return p;
   const timeout = parseTimeoutMs(args[1]!);
-  return isReply(timeout) ? timeout : null;
+  return isReply(timeout) ? timeout : p;
 }
 
 function listMultiPop(ctx: WriteAccess, args: readonly Buffer[], at: number): Reply {
-  const p = parseMultiPop(args, at, ["LEFT", "RIGHT"]);
-  const refused = timeoutAfter(p, args, at);
-  if (refused !== null || isReply(p)) return refused ?? Errors.syntax;
-  for (const key of p.keys) {
-    const taken = popList(ctx, key, p.count, p.first);
-    if (taken === null) continue;
-    if (isReply(taken)) return taken;
-    return array([bulk(key), array(taken.map((e) => bulk(e)))]);
-  }
-  return NIL_ARRAY;
+  const p = multiPopArgs(args, at, ["LEFT", "RIGHT"]);
+  if (isReply(p)) return p;
+  return fromFirst(
+    p.keys,
+    (key) => popList(ctx, key, p.count, p.first),
+    (key, taken) => array([bulk(key), array(taken.map((e) => bulk(e)))]),
+  );
 }
 
 function zsetMultiPop(ctx: WriteAccess, args: readonly Buffer[], at: number): Reply {
-  const p = parseMultiPop(args, at, ["MIN", "MAX"]);
-  const refused = timeoutAfter(p, args, at);
-  if (refused !== null || isReply(p)) return refused ?? Errors.syntax;
-  for (const key of p.keys) {
-    const taken = popZset(ctx, key, p.count, !p.first);
-    if (taken === null) continue;
-    if (isReply(taken)) return taken;
-    return array([bulk(key), array(taken.map((e) => array([bulk(e.member), scoreReply(e.score)])))]);
-  }
-  return NIL_ARRAY;
+  const p = multiPopArgs(args, at, ["MIN", "MAX"]);
+  if (isReply(p)) return p;
+  return fromFirst(
+    p.keys,
+    (key) => popZset(ctx, key, p.count, !p.first),
+    (key, taken) => array([bulk(key), array(taken.map((e) => array([bulk(e.member), scoreReply(e.score)])))]),
+  );
 }
 
 export const lmpop = (ctx: WriteAccess, args: readonly Buffer[]) => listMultiPop(ctx, args, 1);
