@@ -468,8 +468,8 @@ export class KvStore {
       item: (id, sub) => items.get(itemKey(id, sub)),
       putItem: (id, sub, value) => items.put(itemKey(id, sub), Buffer.from(value)),
       removeItem: (id, sub) => items.remove(itemKey(id, sub)),
-      items: (id, start, limit) => itemsFrom(items, id, start, limit),
-      itemsBelow: (id, below, limit) => itemsDescending(items, id, below, limit),
+      items: (id, start, limit) => itemRange(items, id, start, limit, false),
+      itemsBelow: (id, below, limit) => itemRange(items, id, below, limit, true),
       range: (start, limit) => rangeOf(keys, start, limit),
       count: () => keys.count(),
       tombstone: (key) => {
@@ -569,13 +569,13 @@ export class KvStore {
   /** Up to `limit` items of collection `id` from `start` on (null: the first), in item order. */
   items(id: number, start: Uint8Array | null, limit: number): Array<[Buffer, Buffer]> {
     this.checkOpen();
-    return itemsFrom(this.view.items, id, start, limit);
+    return itemRange(this.view.items, id, start, limit, false);
   }
 
   /** Up to `limit` items of collection `id` below `below` (null: from the last), descending. */
   itemsBelow(id: number, below: Uint8Array | null, limit: number): Array<[Buffer, Buffer]> {
     this.checkOpen();
-    return itemsDescending(this.view.items, id, below, limit);
+    return itemRange(this.view.items, id, below, limit, true);
   }
 
   /** A key's tombstone in the committed state, if it has one. */
@@ -842,21 +842,6 @@ function addressKey(id: number): Buffer {
 
 const ADDRESS_RANGE = { start: ADDRESS_PREFIX, end: ADDRESS_END };
 
-/** Up to `limit` keys of `keys` from `start` on (inclusive), in key order, with their records. */
-function itemsDescending(
-  items: KvTable,
-  id: number,
-  below: Uint8Array | null,
-  limit: number,
-): Array<[Buffer, Buffer]> {
-  const bounds = itemsOf(id);
-  const end = below === null ? bounds.end : itemKey(id, below);
-  const out: Array<[Buffer, Buffer]> = [];
-  for (const { key, value } of items.range({ ...bounds, end, limit, reverse: true }))
-    out.push([key.subarray(8), value]);
-  return out;
-}
-
 /** A collection payload's id (its first 8 bytes). */
 function collectionIdOf(payload: Uint8Array): number {
   return readU64At(Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), 0);
@@ -868,20 +853,26 @@ function itemsOf(id: number): { start: Buffer; end: Buffer; group: Buffer } {
   return { start, end: itemKey(id + 1, EMPTY), group: start };
 }
 
-function itemsFrom(
+/**
+ * Up to `limit` items of collection `id`, item keys without the id: up from `from` (inclusive; null: the
+ * first), or with `reverse` down from below it (exclusive; null: the last).
+ */
+function itemRange(
   items: KvTable,
   id: number,
-  start: Uint8Array | null,
+  from: Uint8Array | null,
   limit: number,
+  reverse: boolean,
 ): Array<[Buffer, Buffer]> {
   const bounds = itemsOf(id);
+  const at = from === null ? null : itemKey(id, from);
+  const range = reverse ? { ...bounds, end: at ?? bounds.end } : { ...bounds, start: at ?? bounds.start };
   const out: Array<[Buffer, Buffer]> = [];
-  const from = start === null ? bounds.start : itemKey(id, start);
-  for (const { key, value } of items.range({ ...bounds, start: from, limit }))
-    out.push([key.subarray(8), value]);
+  for (const { key, value } of items.range({ ...range, limit, reverse })) out.push([key.subarray(8), value]);
   return out;
 }
 
+/** Up to `limit` keys of `keys` from `start` on (inclusive), in key order, with their records. */
 function rangeOf(keys: KvTable, start: Uint8Array, limit: number): Array<[Buffer, KeyRecord]> {
   const out: Array<[Buffer, KeyRecord]> = [];
   for (const { key, value } of keys.range({ start: storedKey(start), limit }))
