@@ -53,6 +53,23 @@ export function collectionOf(ctx: ReadAccess, key: Buffer, type: RecordType): Co
   };
 }
 
+/** HLEN, SCARD, ZCARD: the size of the collection of `type` at args[1], 0 when absent. */
+export const cardinality =
+  (type: RecordType) =>
+  (ctx: ReadAccess, args: readonly Buffer[]): Reply => {
+    const c = collectionOf(ctx, args[1]!, type);
+    return c === null ? int(0) : isReply(c) ? c : int(c.count);
+  };
+
+/** HEXISTS, SISMEMBER: 1 when the collection of `type` at args[1] holds the item args[2]. */
+export const holdsItem =
+  (type: RecordType) =>
+  (ctx: ReadAccess, args: readonly Buffer[]): Reply => {
+    const c = collectionOf(ctx, args[1]!, type);
+    if (isReply(c)) return c;
+    return int(c !== null && ctx.item(c.id, args[2]!) !== undefined ? 1 : 0);
+  };
+
 /** The collection at `key`, or a new empty one (stored by `save`) when absent. */
 export function collectionForWrite(ctx: WriteAccess, key: Buffer, type: RecordType): Collection | Reply {
   return collectionOf(ctx, key, type) ?? { id: ctx.newCollectionId(), count: 0, expireAtMs: 0 };

@@ -10,8 +10,10 @@ import {
   allItems,
   anyTooLong,
   type Collection,
+  cardinality,
   collectionForWrite,
   collectionOf,
+  holdsItem,
   isReply,
   itemTooLong,
   MAX_ITEM_BYTES,
@@ -113,19 +115,9 @@ export function hdel(ctx: WriteAccess, args: readonly Buffer[]): Reply {
   return removeItems(ctx, args, HASH);
 }
 
-export function hexists(ctx: ReadAccess, args: readonly Buffer[]): Reply {
-  const h = hashOf(ctx, args[1]!);
-  if (h === null) return int(0);
-  if (isReply(h)) return h;
-  return int(ctx.item(h.id, args[2]!) === undefined ? 0 : 1);
-}
+export const hexists = holdsItem(HASH);
 
-export function hlen(ctx: ReadAccess, args: readonly Buffer[]): Reply {
-  const h = hashOf(ctx, args[1]!);
-  if (h === null) return int(0);
-  if (isReply(h)) return h;
-  return int(h.count);
-}
+export const hlen = cardinality(HASH);
 
 export function hstrlen(ctx: ReadAccess, args: readonly Buffer[]): Reply {
   const h = hashOf(ctx, args[1]!);

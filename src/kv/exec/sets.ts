@@ -10,8 +10,10 @@ import {
   allItems,
   anyTooLong,
   type Collection,
+  cardinality,
   collectionForWrite,
   collectionOf,
+  holdsItem,
   isReply,
   itemTooLong,
   removeItems,
@@ -58,12 +60,7 @@ export function smembers(ctx: ReadAccess, args: readonly Buffer[]): Reply {
   return setReply(members(ctx, s));
 }
 
-export function sismember(ctx: ReadAccess, args: readonly Buffer[]): Reply {
-  const s = setOf(ctx, args[1]!);
-  if (s === null) return int(0);
-  if (isReply(s)) return s;
-  return int(ctx.item(s.id, args[2]!) === undefined ? 0 : 1);
-}
+export const sismember = holdsItem(SET);
 
 export function smismember(ctx: ReadAccess, args: readonly Buffer[]): Reply {
   const s = setOf(ctx, args[1]!);
@@ -74,12 +71,7 @@ export function smismember(ctx: ReadAccess, args: readonly Buffer[]): Reply {
   return array(out);
 }
 
-export function scard(ctx: ReadAccess, args: readonly Buffer[]): Reply {
-  const s = setOf(ctx, args[1]!);
-  if (s === null) return int(0);
-  if (isReply(s)) return s;
-  return int(s.count);
-}
+export const scard = cardinality(SET);
 
 const mustBePositive = error("ERR value is out of range, must be positive");
 

@@ -15,6 +15,7 @@ import { parseInt64, upper } from "./args.js";
 import {
   anyTooLong,
   type Collection,
+  cardinality,
   collectionForWrite,
   collectionOf,
   indexRange,
@@ -601,12 +602,7 @@ export function zmscore(ctx: ReadAccess, args: readonly Buffer[]): Reply {
   return array(out);
 }
 
-export function zcard(ctx: ReadAccess, args: readonly Buffer[]): Reply {
-  const z = zsetOf(ctx, args[1]!);
-  if (z === null) return int(0);
-  if (isReply(z)) return z;
-  return int(z.count);
-}
+export const zcard = cardinality(ZSET);
 
 export function zcount(ctx: ReadAccess, args: readonly Buffer[]): Reply {
   const min = parseScoreBound(args[2]!);
