@@ -45,7 +45,8 @@ function blockOf(ctx: ReadAccess, id: number, key: Buffer): [Buffer, number] | n
   probe[key.length] = 0;
   const [hit] = ctx.itemsBelow(rankIndexId(id), probe, 1);
   if (hit === undefined || hit[0][0] !== BY_BLOCK) return null;
-  return [Buffer.from(hit[0]), hit[1].readUInt32BE(0)];
+  // The key is the range's own (a copy of LMDB's, or a pending write's, which nobody changes).
+  return [hit[0], hit[1].readUInt32BE(0)];
 }
 
 /** The score-order key a block's members start at. */
@@ -90,7 +91,7 @@ function rankRemoved(ctx: WriteAccess, id: number, key: Buffer): void {
       const before = prev[1].readUInt32BE(0);
       if (left + before <= BLOCK_MERGE || left === 0) {
         ctx.removeItem(rid, block);
-        ctx.putItem(rid, Buffer.from(prev[0]), countValue(before + left));
+        ctx.putItem(rid, prev[0], countValue(before + left));
         return;
       }
     }
