@@ -36,22 +36,17 @@ export function writeReply(w: ReplyWriter, r: Reply): void {
       w.array(r.v.length);
       for (const x of r.v) writeReply(w, x);
       return;
-    case "scored":
-      if (w.protocol === 3) {
-        w.array(r.v.length);
-        for (const [m, s] of r.v) {
-          w.array(2);
-          writeReply(w, m);
-          writeReply(w, s);
-        }
-      } else {
-        w.array(2 * r.v.length);
-        for (const [m, s] of r.v) {
-          writeReply(w, m);
-          writeReply(w, s);
-        }
+    case "scored": {
+      // RESP3: an array of [member, score] pairs; RESP2: one flat array.
+      const pairs = w.protocol === 3;
+      w.array(pairs ? r.v.length : 2 * r.v.length);
+      for (const [m, s] of r.v) {
+        if (pairs) w.array(2);
+        writeReply(w, m);
+        writeReply(w, s);
       }
       return;
+    }
     case "set":
       w.set(r.v.length);
       for (const x of r.v) writeReply(w, x);
