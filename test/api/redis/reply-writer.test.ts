@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { type Protocol, ReplyWriter } from "../../../src/api/redis/resp/reply-writer.js";
+import { writeReply } from "../../../src/api/redis/write-reply.js";
 
 function written(protocol: Protocol, write: (w: ReplyWriter) => void): string {
   const w = new ReplyWriter();
@@ -10,6 +11,30 @@ function written(protocol: Protocol, write: (w: ReplyWriter) => void): string {
 }
 
 describe("RESP reply writer", () => {
+  it("writes member-score pairs as Redis 7.0 does: nested pairs of a double in RESP3, one flat array in RESP2", () => {
+    const scored = {
+      k: "scored",
+      v: [
+        [
+          { k: "bulk", v: Buffer.from("a") },
+          { k: "double", v: "1.5" },
+        ],
+        [
+          { k: "bulk", v: Buffer.from("b") },
+          { k: "double", v: "inf" },
+        ],
+      ],
+    } as const;
+    assert.equal(
+      written(3, (w) => writeReply(w, scored)),
+      "*2\r\n*2\r\n$1\r\na\r\n,1.5\r\n*2\r\n$1\r\nb\r\n,inf\r\n",
+    );
+    assert.equal(
+      written(2, (w) => writeReply(w, scored)),
+      "*4\r\n$1\r\na\r\n$3\r\n1.5\r\n$1\r\nb\r\n$3\r\ninf\r\n",
+    );
+  });
+
   it("writes the types both protocols share identically", () => {
     for (const p of [2, 3] as const) {
       assert.equal(
